@@ -1,0 +1,8 @@
+"""The peersim model and its one boundary, ``run(scenario, seed) -> Results``."""
+
+from simulation.model import PeerSupportModel, run
+from simulation.params import Scenario
+from simulation.results import Results
+from simulation.rng import replicate_seed
+
+__all__ = ["PeerSupportModel", "Results", "Scenario", "replicate_seed", "run"]

@@ -1,0 +1,131 @@
+"""The model's agents.
+
+Each agent is a Mesa agent with its own identity and state; the state lives in
+per-type arrays on the model (row ``index``) so that each phase of a week can
+update every agent of a type at once. These classes are the readable face of
+that state for the app, the tests and anyone exploring a model by hand.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mesa
+
+from simulation.results import ARMS, DIAGNOSES
+
+if TYPE_CHECKING:
+    from simulation.model import PeerSupportModel
+
+FIDELITY_DOMAINS: tuple[str, str, str, str] = (
+    "relationships",
+    "reciprocity",
+    "leadership",
+    "strengths",
+)
+
+
+class _Indexed(mesa.Agent):
+    model: PeerSupportModel
+
+    def __init__(self, model: PeerSupportModel, index: int) -> None:
+        super().__init__(model)
+        self.index = index
+
+
+class ServiceUser(_Indexed):
+    """A trial participant: recruited on the ward, randomised, then discharged."""
+
+    @property
+    def site(self) -> str:
+        return self.model.site_names[int(self.model.su.site[self.index])]
+
+    @property
+    def arm(self) -> str:
+        return ARMS[int(self.model.su.arm[self.index])]
+
+    @property
+    def diagnosis(self) -> str:
+        return DIAGNOSES[int(self.model.su.diagnosis[self.index])]
+
+    @property
+    def peer_worker(self) -> PeerWorker | None:
+        pw = int(self.model.su.pw[self.index])
+        return self.model.peer_workers[pw] if pw >= 0 else None
+
+    @property
+    def met(self) -> bool:
+        return bool(self.model.su.met[self.index])
+
+    @property
+    def engaged(self) -> bool:
+        return bool(self.model.su.engaged[self.index])
+
+    @property
+    def sessions(self) -> int:
+        su = self.model.su
+        return int(su.contacts_ward[self.index] + su.contacts_community[self.index])
+
+    @property
+    def on_ward(self) -> bool:
+        su, week = self.model.su, self.model.week
+        return bool(su.week_recruited[self.index] <= week < su.week_discharged[self.index])
+
+    @property
+    def readmitted(self) -> bool:
+        return bool(self.model.su.readmit_week[self.index] > 0)
+
+
+class PeerWorker(_Indexed):
+    """A peer worker: holds a caseload, four fidelity domains and a morale."""
+
+    @property
+    def site(self) -> str:
+        return self.model.site_names[int(self.model.pw.site[self.index])]
+
+    @property
+    def fidelity(self) -> dict[str, float]:
+        row = self.model.pw.fidelity[self.index]
+        return {d: float(v) for d, v in zip(FIDELITY_DOMAINS, row, strict=True)}
+
+    @property
+    def morale(self) -> float:
+        return float(self.model.pw.morale[self.index])
+
+    @property
+    def caseload(self) -> int:
+        return int(self.model.pw.caseload[self.index])
+
+    @property
+    def records_access(self) -> bool:
+        return bool(self.model.pw.records_access[self.index])
+
+    def clients(self) -> list[ServiceUser]:
+        """The participants currently on this peer worker's caseload."""
+        idx = self.model.active_caseload_members(self.index)
+        return [self.model.service_users[i] for i in idx]
+
+
+class Supervisor(_Indexed):
+    """A peer worker coordinator: splits its hours between supervision, team
+    preparation and, at not-for-profit sites, liaison between organisations."""
+
+    @property
+    def site(self) -> str:
+        return self.model.site_names[int(self.model.sup_site[self.index])]
+
+    @property
+    def hours_per_week(self) -> float:
+        return float(self.model.sup_hours[self.index])
+
+
+class WardStaff(_Indexed):
+    """The ward team of one site: its stance towards peer workers (0-1)."""
+
+    @property
+    def site(self) -> str:
+        return self.model.site_names[self.index]
+
+    @property
+    def relationship(self) -> float:
+        return float(self.model.ward_relationship[self.index])

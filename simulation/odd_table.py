@@ -1,0 +1,102 @@
+"""The ODD parameter table, generated from the parameter classes.
+
+``docs/ODD.md`` pastes the output of ``python -m simulation.odd_table``;
+``tests/test_docs.py`` parses it back and compares it with these rows, so the
+document and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pydantic import BaseModel
+
+from simulation.params import PARAMETER_GROUPS, Scenario, Site
+
+COLUMNS: tuple[str, ...] = ("name", "default", "unit", "grade", "meaning", "source")
+
+
+def format_default(value: Any) -> str:
+    """One canonical text form per default, so the table compares as text."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def parameter_rows() -> list[dict[str, Any]]:
+    """One row per global parameter, in declaration order, named ``group.field``."""
+    rows: list[dict[str, Any]] = []
+    for group in PARAMETER_GROUPS:
+        group_cls = Scenario.model_fields[group].annotation
+        if not (isinstance(group_cls, type) and issubclass(group_cls, BaseModel)):
+            raise TypeError(f"scenario group {group!r} is not a parameter class")
+        for name, info in group_cls.model_fields.items():
+            extra = info.json_schema_extra
+            if not isinstance(extra, dict):
+                raise TypeError(f"{group}.{name} lacks grade/unit/source metadata")
+            rows.append(
+                {
+                    "name": f"{group}.{name}",
+                    "default": info.default,
+                    "unit": str(extra["unit"]),
+                    "grade": str(extra["grade"]),
+                    "meaning": info.description or "",
+                    "source": str(extra.get("source") or ""),
+                }
+            )
+    return rows
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table() -> str:
+    """The rows as a GitHub-flavoured Markdown table (no trailing newline)."""
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for row in parameter_rows():
+        cells = [
+            f"`{row['name']}`",
+            format_default(row["default"]),
+            row["unit"],
+            row["grade"],
+            row["meaning"],
+            row["source"],
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def sites_markdown_table(scenario: Scenario) -> str:
+    """The scenario's site attributes, one row per site (no trailing newline)."""
+    fields = list(Site.model_fields)
+    lines = ["| site | " + " | ".join(fields) + " |", "|" + "---|" * (len(fields) + 1)]
+    for name, site in scenario.sites.items():
+        cells = [name, *(format_default(getattr(site, f)) for f in fields)]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Print the ODD tables as Markdown.")
+    parser.add_argument(
+        "--sites", action="store_true", help="print the ENRICH scenario's site attributes instead"
+    )
+    args = parser.parse_args(argv)
+    if args.sites:
+        # Imported here: the model package must not depend on the scenario files.
+        from scenarios.loader import load_scenario
+
+        print(sites_markdown_table(load_scenario(None)))
+    else:
+        print(markdown_table())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,544 @@
+"""Frozen, validated parameters of one peersim scenario.
+
+Every field carries its unit in its name (``p_`` probability, ``dur_`` duration,
+``n_`` count, ``rel_`` multiplier, ``w_`` weight, ``rate_`` per-week rate) and, in
+its metadata, the evidence grade of its default value:
+
+- ``T`` stated in a published ENRICH trial paper or report abstract;
+- ``W`` stated on a trial-site web page or lay summary (weaker);
+- ``S`` stated in the seed case study;
+- ``M`` a modelling assumption: a free parameter with a prior, never a fact.
+
+The defaults here are the ENRICH trial scenario's values. ``docs/ODD.md`` lists
+them in its parameter table and a test keeps the two identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def _f(default: Any, grade: str, unit: str, meaning: str, source: str = "", **kw: Any) -> Any:
+    """A field with its unit, evidence grade and source attached for the ODD table."""
+    extra: dict[str, Any] = {"grade": grade, "unit": unit, "source": source}
+    return Field(default, description=meaning, json_schema_extra=extra, **kw)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class TrialDesign(_Frozen):
+    """How the trial recruits, randomises and follows participants."""
+
+    dur_recruitment_weeks: int = _f(
+        52, "M", "weeks", "length of the recruitment period at every site", ge=1, le=520
+    )
+    dur_ward_after_recruitment_max_weeks: int = _f(
+        4,
+        "W",
+        "weeks",
+        "longest ward stay after recruitment (recruited when judged likely to be "
+        "discharged within a month); stays are uniform on 1..max",
+        "ENRICH.md trial design",
+        ge=1,
+        le=26,
+    )
+    dur_support_after_discharge_weeks: int = _f(
+        16,
+        "T",
+        "weeks",
+        "peer support continues for 4 months after discharge",
+        "Lancet Psychiatry 2022",
+        ge=0,
+        le=104,
+    )
+    dur_weekly_phase_weeks: int = _f(
+        10,
+        "W",
+        "weeks",
+        "meetings are weekly for this many weeks after discharge, "
+        "then fortnightly until support ends",
+        "ENRICH.md trial design",
+        ge=0,
+        le=104,
+    )
+    dur_followup_weeks: int = _f(
+        52,
+        "T",
+        "weeks",
+        "readmission is followed for 12 months after discharge",
+        "Lancet Psychiatry 2022",
+        ge=1,
+        le=260,
+    )
+    share_psychotic: float = _f(
+        0.4, "M", "share", "share of participants in the psychotic disorders stratum", ge=0, le=1
+    )
+    share_personality: float = _f(
+        0.3,
+        "M",
+        "share",
+        "share in the personality disorders stratum (the rest: other)",
+        ge=0,
+        le=1,
+    )
+    p_non_heterosexual: float = _f(
+        0.1, "M", "probability", "share of participants who are not heterosexual", ge=0, le=1
+    )
+    n_block_max: int = _f(
+        3,
+        "M",
+        "pairs",
+        "randomisation blocks hold 1..n_block_max pairs (permuted blocks "
+        "of randomly varying length)",
+        ge=1,
+        le=10,
+    )
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> TrialDesign:
+        if self.share_psychotic + self.share_personality > 1:
+            raise ValueError(
+                "share_psychotic + share_personality must be at most 1 "
+                f"(got {self.share_psychotic} + {self.share_personality})"
+            )
+        if self.dur_weekly_phase_weeks > self.dur_support_after_discharge_weeks:
+            raise ValueError(
+                "dur_weekly_phase_weeks must not exceed dur_support_after_discharge_weeks "
+                f"(got {self.dur_weekly_phase_weeks} > {self.dur_support_after_discharge_weeks})"
+            )
+        return self
+
+
+class Engagement(_Frozen):
+    """M2: the quality of the first contact decides whether a participant engages."""
+
+    or_per_first_contact_min: float = _f(
+        1.03,
+        "T",
+        "odds ratio per minute",
+        "odds of engaging per minute of first contact",
+        "White et al. 2023",
+        gt=0,
+        le=10,
+    )
+    or_per_rb_activity: float = _f(
+        1.4,
+        "T",
+        "odds ratio per activity",
+        "odds of engaging per relationship-building activity in the first contact",
+        "White et al. 2023",
+        gt=0,
+        le=20,
+    )
+    or_non_heterosexual: float = _f(
+        4.38,
+        "T",
+        "odds ratio",
+        "odds of engaging for non-heterosexual participants",
+        "White et al. 2023",
+        gt=0,
+        le=100,
+    )
+    logit_intercept: float = _f(
+        -2.0,
+        "M",
+        "log-odds",
+        "log-odds of engaging at a zero-minute, zero-activity contact",
+        ge=-20,
+        le=20,
+    )
+    dur_first_contact_full_min: float = _f(
+        60.0,
+        "M",
+        "min",
+        "mean first-contact length for a peer worker at full fidelity and "
+        "morale in a setting that makes room for it",
+        gt=0,
+        le=480,
+    )
+    dur_first_contact_sd_min: float = _f(
+        15.0, "M", "min", "spread of first-contact length between contacts", ge=0, le=240
+    )
+    n_rb_activities_max: int = _f(
+        5,
+        "M",
+        "activities",
+        "most relationship-building activities one first contact holds",
+        ge=0,
+        le=20,
+    )
+    rel_first_contact_community: float = _f(
+        0.8,
+        "M",
+        "multiplier",
+        "first contacts made in the community after discharge are "
+        "this much shorter (no ward introduction)",
+        ge=0,
+        le=2,
+    )
+    w_ward_room: float = _f(
+        0.5,
+        "M",
+        "weight",
+        "how much a poor ward relationship shortens a ward first contact",
+        ge=0,
+        le=1,
+    )
+
+
+class Ward(_Frozen):
+    """M1 and M4: ward staff relationship, referrals and access before discharge."""
+
+    ward_relationship_base: float = _f(
+        0.5,
+        "M",
+        "0-1 score",
+        "ward staff stance towards peer workers with no preparation",
+        ge=0,
+        le=1,
+    )
+    w_preparation: float = _f(
+        0.4,
+        "M",
+        "score per unit preparation",
+        "rise in the ward relationship target from a full team preparation programme",
+        ge=0,
+        le=1,
+    )
+    w_friction_nfp: float = _f(
+        0.25,
+        "M",
+        "score",
+        "fall in the ward relationship target where peer workers are "
+        "employed by a not-for-profit without honorary contracts",
+        ge=0,
+        le=1,
+    )
+    w_experience: float = _f(
+        0.2,
+        "M",
+        "score",
+        "shift in the target from experience: (engaged - declined) / met",
+        ge=0,
+        le=1,
+    )
+    rate_adjust_per_week: float = _f(
+        0.1,
+        "M",
+        "per week",
+        "speed at which the ward relationship moves to its target",
+        ge=0,
+        le=1,
+    )
+    p_first_contact_per_week_max: float = _f(
+        0.6,
+        "M",
+        "probability per week",
+        "chance of a first ward meeting in a week, with a "
+        "perfect ward relationship and full access",
+        ge=0,
+        le=1,
+    )
+    p_contact_per_week: float = _f(
+        0.7,
+        "M",
+        "probability per week",
+        "chance of a further ward meeting in a week before "
+        "discharge once the participant has met their peer worker",
+        ge=0,
+        le=1,
+    )
+    rel_referral_no_records: float = _f(
+        0.7,
+        "M",
+        "multiplier",
+        "referral reliability for a peer worker without access to electronic notes",
+        "access differed between peer workers: Marks 2021 [T]",
+        ge=0,
+        le=1,
+    )
+    rel_authority_nfp: float = _f(
+        0.7,
+        "M",
+        "multiplier",
+        "ward access of not-for-profit peer workers without "
+        "honorary contracts (authority on the ward)",
+        ge=0,
+        le=1,
+    )
+    rel_presence_rural: float = _f(
+        0.7,
+        "M",
+        "multiplier",
+        "ward presence of peer workers at rural sites (travel)",
+        ge=0,
+        le=1,
+    )
+
+
+class Community(_Frozen):
+    """Contacts after discharge, limited by peer worker hours and travel (M5)."""
+
+    p_first_contact_per_week: float = _f(
+        0.1,
+        "M",
+        "probability per week",
+        "chance per week that a participant discharged "
+        "before any ward contact is reached in the community",
+        ge=0,
+        le=1,
+    )
+    p_missed_meeting: float = _f(
+        0.25,
+        "M",
+        "probability",
+        "chance an engaged participant of average frailty and a "
+        "peer worker at full morale misses a scheduled meeting",
+        ge=0,
+        le=1,
+    )
+    w_frailty_missed: float = _f(
+        0.5, "M", "log-odds per SD", "frailer participants miss more meetings", ge=-5, le=5
+    )
+    dur_pw_contact_h_per_week: float = _f(
+        15.0,
+        "M",
+        "h per week",
+        "peer worker hours per week available for meetings and travel",
+        gt=0,
+        le=80,
+    )
+    dur_meeting_min: float = _f(
+        60.0, "M", "min", "length of a meeting, travel excluded", gt=0, le=480
+    )
+
+
+class Supervision(_Frozen):
+    """M3 and M4: how coordinator hours turn into supervision."""
+
+    dur_need_h_per_pw_week: float = _f(
+        1.0,
+        "M",
+        "h per peer worker per week",
+        "supervision a peer worker needs for full adequacy",
+        gt=0,
+        le=40,
+    )
+    share_liaison_nfp: float = _f(
+        0.3,
+        "M",
+        "share",
+        "share of coordinator time spent on liaison between organisations "
+        "at not-for-profit hosted sites",
+        ge=0,
+        le=1,
+    )
+    dur_team_prep_h_per_week: float = _f(
+        2.0,
+        "M",
+        "h per week",
+        "coordinator hours a full team preparation programme takes",
+        ge=0,
+        le=40,
+    )
+    p_attend_rural: float = _f(
+        0.7,
+        "M",
+        "probability",
+        "share of group supervision a rural peer worker attends",
+        ge=0,
+        le=1,
+    )
+
+
+class Fidelity(_Frozen):
+    """M3 and M6: the four fidelity domains of each peer worker, each on 0-1."""
+
+    fidelity_initial: float = _f(
+        0.7, "M", "0-1 score", "each domain's score after training, at the start", ge=0, le=1
+    )
+    rate_pull_per_week: float = _f(
+        0.1, "M", "per week", "pull of adequate supervision towards full fidelity", ge=0, le=1
+    )
+    rate_drift_per_week: float = _f(
+        0.03,
+        "M",
+        "per week",
+        "drift away from peer support principles without supervision",
+        ge=0,
+        le=1,
+    )
+    w_clinical_pull: float = _f(
+        1.0,
+        "M",
+        "multiplier per ward share",
+        "extra drift of the relationship and "
+        "reciprocity domains per share of the caseload on the ward (M6)",
+        ge=0,
+        le=10,
+    )
+    w_low_morale_drift: float = _f(
+        1.0, "M", "multiplier", "extra drift per unit of lost morale", ge=0, le=10
+    )
+
+
+class Morale(_Frozen):
+    """M8: peer worker morale and its feedback on contacts."""
+
+    morale_initial: float = _f(0.8, "M", "0-1 score", "morale at the start", ge=0, le=1)
+    rate_recovery_per_week: float = _f(
+        0.05, "M", "per week", "recovery of morale with adequate supervision", ge=0, le=1
+    )
+    rate_strain_per_week: float = _f(
+        0.02,
+        "M",
+        "per week per workload ratio",
+        "loss of morale with workload (hours needed over hours available)",
+        ge=0,
+        le=1,
+    )
+    rate_dropout_per_week: float = _f(
+        0.02, "M", "per decline", "loss of morale for each participant who declines", ge=0, le=1
+    )
+    w_morale_contact: float = _f(
+        0.5, "M", "weight", "how much lost morale shortens first contacts", ge=0, le=1
+    )
+    w_morale_missed: float = _f(
+        1.0, "M", "log-odds per unit", "how much lost morale raises missed meetings", ge=0, le=10
+    )
+
+
+class Readmission(_Frozen):
+    """M7: readmission over 12 months after discharge."""
+
+    p_readmit_12m_usual_care: float = _f(
+        0.34,
+        "W",
+        "probability",
+        "12-month readmission without peer support (a prior for the control arm)",
+        "ENRICH.md: quoted to recruits",
+        gt=0,
+        lt=1,
+    )
+    sd_frailty_log_hazard: float = _f(
+        0.5,
+        "M",
+        "SD of log-hazard",
+        "spread of readmission risk between participants",
+        ge=0,
+        le=5,
+    )
+    rel_hazard_engaged: float = _f(
+        0.85,
+        "M",
+        "hazard ratio",
+        "readmission hazard once a participant has had the dose threshold of sessions",
+        gt=0,
+        le=5,
+    )
+    n_sessions_dose: int = _f(
+        2,
+        "W",
+        "sessions",
+        "sessions at which benefit appeared",
+        "ENRICH.md: lay summary",
+        ge=1,
+        le=50,
+    )
+
+
+class Mechanisms(_Frozen):
+    """Switches: each mechanism of MECHANISMS.md can be turned off to weigh it."""
+
+    m1_ward_relationship: bool = _f(True, "M", "switch", "M1 team preparation -> ward")
+    m2_first_contact_quality: bool = _f(
+        True, "M", "switch", "M2 fidelity and setting shape the first contact"
+    )
+    m3_supervision: bool = _f(True, "M", "switch", "M3 supervision pulls fidelity back")
+    m4_host_barriers: bool = _f(True, "M", "switch", "M4 not-for-profit host barriers")
+    m5_rural_travel: bool = _f(True, "M", "switch", "M5 rural travel costs")
+    m6_clinical_drift: bool = _f(True, "M", "switch", "M6 ward culture pulls to clinical")
+    m7_dose_response: bool = _f(True, "M", "switch", "M7 engagement dose lowers readmission")
+    m8_morale: bool = _f(True, "M", "switch", "M8 peer worker morale feedback")
+
+
+class Site(_Frozen):
+    """Conditions at one site. Every trial site's values are assumptions [M]."""
+
+    host: Literal["nhs", "not_for_profit"] = Field(
+        description="who employs the peer workers: the NHS trust or a not-for-profit"
+    )
+    geography: Literal["urban", "rural"] = Field(description="urban or rural catchment")
+    dur_travel_min: float = Field(
+        ge=0, le=240, description="one-way travel to a community meeting, minutes"
+    )
+    n_supervisors: int = Field(ge=1, le=20, description="peer worker coordinators at the site")
+    supervisor_h_per_week: float = Field(
+        ge=0, le=400, description="coordinator hours per week at the site, all coordinators"
+    )
+    team_preparation: float = Field(
+        ge=0, le=1, description="team preparation delivered, 0 none to 1 the full programme"
+    )
+    share_records_access: float = Field(
+        ge=0, le=1, description="share of peer workers with access to electronic notes"
+    )
+    honorary_contracts: bool = Field(
+        default=False,
+        description="not-for-profit peer workers hold honorary NHS contracts (records access "
+        "and ward authority)",
+    )
+    p_remote_contact: float = Field(
+        default=0.0, ge=0, le=1, description="share of community meetings held by phone or video"
+    )
+    n_peer_workers: int = Field(ge=1, le=500, description="peer workers at the site")
+    n_caseload_cap: int = Field(ge=1, le=200, description="most participants per peer worker")
+    n_participants: int = Field(ge=0, le=100_000, description="participants recruited")
+
+
+class Scenario(_Frozen):
+    """One complete, validated scenario: global parameters and the sites."""
+
+    name: str = Field(default="scenario", min_length=1, description="short name")
+    description: str = Field(default="", description="what question this scenario asks")
+    trial: TrialDesign = TrialDesign()
+    engagement: Engagement = Engagement()
+    ward: Ward = Ward()
+    community: Community = Community()
+    supervision: Supervision = Supervision()
+    fidelity: Fidelity = Fidelity()
+    morale: Morale = Morale()
+    readmission: Readmission = Readmission()
+    mechanisms: Mechanisms = Mechanisms()
+    sites: dict[str, Site] = Field(min_length=1, description="sites by name")
+
+    @model_validator(mode="after")
+    def _site_names(self) -> Scenario:
+        for name in self.sites:
+            if not name or "/" in name:
+                raise ValueError(f"site name {name!r} must be non-empty and contain no '/'")
+        return self
+
+    @property
+    def site_names(self) -> list[str]:
+        return list(self.sites)
+
+    @property
+    def n_participants(self) -> int:
+        return sum(s.n_participants for s in self.sites.values())
+
+
+PARAMETER_GROUPS: tuple[str, ...] = (
+    "trial",
+    "engagement",
+    "ward",
+    "community",
+    "supervision",
+    "fidelity",
+    "morale",
+    "readmission",
+    "mechanisms",
+)

@@ -1,0 +1,97 @@
+"""Tidy results of one simulated trial replicate.
+
+The model hands back plain column arrays; tables are built only when asked for,
+so calibration, which needs only the trial statistics, pays nothing for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SITE_WEEK_COLUMNS: tuple[str, ...] = (
+    "site",
+    "week",
+    "n_recruited_ps",
+    "met_share",
+    "engaged_share",
+    "contacts_mean",
+    "fidelity",
+    "fid_relationships",
+    "fid_reciprocity",
+    "fid_leadership",
+    "fid_strengths",
+    "supervision_hours",
+    "ward_relationship",
+    "caseload_mean",
+    "pw_morale",
+)
+
+PARTICIPANT_COLUMNS: tuple[str, ...] = (
+    "participant",
+    "site",
+    "arm",
+    "diagnosis",
+    "non_heterosexual",
+    "week_recruited",
+    "week_discharged",
+    "peer_worker",
+    "met",
+    "week_first_contact",
+    "first_contact_setting",
+    "first_contact_min",
+    "rb_activities",
+    "engaged",
+    "contacts_ward",
+    "contacts_community",
+    "sessions",
+    "readmitted_12m",
+    "weeks_to_readmission",
+)
+
+ARMS: tuple[str, str] = ("usual_care", "peer_support")
+DIAGNOSES: tuple[str, str, str] = ("psychotic", "personality", "other")
+SETTINGS: tuple[str, str, str] = ("", "ward", "community")
+
+
+@dataclass(frozen=True)
+class Results:
+    """What ``run(scenario, seed)`` returns.
+
+    ``trial`` is a flat dict of the statistics the trial itself reported;
+    ``site_weeks`` and ``participants`` are long-format tables, one row per
+    (site, week) and per participant.
+    """
+
+    site_names: tuple[str, ...]
+    trial: dict[str, float]
+    site_week_arrays: dict[str, np.ndarray] = field(repr=False)
+    participant_arrays: dict[str, np.ndarray] = field(repr=False)
+
+    @cached_property
+    def site_weeks(self) -> pd.DataFrame:
+        cols: dict[str, Any] = dict(self.site_week_arrays)
+        cols["site"] = pd.Categorical.from_codes(cols["site"], categories=list(self.site_names))
+        return pd.DataFrame({c: cols[c] for c in SITE_WEEK_COLUMNS})
+
+    @cached_property
+    def participants(self) -> pd.DataFrame:
+        a: dict[str, Any] = dict(self.participant_arrays)
+        a["site"] = pd.Categorical.from_codes(a["site"], categories=list(self.site_names))
+        a["arm"] = pd.Categorical.from_codes(a["arm"], categories=list(ARMS))
+        a["diagnosis"] = pd.Categorical.from_codes(a["diagnosis"], categories=list(DIAGNOSES))
+        setting = np.asarray(SETTINGS, dtype=object)[a["first_contact_setting"]]
+        a["first_contact_setting"] = pd.array(setting, dtype="string")
+        # Counts that do not exist for a participant are missing, not -1.
+        for c in ("peer_worker", "week_first_contact", "rb_activities", "weeks_to_readmission"):
+            a[c] = pd.array(np.where(a[c] >= 0, a[c], 0), dtype="Int64")
+            a[c][np.asarray(self.participant_arrays[c]) < 0] = pd.NA
+        return pd.DataFrame({c: a[c] for c in PARTICIPANT_COLUMNS})
+
+    @cached_property
+    def trial_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.trial])
