@@ -1,8 +1,8 @@
 """The peersim model and its one boundary, ``run(scenario, seed) -> Results``."""
 
-from simulation.model import PeerSupportModel, run
+from simulation.model import PeerSupportModel, run, run_batch
 from simulation.params import Scenario
 from simulation.results import Results
 from simulation.rng import replicate_seed
 
-__all__ = ["PeerSupportModel", "Results", "Scenario", "replicate_seed", "run"]
+__all__ = ["PeerSupportModel", "Results", "Scenario", "replicate_seed", "run", "run_batch"]

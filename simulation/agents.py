@@ -38,7 +38,7 @@ class ServiceUser(_Indexed):
 
     @property
     def site(self) -> str:
-        return self.model.site_names[int(self.model.su.site[self.index])]
+        return self.model.site_label(int(self.model.su.site[self.index]))
 
     @property
     def arm(self) -> str:
@@ -73,7 +73,11 @@ class ServiceUser(_Indexed):
 
     @property
     def readmitted(self) -> bool:
-        return bool(self.model.su.readmit_week[self.index] > 0)
+        """Readmitted by now (the clock may still move while peer support goes on)."""
+        su, week = self.model.su, self.model.week
+        due = su.readmit_due[self.index]
+        followup = self.model.params.trial.dur_followup_weeks
+        return bool(due <= followup and week - su.week_discharged[self.index] + 1 > due)
 
 
 class PeerWorker(_Indexed):
@@ -81,7 +85,7 @@ class PeerWorker(_Indexed):
 
     @property
     def site(self) -> str:
-        return self.model.site_names[int(self.model.pw.site[self.index])]
+        return self.model.site_label(int(self.model.pw.site[self.index]))
 
     @property
     def fidelity(self) -> dict[str, float]:
@@ -112,7 +116,7 @@ class Supervisor(_Indexed):
 
     @property
     def site(self) -> str:
-        return self.model.site_names[int(self.model.sup_site[self.index])]
+        return self.model.site_label(int(self.model.sup_site[self.index]))
 
     @property
     def hours_per_week(self) -> float:
@@ -124,7 +128,7 @@ class WardStaff(_Indexed):
 
     @property
     def site(self) -> str:
-        return self.model.site_names[self.index]
+        return self.model.site_label(self.index)
 
     @property
     def relationship(self) -> float:

@@ -10,6 +10,7 @@ what-if changes only the draws its change touches.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mesa
@@ -17,7 +18,7 @@ import numpy as np
 
 from simulation.agents import FIDELITY_DOMAINS, PeerWorker, ServiceUser, Supervisor, WardStaff
 from simulation.params import Scenario
-from simulation.results import Results
+from simulation.results import DIAGNOSES, Results
 from simulation.rng import Streams
 from simulation.stats import odds_ratio
 
@@ -42,7 +43,8 @@ RECORDS = SITE_RECORDS + PW_RECORDS
 
 
 def _expit(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    # exp overflows beyond about 709; the probability is 0 or 1 to double precision there.
+    return 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(x, -700.0), 700.0)))
 
 
 def _logit(p: float) -> float:
@@ -70,7 +72,6 @@ class ServiceUserState:
     u_community: np.ndarray  # (n, support weeks)
     # Derived, fixed per participant
     hazard: np.ndarray  # weekly readmission hazard without peer support
-    hazard_dosed: np.ndarray  # the same once the dose threshold is reached (M7)
     odds_missed: np.ndarray  # odds of missing a meeting at full peer worker morale
     # Dynamic state
     pw: np.ndarray
@@ -84,8 +85,7 @@ class ServiceUserState:
     contacts_ward: np.ndarray
     contacts_community: np.ndarray
     sessions: np.ndarray  # contacts_ward + contacts_community
-    cum_hazard: np.ndarray
-    readmit_week: np.ndarray  # weeks after discharge, -1 if not readmitted
+    readmit_due: np.ndarray  # week after discharge the clock runs out, given the dose so far
 
 
 class PeerWorkerState:
@@ -110,12 +110,26 @@ class PeerWorkerState:
         self.declines_this_week = np.zeros(n)
 
 
-class PeerSupportModel(mesa.Model):
-    """One simulated trial. ``run_to_end()`` steps it through delivery."""
+Seed = int | np.random.SeedSequence
 
-    def __init__(self, scenario: Scenario, seed: int | np.random.SeedSequence = 0) -> None:
-        self.streams = Streams(seed)
-        super().__init__(rng=self.streams.get("mesa"))
+
+class PeerSupportModel(mesa.Model):
+    """Simulated trials of one scenario. ``run_to_end()`` steps them through delivery.
+
+    Given one seed, the model is one trial replicate. Given several, it runs
+    them side by side: sites never interact, so replicate r is simply a copy of
+    every site drawing from replicate r's own streams, and the weekly phases
+    pay numpy's per-call cost once for all replicates. Each replicate's results
+    are identical to running it alone.
+    """
+
+    def __init__(self, scenario: Scenario, seed: Seed | Sequence[Seed] = 0) -> None:
+        seeds = list(seed) if isinstance(seed, Sequence) else [seed]
+        if not seeds:
+            raise ValueError("at least one seed is needed")
+        self.replicate_streams = [Streams(s) for s in seeds]
+        self.n_replicates = len(seeds)
+        super().__init__(rng=self.replicate_streams[0].get("mesa"))
         self.params = scenario  # not "scenario": mesa.Model reserves that name
         self.site_names: tuple[str, ...] = tuple(scenario.sites)
         self.week = 0
@@ -148,10 +162,16 @@ class PeerSupportModel(mesa.Model):
             self._service_users = ServiceUser.create_agents(self, n, list(range(n)))
         return self._service_users
 
+    def site_label(self, g: int) -> str:
+        """The scenario's name for internal site ``g`` (with its replicate if batched)."""
+        name = self.site_names[g % len(self.site_names)]
+        return name if self.n_replicates == 1 else f"{name} (replicate {g // len(self.site_names)})"
+
     # ----------------------------------------------------------------- set-up
     def _init_sites(self) -> None:
         p, mech = self.params, self.params.mechanisms
-        sites = list(p.sites.values())
+        # Site g is site g % n of the scenario in replicate g // n.
+        sites = list(p.sites.values()) * self.n_replicates
         self.n_sites = len(sites)
         self.site_nfp = np.array([s.host == "not_for_profit" for s in sites])
         self.site_rural = np.array([s.geography == "rural" for s in sites])
@@ -161,11 +181,10 @@ class PeerSupportModel(mesa.Model):
         honorary = np.array([s.honorary_contracts for s in sites])
         # M4: barriers apply to not-for-profit peer workers without honorary contracts.
         self.site_barriers = self.site_nfp & ~honorary & mech.m4_host_barriers
+        # M5: travel to community meetings costs peer worker hours (remote meetings
+        # cost none); without M5, travel is free everywhere.
         travel_min = np.array([s.dur_travel_min * (1 - s.p_remote_contact) for s in sites])
-        if not mech.m5_rural_travel:
-            # Without M5, every site travels like the urban sites of the scenario.
-            urban = ~self.site_rural
-            travel_min = np.full(self.n_sites, travel_min[urban].mean() if urban.any() else 0.0)
+        travel_min *= mech.m5_rural_travel
         cm = p.community
         # Peer worker hours per meeting: column 0 on the ward, column 1 in the community.
         self.site_cost_h = (
@@ -192,6 +211,12 @@ class PeerSupportModel(mesa.Model):
         self._supervision_plan(site_hours)
 
         self.ward_relationship = np.full(self.n_sites, p.ward.ward_relationship_base)
+        # The part of the ward relationship target that experience does not move.
+        self.ward_target_fixed = (
+            p.ward.ward_relationship_base
+            + p.ward.w_preparation * self.site_prep
+            - p.ward.w_friction_nfp * self.site_barriers
+        )
         self.site_met = np.zeros(self.n_sites)
         self.site_engaged = np.zeros(self.n_sites)
         self.site_declined = np.zeros(self.n_sites)
@@ -210,7 +235,9 @@ class PeerSupportModel(mesa.Model):
         available = np.maximum(0.0, site_hours * (1 - liaison) - prep_h)
         attend = np.where(self.site_rural & mech.m5_rural_travel, sv.p_attend_rural, 1.0)
         self.site_supervision_h = available / self.site_n_pw * attend
-        self.site_adequacy = np.minimum(1.0, self.site_supervision_h / sv.dur_need_h_per_pw_week)
+        with np.errstate(over="ignore"):  # a tiny need: adequacy is simply 1
+            ratio = self.site_supervision_h / sv.dur_need_h_per_pw_week
+        self.site_adequacy = np.minimum(1.0, ratio)
 
     def _init_peer_workers(self) -> None:
         p = self.params
@@ -218,7 +245,7 @@ class PeerSupportModel(mesa.Model):
         n_pw = self.n_pw = len(site)
         self.site_pw_start = np.concatenate([[0], np.cumsum(self.site_n_pw)])
         records = np.zeros(n_pw, dtype=bool)
-        for k, s in enumerate(p.sites.values()):
+        for k, s in enumerate(list(p.sites.values()) * self.n_replicates):
             # The first round(share * n) peer workers of a site hold access.
             n_access = (
                 s.n_peer_workers
@@ -236,8 +263,6 @@ class PeerSupportModel(mesa.Model):
         adequacy = self.site_adequacy[site] if p.mechanisms.m3_supervision else np.ones(n_pw)
         self.pw_adequacy = adequacy
         self.pw_pull = (p.fidelity.rate_pull_per_week * adequacy)[:, None]
-        # Site means over peer workers as one matrix product in record().
-        self.pw_site_mean = (site[:, None] == np.arange(self.n_sites)[None, :]) / self.site_n_pw
 
     def _init_service_users(self) -> None:
         p = self.params
@@ -247,9 +272,10 @@ class PeerSupportModel(mesa.Model):
         def add(name: str, value: np.ndarray) -> None:
             parts.setdefault(name, []).append(value)
 
-        for k, (name, s) in enumerate(p.sites.items()):
+        for k, (name, s) in enumerate(list(p.sites.items()) * self.n_replicates):
             n = s.n_participants
-            rng = self.streams.get(f"participants/{name}")
+            streams = self.replicate_streams[k // len(p.sites)]
+            rng = streams.get(f"participants/{name}")
             week_rec = np.sort(rng.integers(0, tr.dur_recruitment_weeks, n))
             stay = rng.integers(1, tr.dur_ward_after_recruitment_max_weeks + 1, n)
             u_diag = rng.random(n)
@@ -268,25 +294,23 @@ class PeerSupportModel(mesa.Model):
             add("week_discharged", week_rec + stay)
             add("diagnosis", diagnosis)
             add("non_heterosexual", u_orient < tr.p_non_heterosexual)
-            add("arm", self._randomise(diagnosis, self.streams.get(f"randomisation/{name}")))
+            add("arm", self._randomise(diagnosis, streams.get(f"randomisation/{name}")))
             # Separate streams so that a longer ward stay or support period does
             # not shift any other draw.
             add(
                 "u_rb",
-                self.streams.get(f"first_contact/{name}").random(
-                    (n, p.engagement.n_rb_activities_max)
-                ),
+                streams.get(f"first_contact/{name}").random((n, p.engagement.n_rb_activities_max)),
             )
-            add("u_ward", self.streams.get(f"ward/{name}").random((n, self.n_ward_weeks)))
+            add("u_ward", streams.get(f"ward/{name}").random((n, self.n_ward_weeks)))
             add(
                 "u_community",
-                self.streams.get(f"community/{name}").random((n, max(self.n_support_weeks, 1))),
+                streams.get(f"community/{name}").random((n, max(self.n_support_weeks, 1))),
             )
 
         a = {k: np.concatenate(v) for k, v in parts.items()}
         n = len(a["site"])
         rd = p.readmission
-        h0 = -math.log(1 - rd.p_readmit_12m_usual_care) / 52.0
+        h0 = -math.log1p(-rd.p_readmit_12m_usual_care) / 52.0
         sd = rd.sd_frailty_log_hazard
         # Mean-one lognormal frailty keeps the average hazard at h0.
         hazard = h0 * np.exp(sd * a["z_frailty"] - sd * sd / 2)
@@ -297,7 +321,6 @@ class PeerSupportModel(mesa.Model):
         self.su = ServiceUserState(
             **a,
             hazard=hazard,
-            hazard_dosed=hazard * (rd.rel_hazard_engaged if p.mechanisms.m7_dose_response else 1.0),
             odds_missed=odds_missed,
             pw=np.full(n, -1),
             met=np.zeros(n, dtype=bool),
@@ -310,8 +333,7 @@ class PeerSupportModel(mesa.Model):
             contacts_ward=np.zeros(n, dtype=np.int64),
             contacts_community=np.zeros(n, dtype=np.int64),
             sessions=np.zeros(n, dtype=np.int64),
-            cum_hazard=np.zeros(n),
-            readmit_week=np.full(n, -1),
+            readmit_due=self._first_due(a["readmit_clock"], hazard),
         )
         self.ps = a["arm"] == 1
         # Peer-support participants by week of recruitment, for allocation.
@@ -321,10 +343,6 @@ class PeerSupportModel(mesa.Model):
         self.recruits_by_week = [order[bounds[w] : bounds[w + 1]] for w in range(self.n_weeks)]
         self.waiting: list[int] = []
         self.open_cases = np.zeros(0, dtype=np.int64)
-        self.by_discharge = np.argsort(a["week_discharged"], kind="stable")
-        self.discharge_bounds = np.searchsorted(
-            a["week_discharged"][self.by_discharge], np.arange(self.n_weeks + 2)
-        )
         # Participants recruited so far, per site and week (the shares' denominator).
         recruited = np.zeros((self.n_weeks, self.n_sites))
         np.add.at(recruited, (a["week_recruited"][ps_idx], a["site"][ps_idx]), 1)
@@ -336,33 +354,33 @@ class PeerSupportModel(mesa.Model):
         # Week of the last support week: a case closes after it.
         self.su_last_support_week = a["week_discharged"] + self.n_support_weeks - 1
 
+    @staticmethod
+    def _first_due(clock: np.ndarray, hazard: np.ndarray) -> np.ndarray:
+        """Until dosed, the hazard is constant: the clock runs out in this week."""
+        with np.errstate(over="ignore"):
+            return np.maximum(np.ceil(clock / np.maximum(hazard, 1e-300)), 1.0)
+
     def _randomise(self, diagnosis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """1:1 allocation in permuted blocks of random length within each
         diagnostic stratum, participants taken in recruitment order."""
         n = len(diagnosis)
-        if n == 0:
-            return np.zeros(0, dtype=np.int8)
-        n_strata = 3
-        # Row s lays stratum s's allocation sequence out as blocks of 2, 4, ... places.
-        sizes = 2 * rng.integers(1, self.params.trial.n_block_max + 1, (n_strata, n))
-        ends = np.cumsum(sizes, axis=1)
-        place = np.arange(n)
-        block = np.stack([np.searchsorted(ends[s], place, side="right") for s in range(n_strata)])
-        block_id = (block + n * np.arange(n_strata)[:, None]).ravel()
-        order = np.lexsort((rng.random(n_strata * n), block_id))  # shuffled within each block
-        start = (np.take_along_axis(ends - sizes, block, axis=1)).ravel()
-        rank = np.empty(n_strata * n, dtype=np.int64)
-        rank[order] = np.arange(n_strata * n)
-        # Places are consecutive per block, so rank - (block start) is the shuffled position.
-        position = rank - (start + n * np.repeat(np.arange(n_strata), n))
-        half = (np.take_along_axis(sizes, block, axis=1) // 2).ravel()
-        sequence = (position < half).reshape(n_strata, n)
-        # The k-th participant of a stratum takes place k of its sequence.
-        nth = np.empty(n, dtype=np.int64)
+        n_strata = len(DIAGNOSES)
+        # Each stratum's allocation sequence: blocks of 2, 4, ... places, each
+        # holding equal numbers of both arms in random order.
+        sizes = 2 * rng.integers(1, self.params.trial.n_block_max + 1, n_strata * (n // 2 + 1))
+        block = np.repeat(np.arange(len(sizes)), sizes)
+        order = np.lexsort((rng.random(len(block)), block))  # shuffled within each block
+        block_start = np.cumsum(sizes) - sizes
+        rank = np.empty(len(block), dtype=np.int64)
+        rank[order] = np.arange(len(block)) - block_start[block]
+        sequence = rank < (sizes // 2)[block]
+        # The k-th participant of stratum s takes place k of stratum s's sequence.
+        stratum_start = block_start[:: n // 2 + 1]
         by_stratum = np.argsort(diagnosis, kind="stable")
         counts = np.bincount(diagnosis, minlength=n_strata)
-        nth[by_stratum] = place - np.repeat(np.cumsum(counts) - counts, counts)
-        return sequence[diagnosis, nth].astype(np.int8)
+        nth = np.empty(n, dtype=np.int64)
+        nth[by_stratum] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        return sequence[stratum_start[diagnosis] + nth].astype(np.int8)
 
     def _init_records(self) -> None:
         self.records = np.zeros((self.n_weeks, len(RECORDS), self.n_sites))
@@ -394,7 +412,7 @@ class PeerSupportModel(mesa.Model):
         self.close_cases(t)
         self.drift(on_ward)
         self.update_morale()
-        self.readmit(t)
+        self.readmit(t, in_community)
         self.record(t)
         self.week += 1
 
@@ -438,12 +456,7 @@ class PeerSupportModel(mesa.Model):
             return
         w = self.params.ward
         experience = (self.site_engaged - self.site_declined) / (self.site_met + 1.0)
-        target = (
-            w.ward_relationship_base
-            + w.w_preparation * self.site_prep
-            - w.w_friction_nfp * self.site_barriers
-            + w.w_experience * experience
-        )
+        target = self.ward_target_fixed + w.w_experience * experience
         target = np.minimum(np.maximum(target, 0.0), 1.0)
         self.ward_relationship += w.rate_adjust_per_week * (target - self.ward_relationship)
 
@@ -481,7 +494,7 @@ class PeerSupportModel(mesa.Model):
         p_again = self.params.ward.p_contact_per_week * self.site_presence[site] * capacity
         again = met & su.engaged[on_ward] & (u < p_again)
         su.contacts_ward[on_ward[again]] += 1
-        su.sessions[on_ward[again]] += 1
+        self.add_sessions(on_ward[again], t)
         self.site_sessions += np.bincount(site[again], minlength=self.n_sites)
         return on_ward[~met & (u < p_first)]
 
@@ -501,7 +514,7 @@ class PeerSupportModel(mesa.Model):
         p_attend = capacity / (1 + su.odds_missed[idx] * morale_odds[pw])
         attended = met & (u < p_attend)
         su.contacts_community[idx[attended]] += 1
-        su.sessions[idx[attended]] += 1
+        self.add_sessions(idx[attended], t)
         self.site_sessions += np.bincount(su.site[idx[attended]], minlength=self.n_sites)
         return idx[~met & (u < p_first)]
 
@@ -547,7 +560,7 @@ class PeerSupportModel(mesa.Model):
         su.engaged[idx] = engaged
         su.contacts_ward[first_ward] += 1
         su.contacts_community[first_community] += 1
-        su.sessions[idx] += 1
+        self.add_sessions(idx, t)
         declined = ~engaged
         su.closed[idx[declined]] = True  # a participant who does not engage leaves the caseload
         by_outcome = np.bincount(2 * site + engaged, minlength=2 * self.n_sites).reshape(-1, 2)
@@ -576,14 +589,17 @@ class PeerSupportModel(mesa.Model):
         fd, mech = self.params.fidelity, self.params.mechanisms
         drift = fd.rate_drift_per_week * (1 + fd.w_low_morale_drift * (1 - self.pw.morale))
         f = self.pw.fidelity
-        f += self.pw_pull * (1 - f) - drift[:, None] * f
+        change = self.pw_pull * (1 - f) - drift[:, None] * f
         if mech.m6_clinical_drift and len(on_ward):
-            on_ward_n = np.bincount(self.su.pw[on_ward], minlength=self.n_pw)
-            ward_share = on_ward_n / np.maximum(self.pw.caseload, 1)
-            extra = drift * fd.w_clinical_pull * ward_share
-            f[:, REL] -= extra * f[:, REL]
-            f[:, RECIP] -= extra * f[:, RECIP]
-        np.maximum(f, 0.0, out=f)  # only the extra drift terms can overshoot
+            # Share of each peer worker's open caseload still on the ward.
+            still_open = on_ward[~self.su.closed[on_ward]]
+            on_ward_n = np.bincount(self.su.pw[still_open], minlength=self.n_pw)
+            extra = drift * fd.w_clinical_pull * on_ward_n / np.maximum(self.pw.caseload, 1)
+            change[:, :2] -= extra[:, None] * f[:, :2]  # relationships and reciprocity
+        f += change
+        # Rates are per week; large ones would overshoot the 0-1 scale.
+        np.maximum(f, 0.0, out=f)
+        np.minimum(f, 1.0, out=f)
 
     def update_morale(self) -> None:
         """M8: morale recovers with supervision, falls with workload and declines."""
@@ -601,23 +617,35 @@ class PeerSupportModel(mesa.Model):
         np.maximum(m, 0.0, out=m)
         np.minimum(m, 1.0, out=m)
 
-    def _hazard_now(self, idx: np.ndarray) -> np.ndarray:
-        """This week's hazard: lower once the dose threshold of sessions is reached (M7)."""
+    def add_sessions(self, idx: np.ndarray, t: int) -> None:
+        """Count a session for each of ``idx``; M7: from the week a participant
+        reaches the dose threshold, their readmission hazard is lower, so the
+        week their clock runs out moves later."""
         su = self.su
-        dosed = su.sessions[idx] >= self.params.readmission.n_sessions_dose
-        return np.where(dosed, su.hazard_dosed[idx], su.hazard[idx])
+        su.sessions[idx] += 1
+        rd = self.params.readmission
+        if not self.params.mechanisms.m7_dose_response:
+            return
+        dosed = idx[su.sessions[idx] == rd.n_sessions_dose]
+        if len(dosed) == 0:
+            return
+        # Weeks after discharge already run at the full hazard (none if dosed on the ward).
+        k = np.maximum(t - su.week_discharged[dosed], 0).astype(float)
+        h = su.hazard[dosed]
+        remaining = su.readmit_clock[dosed] - h * k
+        with np.errstate(over="ignore"):  # a vanishing hazard: the clock never runs out
+            weeks_left = np.ceil(remaining / np.maximum(h * rd.rel_hazard_engaged, 1e-300))
+        su.readmit_due[dosed] = k + np.maximum(weeks_left, 1.0)
 
-    def readmit(self, t: int) -> None:
-        """M7: after discharge each participant's cumulative hazard runs against
-        their pre-drawn clock; the week it passes, they are readmitted."""
+    def readmit(self, t: int, in_community: np.ndarray) -> None:
+        """M7: a participant whose readmission clock has run out is readmitted,
+        which ends community peer support. Outside support nothing can change
+        the clock, so everyone else's readmission week is read off at the end."""
         su = self.su
-        first = max(0, t - self.params.trial.dur_followup_weeks + 1)
-        at_risk = self.by_discharge[self.discharge_bounds[first] : self.discharge_bounds[t + 1]]
-        at_risk = at_risk[su.readmit_week[at_risk] < 0]
-        su.cum_hazard[at_risk] += self._hazard_now(at_risk)
-        new = at_risk[su.cum_hazard[at_risk] >= su.readmit_clock[at_risk]]
-        su.readmit_week[new] = t - su.week_discharged[new] + 1
-        su.closed[new] = True  # readmission ends community peer support
+        # Open cases after discharge, and anyone still waiting for a peer worker.
+        at_risk = np.concatenate([in_community, self.waiting]).astype(np.int64)
+        weeks_after = t - su.week_discharged[at_risk] + 1
+        su.closed[at_risk[weeks_after >= su.readmit_due[at_risk]]] = True
 
     def record(self, t: int) -> None:
         """Per-site measures of the week: shares of the peer-support arm recruited
@@ -630,41 +658,36 @@ class PeerSupportModel(mesa.Model):
         r[2] = self.site_engaged / denom
         r[3] = self.site_sessions / denom
         r[4] = self.ward_relationship
-        r[5:] = self.pw.state.T @ self.pw_site_mean
+        # Peer workers are contiguous by site: sum each block in order (exact,
+        # so a replicate's numbers do not depend on what else is in the batch).
+        sums = np.add.reduceat(self.pw.state, self.site_pw_start[:-1], axis=0)
+        r[5:] = (sums / self.site_n_pw[:, None]).T
 
     # ---------------------------------------------------------- whole trial
-    def run_to_end(self) -> Results:
-        """Step through delivery, finish the readmission follow-up, and report."""
+    def run_to_end(self) -> list[Results]:
+        """Step through delivery, finish the readmission follow-up, and report
+        each replicate's results, in seed order."""
         while self.week < self.n_weeks:
             self.step()
-        self._finish_followup()
-        return self.results()
+        return [self.results(r) for r in range(self.n_replicates)]
 
-    def _finish_followup(self) -> None:
-        """After delivery no dose changes, so each remaining clock is solved
-        in closed form: the first whole week at which the hazard passes it."""
-        su = self.su
+    def results(self, replicate: int = 0) -> Results:
+        """The tidy results of one replicate."""
+        n_site = len(self.site_names)
+        g0, g1 = replicate * n_site, (replicate + 1) * n_site
+        lo, hi = np.searchsorted(self.su.site, [g0, g1])  # participants are in site order
+        su = {name: value[lo:hi] for name, value in vars(self.su).items()}
+        pw_offset = self.site_pw_start[g0]
+        site = su["site"] - g0
         followup = self.params.trial.dur_followup_weeks
-        weeks_done = np.minimum(self.n_weeks - su.week_discharged, followup)
-        idx = np.flatnonzero((su.readmit_week < 0) & (weeks_done < followup))
-        if len(idx) == 0:
-            return
-        h = self._hazard_now(idx)
-        need = np.ceil((su.readmit_clock[idx] - su.cum_hazard[idx]) / h)
-        week = weeks_done[idx] + np.maximum(need, 1)
-        hit = week <= followup
-        su.readmit_week[idx[hit]] = week[hit]
-
-    def results(self) -> Results:
-        su = self.su
-        sessions = su.sessions
-        readmitted = su.readmit_week > 0
-        ps, uc = self.ps, ~self.ps
+        readmitted = su["readmit_due"] <= followup
+        readmit_week = np.where(readmitted, su["readmit_due"], -1).astype(np.int64)
+        ps = su["arm"] == 1
+        uc = ~ps
         n_ps, n_uc = int(ps.sum()), int(uc.sum())
         e_ps, e_uc = int((readmitted & ps).sum()), int((readmitted & uc).sum())
-        itt, lo, hi = odds_ratio(e_ps, n_ps, e_uc, n_uc)
-        dosed = ps & (sessions >= self.params.readmission.n_sessions_dose)
-        n_dosed = int(dosed.sum())
+        itt, itt_lo, itt_hi = odds_ratio(e_ps, n_ps, e_uc, n_uc)
+        dosed = ps & (su["sessions"] >= self.params.readmission.n_sessions_dose)
 
         def share(mask: np.ndarray, of: np.ndarray) -> float:
             n_of = int(of.sum())
@@ -676,55 +699,59 @@ class PeerSupportModel(mesa.Model):
             "readmit_ps": share(readmitted, ps),
             "readmit_uc": share(readmitted, uc),
             "itt_or": itt,
-            "itt_or_lo": lo,
-            "itt_or_hi": hi,
-            "n_2plus": n_dosed,
+            "itt_or_lo": itt_lo,
+            "itt_or_hi": itt_hi,
+            "n_2plus": int(dosed.sum()),
             "readmit_2plus": share(readmitted, dosed),
-            "allocated_share": share(su.pw >= 0, ps),
-            "met_share": share(su.met, ps),
-            "engaged_share": share(su.engaged, ps),
-            "contacts_community_mean": float(su.contacts_community[ps].mean())
+            "allocated_share": share(su["pw"] >= 0, ps),
+            "met_share": share(su["met"], ps),
+            "engaged_share": share(su["engaged"], ps),
+            "contacts_community_mean": float(su["contacts_community"][ps].mean())
             if n_ps
             else math.nan,
         }
-        last = self.n_weeks - 1
+        records = self.records[:, :, g0:g1]
         fid = [RECORDS.index(f"fid_{d}") for d in FIDELITY_DOMAINS]
-        fidelity_end = self.records[last, fid].mean(axis=0)
+        fidelity = records[:, fid].mean(axis=1)
         for k, name in enumerate(self.site_names):
-            trial[f"engaged_share_{name}"] = share(su.engaged, ps & (su.site == k))
-            trial[f"fidelity_{name}"] = float(fidelity_end[k])
+            trial[f"engaged_share_{name}"] = share(su["engaged"], ps & (site == k))
+            trial[f"fidelity_{name}"] = float(fidelity[-1, k])
 
-        weeks = np.repeat(np.arange(self.n_weeks), self.n_sites)
-        sites = np.tile(np.arange(self.n_sites), self.n_weeks)
-        sw: dict[str, np.ndarray] = {n: self.records[:, j].ravel() for j, n in enumerate(RECORDS)}
-        sw["fidelity"] = self.records[:, fid].mean(axis=1).ravel()
-        sw["supervision_hours"] = np.tile(self.site_supervision_h, self.n_weeks)
-        sw["site"] = sites
-        sw["week"] = weeks
+        sw: dict[str, np.ndarray] = {n: records[:, j].ravel() for j, n in enumerate(RECORDS)}
+        sw["fidelity"] = fidelity.ravel()
+        sw["supervision_hours"] = np.tile(self.site_supervision_h[g0:g1], self.n_weeks)
+        sw["site"] = np.tile(np.arange(n_site), self.n_weeks)
+        sw["week"] = np.repeat(np.arange(self.n_weeks), n_site)
         participants = {
-            "participant": np.arange(len(su.site)),
-            "site": su.site,
-            "arm": su.arm,
-            "diagnosis": su.diagnosis,
-            "non_heterosexual": su.non_heterosexual,
-            "week_recruited": su.week_recruited,
-            "week_discharged": su.week_discharged,
-            "peer_worker": su.pw,
-            "met": su.met,
-            "week_first_contact": su.week_first_contact,
-            "first_contact_setting": su.first_contact_setting,
-            "first_contact_min": su.first_contact_min,
-            "rb_activities": su.rb_activities,
-            "engaged": su.engaged,
-            "contacts_ward": su.contacts_ward,
-            "contacts_community": su.contacts_community,
-            "sessions": sessions,
+            "participant": np.arange(hi - lo),
+            "site": site,
+            "arm": su["arm"],
+            "diagnosis": su["diagnosis"],
+            "non_heterosexual": su["non_heterosexual"],
+            "week_recruited": su["week_recruited"],
+            "week_discharged": su["week_discharged"],
+            "peer_worker": np.where(su["pw"] >= 0, su["pw"] - pw_offset, -1),
+            "met": su["met"],
+            "week_first_contact": su["week_first_contact"],
+            "first_contact_setting": su["first_contact_setting"],
+            "first_contact_min": su["first_contact_min"],
+            "rb_activities": su["rb_activities"],
+            "engaged": su["engaged"],
+            "contacts_ward": su["contacts_ward"],
+            "contacts_community": su["contacts_community"],
+            "sessions": su["sessions"],
             "readmitted_12m": readmitted,
-            "weeks_to_readmission": su.readmit_week,
+            "weeks_to_readmission": readmit_week,
         }
         return Results(self.site_names, trial, sw, participants)
 
 
-def run(scenario: Scenario, seed: int | np.random.SeedSequence = 0) -> Results:
+def run(scenario: Scenario, seed: Seed = 0) -> Results:
     """Simulate one trial replicate of ``scenario``; the same seed gives the same results."""
-    return PeerSupportModel(scenario, seed).run_to_end()
+    return PeerSupportModel(scenario, seed).run_to_end()[0]
+
+
+def run_batch(scenario: Scenario, seeds: Sequence[Seed]) -> list[Results]:
+    """Simulate several replicates side by side: the same results as calling
+    ``run`` for each seed, in a fraction of the time."""
+    return PeerSupportModel(scenario, seeds).run_to_end()

@@ -47,7 +47,12 @@ def logistic_regression(
         mu = 1.0 / (1.0 + np.exp(-eta))
         w = mu * (1.0 - mu)
         hessian = design.T @ (design * w[:, None])
-        step = np.linalg.solve(hessian, design.T @ (y - mu))
+        try:
+            step = np.linalg.solve(hessian, design.T @ (y - mu))
+        except np.linalg.LinAlgError as err:  # weights collapse under separation
+            raise ValueError(
+                "logistic regression did not converge (separation or too few events?)"
+            ) from err
         beta = beta + step
         if np.max(np.abs(step)) < tol:
             break

@@ -1,0 +1,256 @@
+"""Figures of a set of replicates, drawn on bare ``Figure`` objects (Agg canvas).
+
+No pyplot: nothing is registered globally, so figures are freed when dropped and
+library users' own matplotlib state is left alone. Bands and intervals show the
+5th to 95th percentile across replicates, or the full range when there are too
+few replicates for percentiles to mean much.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from analysis.runner import ReplicateSet
+from analysis.summary import end_of_delivery
+
+DPI = 150
+# Fewer replicates than this: show min-max instead of 5-95% percentiles.
+MIN_REPLICATES_FOR_PERCENTILES = 20
+BAND_QUANTILES: tuple[float, float] = (0.05, 0.95)
+
+# (site_weeks column, panel title, y-axis label) for the trajectory figure.
+TRAJECTORIES: tuple[tuple[str, str, str], ...] = (
+    ("met_share", "Met their peer worker", "share of peer support arm recruited so far"),
+    ("engaged_share", "Engaged with peer support", "share of peer support arm recruited so far"),
+    ("fidelity", "Fidelity to peer support principles", "mean of 4 domains (0-1 score)"),
+    ("ward_relationship", "Ward staff relationship", "0-1 score"),
+    ("pw_morale", "Peer worker morale", "0-1 score"),
+    ("caseload_mean", "Peer worker caseload", "participants per peer worker"),
+)
+
+FIDELITY_DOMAINS: tuple[tuple[str, str], ...] = (
+    ("fid_relationships", "Building\nrelationships"),
+    ("fid_reciprocity", "Reciprocity\nand mutuality"),
+    ("fid_leadership", "Leadership, choice\nand control"),
+    ("fid_strengths", "Building on\nstrengths"),
+)
+
+
+def make_figures(replicates: ReplicateSet) -> dict[str, Figure]:
+    """All figures of a run, keyed by file name."""
+    return {
+        "trajectories.png": trajectories_figure(replicates),
+        "readmission.png": readmission_figure(replicates),
+        "fidelity_domains.png": fidelity_domains_figure(replicates),
+    }
+
+
+def save_figures(figures: dict[str, Figure], directory: Path) -> list[Path]:
+    """Save each figure as PNG under ``directory`` (created if missing)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, figure in figures.items():
+        path = directory / name
+        figure.savefig(path, dpi=DPI)
+        paths.append(path)
+    return paths
+
+
+def trajectories_figure(replicates: ReplicateSet) -> Figure:
+    """(a) Weekly delivery measures per site: median line and band across replicates."""
+    site_weeks = replicates.site_weeks
+    panels = [p for p in TRAJECTORIES if p[0] in site_weeks]
+    n_cols = 3
+    n_rows = -(-len(panels) // n_cols)
+    figure = _figure(width_in=5.0 * n_cols, height_in=3.6 * n_rows + 0.8)
+    axes = figure.subplots(n_rows, n_cols, squeeze=False, sharex=True).ravel()
+    colours = _site_colours(_sites(site_weeks))
+    for ax, (column, title, unit) in zip(axes, panels, strict=False):
+        for site, frame in site_weeks.groupby("site", observed=True, sort=False):
+            band = _band_by_week(frame, column, replicates.n_replicates)
+            colour = colours[str(site)]
+            ax.fill_between(band.index, band["lo"], band["hi"], color=colour, alpha=0.2, lw=0)
+            ax.plot(band.index, band["median"], color=colour, lw=1.5, label=f"site {site}")
+        ax.set_title(title)
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    for ax in axes[-n_cols:]:
+        ax.set_xlabel("week since recruitment opened")
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    figure.suptitle(
+        f"{replicates.scenario.name}: delivery by site over time "
+        f"(median and {_spread_label(replicates.n_replicates)} of replicates)"
+    )
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    return figure
+
+
+def readmission_figure(replicates: ReplicateSet) -> Figure:
+    """(b) Readmission by arm over follow-up, and the ITT odds ratio, across replicates."""
+    trial = replicates.trial
+    figure = _figure(width_in=11.0, height_in=4.5)
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    arms = [(key, label) for key, label in _readmission_groups(replicates) if key in trial]
+    for x, (key, _) in enumerate(arms):
+        values = trial[key].dropna().to_numpy(float)
+        _points_with_interval(left, x, values, replicates.n_replicates, colour=f"C{x}")
+    left.set_xticks(range(len(arms)), [label for _, label in arms])
+    left.set_xlim(-0.6, len(arms) - 0.4)
+    left.set_ylim(bottom=0)
+    weeks = replicates.scenario.trial.dur_followup_weeks
+    left.set_ylabel(f"readmitted within {weeks} weeks of discharge (share)")
+    left.set_title("Readmission by arm")
+    left.grid(axis="y", alpha=0.3)
+    _odds_ratio_panel(right, trial)
+    figure.suptitle(
+        f"{replicates.scenario.name}: readmission over {replicates.n_replicates} replicates "
+        f"(small dots: replicates; large dot and bar: median and "
+        f"{_spread_label(replicates.n_replicates)})"
+    )
+    figure.tight_layout()
+    return figure
+
+
+def fidelity_domains_figure(replicates: ReplicateSet) -> Figure:
+    """(c) The four fidelity domains per site at the end of delivery."""
+    end = end_of_delivery(replicates.site_weeks)
+    sites = _sites(end)
+    colours = _site_colours(sites)
+    domains = [(c, label) for c, label in FIDELITY_DOMAINS if c in end]
+    figure = _figure(width_in=10.0, height_in=4.8)
+    ax = figure.subplots()
+    width = 0.8 / max(len(sites), 1)
+    for k, site in enumerate(sites):
+        frame = end[end["site"] == site]
+        x = np.arange(len(domains)) + (k - (len(sites) - 1) / 2) * width
+        stats = [
+            _spread(frame[c].dropna().to_numpy(float), replicates.n_replicates) for c, _ in domains
+        ]
+        means = np.array([s[0] for s in stats])
+        errors = np.array([[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]])
+        ax.bar(x, means, width, color=colours[site], label=f"site {site}")
+        ax.errorbar(x, means, yerr=errors, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+    ax.set_xticks(range(len(domains)), [label for _, label in domains])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("fidelity domain score (0-1), peer worker mean")
+    ax.set_title(
+        f"{replicates.scenario.name}: fidelity domains at the end of delivery "
+        f"(median and {_spread_label(replicates.n_replicates)} of replicates)"
+    )
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(ncol=min(len(sites), 7), loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    figure.tight_layout()
+    return figure
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _readmission_groups(replicates: ReplicateSet) -> list[tuple[str, str]]:
+    dose = replicates.scenario.readmission.n_sessions_dose
+    return [
+        ("readmit_uc", "Usual care"),
+        ("readmit_ps", "Peer support\n(all, ITT)"),
+        ("readmit_2plus", f"Peer support,\n{dose}+ sessions"),
+    ]
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    figure = Figure(figsize=(width_in, height_in))
+    FigureCanvasAgg(figure)  # attach an Agg canvas explicitly; no global backend choice
+    return figure
+
+
+def _sites(frame: pd.DataFrame) -> list[str]:
+    site = frame["site"]
+    if isinstance(site.dtype, pd.CategoricalDtype):
+        present = set(site.astype(str))
+        return [str(c) for c in site.cat.categories if str(c) in present]
+    return [str(s) for s in pd.unique(site)]
+
+
+def _site_colours(sites: list[str]) -> dict[str, tuple[float, ...]]:
+    palette = colormaps["tab10" if len(sites) <= 10 else "tab20"]
+    return {site: palette(k % palette.N) for k, site in enumerate(sites)}
+
+
+def _uses_percentiles(n_replicates: int) -> bool:
+    return n_replicates >= MIN_REPLICATES_FOR_PERCENTILES
+
+
+def _spread_label(n_replicates: int) -> str:
+    if _uses_percentiles(n_replicates):
+        lo, hi = BAND_QUANTILES
+        return f"{lo:.0%}-{hi:.0%} range"
+    return "min-max range"
+
+
+def _spread(values: np.ndarray, n_replicates: int) -> tuple[float, float, float]:
+    """Median and the lower and upper ends of the band, as for the trajectories."""
+    if values.size == 0:
+        return (np.nan, np.nan, np.nan)
+    qs = BAND_QUANTILES if _uses_percentiles(n_replicates) else (0.0, 1.0)
+    lo, median, hi = np.quantile(values, [qs[0], 0.5, qs[1]])
+    return (float(median), float(lo), float(hi))
+
+
+def _band_by_week(frame: pd.DataFrame, column: str, n_replicates: int) -> pd.DataFrame:
+    qs = BAND_QUANTILES if _uses_percentiles(n_replicates) else (0.0, 1.0)
+    grouped = frame.groupby("week")[column]
+    return pd.DataFrame(
+        {"median": grouped.median(), "lo": grouped.quantile(qs[0]), "hi": grouped.quantile(qs[1])}
+    )
+
+
+def _points_with_interval(
+    ax: Axes, x: float, values: np.ndarray, n_replicates: int, colour: str
+) -> None:
+    if values.size == 0:
+        return
+    # Evenly spread dots (no random jitter: figures are reproducible byte for byte).
+    offsets = np.linspace(-0.15, 0.15, values.size) if values.size > 1 else np.zeros(1)
+    ax.scatter(x + offsets, values, s=10, color=colour, alpha=0.4, lw=0)
+    median, lo, hi = _spread(values, n_replicates)
+    ax.errorbar(
+        [x + 0.3], [median], yerr=[[median - lo], [hi - median]], fmt="o", color=colour, capsize=4
+    )
+
+
+def _odds_ratio_panel(ax: Axes, trial: pd.DataFrame) -> None:
+    """Each replicate's ITT odds ratio with its 95% confidence interval."""
+    if "itt_or" not in trial:
+        ax.set_visible(False)
+        return
+    rows = trial.dropna(subset=["itt_or"])
+    x = rows["replicate"].to_numpy() if "replicate" in rows else np.arange(len(rows))
+    estimate = rows["itt_or"].to_numpy(float)
+    if {"itt_or_lo", "itt_or_hi"} <= set(rows.columns):
+        errors = np.array(
+            [
+                estimate - rows["itt_or_lo"].to_numpy(float),
+                rows["itt_or_hi"].to_numpy(float) - estimate,
+            ]
+        )
+        ax.errorbar(x, estimate, yerr=errors, fmt="o", color="C3", ms=4, capsize=2, lw=0.8)
+    else:
+        ax.plot(x, estimate, "o", color="C3", ms=4)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--", label="no effect (OR = 1)")
+    if estimate.size:
+        ax.axhline(float(np.median(estimate)), color="C3", lw=1, label="median across replicates")
+    ax.set_xlabel("replicate")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("odds ratio, peer support vs usual care")
+    ax.set_title("ITT odds ratio of readmission (95% CI per replicate)")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3)

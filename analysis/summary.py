@@ -1,0 +1,121 @@
+"""A short plain-text summary of a set of replicates.
+
+Every figure is the mean across replicates with the interval holding the middle
+95% of replicates (2.5th to 97.5th percentile): the spread of what the simulated
+trial could have shown, not a confidence interval of the mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from analysis.runner import ReplicateSet
+from simulation import Scenario
+
+INTERVAL_QUANTILES: tuple[float, float] = (0.025, 0.975)
+
+# (column in site_weeks, heading) per site, read at the last week of delivery.
+SITE_MEASURES: tuple[tuple[str, str], ...] = (
+    ("met_share", "met share"),
+    ("engaged_share", "engaged share"),
+    ("fidelity", "fidelity (0-1)"),
+)
+
+
+def trial_measures(scenario: Scenario) -> tuple[tuple[str, str], ...]:
+    """(key in ``Results.trial``, label) of the trial outcomes in the summary."""
+    followup = f"readmitted within {scenario.trial.dur_followup_weeks} weeks"
+    dose = scenario.readmission.n_sessions_dose
+    return (
+        ("readmit_uc", f"{followup}, usual care arm (share)"),
+        ("readmit_ps", f"{followup}, peer support arm (share)"),
+        ("itt_or", "ITT odds ratio of readmission, peer support vs usual care"),
+        ("readmit_2plus", f"{followup}, peer support with {dose}+ sessions (share)"),
+        ("met_share", "peer support arm who met their peer worker (share)"),
+        ("engaged_share", "peer support arm who engaged (share)"),
+    )
+
+
+def end_of_delivery(site_weeks: pd.DataFrame) -> pd.DataFrame:
+    """The last recorded week of each site in each replicate: the end of delivery."""
+    last = site_weeks.groupby("replicate")["week"].transform("max")
+    return site_weeks[site_weeks["week"] == last].reset_index(drop=True)
+
+
+def describe(values: pd.Series) -> tuple[float, float, float]:
+    """Mean and 95% interval of one measure across replicates (NaNs ignored)."""
+    clean = values.dropna().astype(float)
+    if clean.empty:
+        return (math.nan, math.nan, math.nan)
+    lo, hi = clean.quantile(list(INTERVAL_QUANTILES))
+    return (float(clean.mean()), float(lo), float(hi))
+
+
+def site_summary(replicates: ReplicateSet) -> pd.DataFrame:
+    """One row per site; columns ``<measure>``, ``<measure>_lo``, ``<measure>_hi``."""
+    end = end_of_delivery(replicates.site_weeks)
+    rows = []
+    for site, frame in end.groupby("site", observed=True, sort=False):
+        row: dict[str, object] = {"site": site}
+        for column, _ in SITE_MEASURES:
+            row[column], row[f"{column}_lo"], row[f"{column}_hi"] = describe(frame[column])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def trial_summary(replicates: ReplicateSet) -> pd.DataFrame:
+    """One row per trial statistic present: ``key, label, mean, lo, hi``."""
+    rows = [
+        (key, label, *describe(replicates.trial[key]))
+        for key, label in trial_measures(replicates.scenario)
+        if key in replicates.trial
+    ]
+    return pd.DataFrame(rows, columns=["key", "label", "mean", "lo", "hi"])
+
+
+def format_summary(replicates: ReplicateSet) -> str:
+    """The summary ``peersim run`` prints: per-site delivery, then trial outcomes."""
+    n = replicates.n_replicates
+    header = (
+        f"Scenario {replicates.scenario.name!r}: {n} replicate{'s' if n != 1 else ''}, "
+        f"master seed {replicates.master_seed}. "
+        "Mean [95% interval across replicates]."
+    )
+    sites = site_summary(replicates)
+    site_rows = [
+        [str(row["site"])] + [_cell(row, column) for column, _ in SITE_MEASURES]
+        for _, row in sites.iterrows()
+    ]
+    site_table = _align(["site", *(heading for _, heading in SITE_MEASURES)], site_rows)
+    trial_rows = [
+        [row["label"], _estimate(row["mean"], row["lo"], row["hi"])]
+        for _, row in trial_summary(replicates).iterrows()
+    ]
+    trial_table = _align(["trial outcome", "estimate"], trial_rows)
+    return "\n".join(
+        [header, "", "Per site, at the end of delivery", site_table, "", "Trial", trial_table]
+    )
+
+
+def _cell(row: pd.Series, column: str) -> str:
+    return _estimate(row[column], row[f"{column}_lo"], row[f"{column}_hi"])
+
+
+def _estimate(mean: float, lo: float, hi: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _align(headings: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned text columns with a rule under the headings."""
+    widths = [max(len(r[i]) for r in [headings, *rows]) for i in range(len(headings))]
+
+    def line(cells: list[str]) -> str:
+        cells_padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        return "  ".join(cells_padded).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headings), rule, *(line(r) for r in rows)])

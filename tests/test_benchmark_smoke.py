@@ -1,0 +1,30 @@
+"""The benchmark script runs and prints the one JSON line the README promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_prints_one_json_line_with_the_timings():
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench.py", "--replicates", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"bench.py exited {done.returncode}:\n{done.stderr}"
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, f"expected one line of output, got {lines}"
+    result = json.loads(lines[0])
+    for key in ("ms_per_replicate", "ms_per_replicate_x10", "ratio_x10"):
+        assert result[key] > 0, f"{key} should be a positive time or ratio, got {result[key]}"
+    assert result["participants_x10"] == 10 * result["participants"], (
+        f"the x10 scenario should have ten times the participants: {result}"
+    )
