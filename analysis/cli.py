@@ -8,10 +8,11 @@ before anything is written. Ctrl-C ends with status 130 and leaves nothing behin
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -19,6 +20,9 @@ from typing import NoReturn
 from analysis.io import is_free
 
 PROG = "peersim"
+# Subcommands defined in their own modules: each has register(commands), which adds
+# its parser with set_defaults(handler=fn); fn(args, command_line) returns the exit code.
+COMMAND_MODULES: tuple[str, ...] = ()
 DEFAULT_REPLICATES = 10
 DEFAULT_SEED = 20241
 DEFAULT_RESULTS_DIR = Path("results")
@@ -71,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        return _run(args, [PROG, *args_list])
+        handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
+        return handler(args, [PROG, *args_list])
     except SystemExit as e:  # --help and --version end through here
         return e.code if isinstance(e.code, int) else EXIT_OK
     except UsageError as e:
@@ -97,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    run.set_defaults(handler=_run)
     run.add_argument(
         "scenario",
         nargs="?",
@@ -136,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder; must not exist or be empty "
         f"(default: a new {DEFAULT_RESULTS_DIR}/<scenario name>-<UTC time>)",
     )
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
