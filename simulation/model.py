@@ -259,6 +259,19 @@ class PeerSupportModel(mesa.Model):
         access = np.where(records, 1.0, p.ward.rel_referral_no_records)
         self.pw_ward_access = access * self.site_authority[site] * self.site_presence[site]
         self.pw_hours_available = np.full(n_pw, p.community.dur_pw_contact_h_per_week)
+        # Turnover (M8): a vacant post is blocked from allocation until refilled.
+        self.pw_blocked = np.zeros(n_pw)
+        self.pw_vacant_until = np.full(n_pw, -1)
+        self.u_leave: np.ndarray | None = None
+        if p.morale.p_leave_per_week > 0:
+            self.u_leave = np.hstack(
+                [
+                    self.replicate_streams[k // len(p.sites)]
+                    .get(f"turnover/{name}")
+                    .random((self.n_weeks, s.n_peer_workers))
+                    for k, (name, s) in enumerate(list(p.sites.items()) * self.n_replicates)
+                ]
+            )
         # M3: supervision adequacy is static per site, so each peer worker's pull is too.
         adequacy = self.site_adequacy[site] if p.mechanisms.m3_supervision else np.ones(n_pw)
         self.pw_adequacy = adequacy
@@ -398,8 +411,9 @@ class PeerSupportModel(mesa.Model):
         6. close      - cases whose support period ended
         7. drift      - fidelity domains: supervision pull, drift, clinical pull (M3, M6)
         8. morale     - recovery with supervision, strain, declines (M8)
-        9. readmit    - readmission clocks after discharge (M7)
-        10. record    - per-site measures of this week
+        9. turnover   - peer workers leave; posts refilled after a vacancy (M8)
+        10. readmit   - readmission clocks after discharge (M7)
+        11. record    - per-site measures of this week
         """
         t = self.week
         self.pw.declines_this_week[:] = 0
@@ -412,6 +426,7 @@ class PeerSupportModel(mesa.Model):
         self.close_cases(t)
         self.drift(on_ward)
         self.update_morale()
+        self.turnover(t)
         self.readmit(t, in_community)
         self.record(t)
         self.week += 1
@@ -430,6 +445,7 @@ class PeerSupportModel(mesa.Model):
             return
         caseload = self.pw.caseload
         site, start, cap = su.site, self.site_pw_start, self.site_cap
+        blocked = self.pw_blocked  # vacant posts take no one
         waiting: list[int] = []
         allocated: list[int] = []
         for i in queue:
@@ -437,9 +453,9 @@ class PeerSupportModel(mesa.Model):
                 continue  # support window passed while waiting
             k = site[i]
             lo = start[k]
-            loads = caseload[lo : start[k + 1]].tolist()
+            loads = (caseload[lo : start[k + 1]] + blocked[lo : start[k + 1]]).tolist()
             j = lo + loads.index(min(loads))  # lightest caseload, lowest index on ties
-            if caseload[j] < cap[k]:
+            if loads[j - lo] < cap[k]:
                 su.pw[i] = j
                 caseload[j] += 1
                 allocated.append(i)
@@ -600,6 +616,34 @@ class PeerSupportModel(mesa.Model):
         # Rates are per week; large ones would overshoot the 0-1 scale.
         np.maximum(f, 0.0, out=f)
         np.minimum(f, 1.0, out=f)
+
+    def turnover(self, t: int) -> None:
+        """M8 lever: a peer worker leaves with a chance that rises as morale
+        falls; their open cases wait for reallocation to colleagues, and the
+        post stays vacant for ``dur_vacancy_weeks`` before a new peer worker
+        starts with the initial fidelity and morale."""
+        if self.u_leave is None:
+            return
+        mo, pw = self.params.morale, self.pw
+        in_post = self.pw_vacant_until < 0
+        p_leave = mo.p_leave_per_week * (1 + mo.w_leave_low_morale * (1 - pw.morale))
+        leaving = np.flatnonzero(in_post & (self.u_leave[t] < p_leave))
+        if len(leaving):
+            su = self.su
+            cases = self.open_cases
+            orphaned = cases[np.isin(su.pw[cases], leaving) & ~su.closed[cases]]
+            su.pw[orphaned] = -1
+            self.open_cases = cases[su.pw[cases] >= 0]
+            self.waiting = [*orphaned.tolist(), *self.waiting]
+            pw.caseload[leaving] = 0
+            self.pw_blocked[leaving] = np.inf
+            self.pw_vacant_until[leaving] = t + mo.dur_vacancy_weeks
+        starting = np.flatnonzero(self.pw_vacant_until == t)
+        if len(starting):
+            pw.fidelity[starting] = self.params.fidelity.fidelity_initial
+            pw.morale[starting] = mo.morale_initial
+            self.pw_blocked[starting] = 0.0
+            self.pw_vacant_until[starting] = -1
 
     def update_morale(self) -> None:
         """M8: morale recovers with supervision, falls with workload and declines."""

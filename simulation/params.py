@@ -15,15 +15,27 @@ them in its parameter table and a test keeps the two identical.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 def _f(default: Any, grade: str, unit: str, meaning: str, source: str = "", **kw: Any) -> Any:
     """A field with its unit, evidence grade and source attached for the ODD table."""
     extra: dict[str, Any] = {"grade": grade, "unit": unit, "source": source}
     return Field(default, description=meaning, json_schema_extra=extra, **kw)
+
+
+class FrozenDict(dict[str, Any]):
+    """A dict that refuses changes, so a validated scenario's sites stay as validated."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("scenario parameters are frozen: make a changed copy instead")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Any]]]:
+        return (FrozenDict, (dict(self),))
 
 
 class _Frozen(BaseModel):
@@ -410,6 +422,20 @@ class Morale(_Frozen):
     w_morale_missed: float = _f(
         1.0, "M", "log-odds per unit", "how much lost morale raises missed meetings", ge=0, le=10
     )
+    p_leave_per_week: float = _f(
+        0.0,
+        "M",
+        "probability per week",
+        "chance a peer worker at full morale leaves the role in a week (turnover)",
+        ge=0,
+        le=1,
+    )
+    w_leave_low_morale: float = _f(
+        2.0, "M", "multiplier per unit", "how much lost morale raises leaving", ge=0, le=20
+    )
+    dur_vacancy_weeks: int = _f(
+        8, "M", "weeks", "weeks a post stays vacant before a new peer worker starts", ge=0, le=104
+    )
 
 
 class Readmission(_Frozen):
@@ -513,7 +539,9 @@ class Scenario(_Frozen):
     morale: Morale = Morale()
     readmission: Readmission = Readmission()
     mechanisms: Mechanisms = Mechanisms()
-    sites: dict[str, Site] = Field(min_length=1, description="sites by name")
+    sites: Annotated[dict[str, Site], AfterValidator(FrozenDict)] = Field(
+        min_length=1, description="sites by name"
+    )
 
     @model_validator(mode="after")
     def _site_names(self) -> Scenario:

@@ -116,6 +116,11 @@ def test_scenario_objects_are_frozen() -> None:
         scenario.trial.dur_recruitment_weeks = 1  # type: ignore[misc]
     with pytest.raises(ValidationError, match="frozen"):
         scenario.sites["A"].n_peer_workers = 1  # type: ignore[misc]
+    with pytest.raises(TypeError, match="frozen"):
+        scenario.sites["Z"] = scenario.sites["A"]
+    with pytest.raises(TypeError, match="frozen"):
+        del scenario.sites["A"]
+    assert list(scenario.sites) == list("ABCDEFG"), "the sites must be unchanged after refusals"
 
 
 # --- bad values: each must name file, key, value and what is allowed -------------------
