@@ -285,29 +285,26 @@ class PeerSupportModel(mesa.Model):
         def add(name: str, value: np.ndarray) -> None:
             parts.setdefault(name, []).append(value)
 
+        block_max = tr.n_block_max
         for k, (name, s) in enumerate(list(p.sites.items()) * self.n_replicates):
             n = s.n_participants
             streams = self.replicate_streams[k // len(p.sites)]
             rng = streams.get(f"participants/{name}")
-            week_rec = np.sort(rng.integers(0, tr.dur_recruitment_weeks, n))
-            stay = rng.integers(1, tr.dur_ward_after_recruitment_max_weeks + 1, n)
-            u_diag = rng.random(n)
-            u_orient = rng.random(n)
+            add("site", np.full(n, k))
+            add("week_recruited", np.sort(rng.integers(0, tr.dur_recruitment_weeks, n)))
+            add("stay", rng.integers(1, tr.dur_ward_after_recruitment_max_weeks + 1, n))
+            add("u_diag", rng.random(n))
+            add("u_orient", rng.random(n))
             add("z_frailty", rng.standard_normal(n))
             add("readmit_clock", rng.exponential(1.0, n))
             add("z_first_contact", rng.standard_normal(n))
             add("u_engage", rng.random(n))
-            diagnosis = np.where(
-                u_diag < tr.share_psychotic,
-                0,
-                np.where(u_diag < tr.share_psychotic + tr.share_personality, 1, 2),
-            )
-            add("site", np.full(n, k))
-            add("week_recruited", week_rec)
-            add("week_discharged", week_rec + stay)
-            add("diagnosis", diagnosis)
-            add("non_heterosexual", u_orient < tr.p_non_heterosexual)
-            add("arm", self._randomise(diagnosis, streams.get(f"randomisation/{name}")))
+            # Randomisation: block sizes for each diagnostic stratum, then keys
+            # that order each block (see _randomise).
+            rng = streams.get(f"randomisation/{name}")
+            sizes = 2 * rng.integers(1, block_max + 1, (len(DIAGNOSES), n // 2 + 1))
+            add("block_sizes", sizes.ravel())
+            add("block_keys", rng.random(int(sizes.sum())))
             # Separate streams so that a longer ward stay or support period does
             # not shift any other draw.
             add(
@@ -322,6 +319,16 @@ class PeerSupportModel(mesa.Model):
 
         a = {k: np.concatenate(v) for k, v in parts.items()}
         n = len(a["site"])
+        u_diag = a.pop("u_diag")
+        a["diagnosis"] = np.where(
+            u_diag < tr.share_psychotic,
+            0,
+            np.where(u_diag < tr.share_psychotic + tr.share_personality, 1, 2),
+        )
+        a["non_heterosexual"] = a.pop("u_orient") < tr.p_non_heterosexual
+        a["week_discharged"] = a["week_recruited"] + a.pop("stay")
+        sizes, keys = a.pop("block_sizes"), a.pop("block_keys")
+        a["arm"] = self._randomise(a["site"], a["diagnosis"], sizes, keys)
         rd = p.readmission
         h0 = -math.log1p(-rd.p_readmit_12m_usual_care) / 52.0
         sd = rd.sd_frailty_log_hazard
@@ -373,27 +380,38 @@ class PeerSupportModel(mesa.Model):
         with np.errstate(over="ignore"):
             return np.maximum(np.ceil(clock / np.maximum(hazard, 1e-300)), 1.0)
 
-    def _randomise(self, diagnosis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """1:1 allocation in permuted blocks of random length within each
-        diagnostic stratum, participants taken in recruitment order."""
-        n = len(diagnosis)
+    def _randomise(
+        self, site: np.ndarray, diagnosis: np.ndarray, sizes: np.ndarray, keys: np.ndarray
+    ) -> np.ndarray:
+        """1:1 allocation in permuted blocks of random length within each site and
+        diagnostic stratum, participants taken in recruitment order.
+
+        Each stratum's allocation sequence is a run of blocks of 2, 4, ... places
+        (``sizes``, drawn per site: n // 2 + 1 blocks for each stratum, enough
+        for all of its participants), each block holding equal numbers of both
+        arms in the order of its ``keys``.
+        """
         n_strata = len(DIAGNOSES)
-        # Each stratum's allocation sequence: blocks of 2, 4, ... places, each
-        # holding equal numbers of both arms in random order.
-        sizes = 2 * rng.integers(1, self.params.trial.n_block_max + 1, n_strata * (n // 2 + 1))
         block = np.repeat(np.arange(len(sizes)), sizes)
-        order = np.lexsort((rng.random(len(block)), block))  # shuffled within each block
+        order = np.lexsort((keys, block))  # places shuffled within each block
         block_start = np.cumsum(sizes) - sizes
         rank = np.empty(len(block), dtype=np.int64)
         rank[order] = np.arange(len(block)) - block_start[block]
         sequence = rank < (sizes // 2)[block]
-        # The k-th participant of stratum s takes place k of stratum s's sequence.
-        stratum_start = block_start[:: n // 2 + 1]
-        by_stratum = np.argsort(diagnosis, kind="stable")
-        counts = np.bincount(diagnosis, minlength=n_strata)
-        nth = np.empty(n, dtype=np.int64)
-        nth[by_stratum] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
-        return sequence[stratum_start[diagnosis] + nth].astype(np.int8)
+        # Where each (site, stratum) sequence starts among all the places.
+        n_site = np.bincount(site, minlength=self.n_sites)
+        n_blocks = n_strata * (n_site // 2 + 1)
+        first_block = np.repeat(np.cumsum(n_blocks) - n_blocks, n_strata) + np.tile(
+            np.arange(n_strata), self.n_sites
+        ) * np.repeat(n_site // 2 + 1, n_strata)
+        stratum_start = block_start[first_block]
+        # The k-th participant of a stratum takes place k of its sequence.
+        stratum = n_strata * site + diagnosis
+        by_stratum = np.argsort(stratum, kind="stable")
+        counts = np.bincount(stratum, minlength=n_strata * self.n_sites)
+        nth = np.empty(len(site), dtype=np.int64)
+        nth[by_stratum] = np.arange(len(site)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return sequence[stratum_start[stratum] + nth].astype(np.int8)
 
     def _init_records(self) -> None:
         self.records = np.zeros((self.n_weeks, len(RECORDS), self.n_sites))
