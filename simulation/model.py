@@ -424,23 +424,27 @@ class PeerSupportModel(mesa.Model):
                         worker with the lightest caseload under the cap
         2. relate     - ward relationships move towards their target (M1, M4)
         3. plan       - peer worker hours needed this week vs hours available (M5)
-        4. ward       - first and further contacts on the ward (M1, M2, M4)
-        5. community  - first contacts and scheduled meetings after discharge (M2, M5)
-        6. close      - cases whose support period ended
-        7. drift      - fidelity domains: supervision pull, drift, clinical pull (M3, M6)
-        8. morale     - recovery with supervision, strain, declines (M8)
-        9. turnover   - peer workers leave; posts refilled after a vacancy (M8)
-        10. readmit   - readmission clocks after discharge (M7)
-        11. record    - per-site measures of this week
+        4. ward       - further meetings on the ward; who is met there first (M1, M4)
+        5. community  - scheduled meetings after discharge; who is reached first (M5)
+        6. first      - first contacts: length, activities, engaged or not (M2)
+        7. sessions   - this week's sessions counted; the dose moves the
+                        readmission clock (M7)
+        8. close      - cases whose support period ended
+        9. drift      - fidelity domains: supervision pull, drift, clinical pull (M3, M6)
+        10. morale    - recovery with supervision, strain, declines (M8)
+        11. turnover  - peer workers leave; posts refilled after a vacancy (M8)
+        12. readmit   - participants whose clock has run out leave support (M7)
+        13. record    - per-site measures of this week
         """
         t = self.week
         self.pw.declines_this_week[:] = 0
         self.allocate(t)
         self.relate()
         on_ward, in_community, meeting = self.plan(t)
-        first_ward = self.ward_contacts(t, on_ward)
-        first_community = self.community_contacts(t, in_community, meeting)
+        first_ward, seen_ward = self.ward_contacts(t, on_ward)
+        first_community, seen_community = self.community_contacts(t, in_community, meeting)
         self.first_contacts(t, first_ward, first_community)
+        self.add_sessions(t, first_ward, first_community, seen_ward, seen_community)
         self.close_cases(t)
         self.drift(on_ward)
         self.update_morale()
@@ -511,8 +515,9 @@ class PeerSupportModel(mesa.Model):
         self.pw_capacity = np.minimum(1.0, self.pw_hours_available / np.maximum(hours, 1e-12))
         return on_ward, in_community, meeting
 
-    def ward_contacts(self, t: int, on_ward: np.ndarray) -> np.ndarray:
-        """Further ward meetings happen; returns who meets their peer worker first."""
+    def ward_contacts(self, t: int, on_ward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ward meetings: returns who meets their peer worker for the first time,
+        and who has a further meeting."""
         su = self.su
         pw = su.pw[on_ward]
         site = su.site[on_ward]
@@ -528,14 +533,13 @@ class PeerSupportModel(mesa.Model):
         p_again = self.params.ward.p_contact_per_week * self.site_presence[site] * capacity
         again = met & su.engaged[on_ward] & (u < p_again)
         su.contacts_ward[on_ward[again]] += 1
-        self.add_sessions(on_ward[again], t)
-        self.site_sessions += np.bincount(site[again], minlength=self.n_sites)
-        return on_ward[~met & (u < p_first)]
+        return on_ward[~met & (u < p_first)], on_ward[again]
 
     def community_contacts(
         self, t: int, in_community: np.ndarray, meeting: np.ndarray
-    ) -> np.ndarray:
-        """Scheduled meetings happen or are missed; returns who is first reached."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scheduled meetings happen or are missed: returns who is reached for the
+        first time, and who attends a meeting."""
         su = self.su
         idx = in_community[meeting]
         pw = su.pw[idx]
@@ -548,9 +552,7 @@ class PeerSupportModel(mesa.Model):
         p_attend = capacity / (1 + su.odds_missed[idx] * morale_odds[pw])
         attended = met & (u < p_attend)
         su.contacts_community[idx[attended]] += 1
-        self.add_sessions(idx[attended], t)
-        self.site_sessions += np.bincount(su.site[idx[attended]], minlength=self.n_sites)
-        return idx[~met & (u < p_first)]
+        return idx[~met & (u < p_first)], idx[attended]
 
     def first_contacts(self, t: int, first_ward: np.ndarray, first_community: np.ndarray) -> None:
         """M2: the first contact's length and relationship-building activities
@@ -594,15 +596,12 @@ class PeerSupportModel(mesa.Model):
         su.engaged[idx] = engaged
         su.contacts_ward[first_ward] += 1
         su.contacts_community[first_community] += 1
-        self.add_sessions(idx, t)
         declined = ~engaged
         su.closed[idx[declined]] = True  # a participant who does not engage leaves the caseload
         by_outcome = np.bincount(2 * site + engaged, minlength=2 * self.n_sites).reshape(-1, 2)
         self.site_declined += by_outcome[:, 0]
         self.site_engaged += by_outcome[:, 1]
-        new_met = by_outcome[:, 0] + by_outcome[:, 1]
-        self.site_met += new_met
-        self.site_sessions += new_met
+        self.site_met += by_outcome[:, 0] + by_outcome[:, 1]
         self.pw.declines_this_week += np.bincount(pw[declined], minlength=self.n_pw)
 
     def close_cases(self, t: int) -> None:
@@ -679,12 +678,14 @@ class PeerSupportModel(mesa.Model):
         np.maximum(m, 0.0, out=m)
         np.minimum(m, 1.0, out=m)
 
-    def add_sessions(self, idx: np.ndarray, t: int) -> None:
-        """Count a session for each of ``idx``; M7: from the week a participant
-        reaches the dose threshold, their readmission hazard is lower, so the
-        week their clock runs out moves later."""
+    def add_sessions(self, t: int, *seen: np.ndarray) -> None:
+        """Count this week's sessions (each participant meets at most once a
+        week). M7: from the week a participant reaches the dose threshold, their
+        readmission hazard is lower, so the week their clock runs out moves later."""
         su = self.su
+        idx = np.concatenate(seen)
         su.sessions[idx] += 1
+        self.site_sessions += np.bincount(su.site[idx], minlength=self.n_sites)
         rd = self.params.readmission
         if not self.params.mechanisms.m7_dose_response:
             return
