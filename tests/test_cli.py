@@ -292,12 +292,14 @@ def test_help_explains_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 # --- interruption: nothing half written ---------------------------------------------
 
 
-def test_interrupt_while_writing_leaves_nothing(
+def test_interrupt_while_writing_keeps_only_the_resumable_partial_folder(
     tiny_toml: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Ctrl-C after the replicates finished: no half-written output folder, only
+    DIR.partial with the finished replicates, and --resume DIR completes the run."""
     import analysis.figures
 
     def interrupted(*_: object) -> None:
@@ -310,8 +312,14 @@ def test_interrupt_while_writing_leaves_nothing(
     err = capsys.readouterr().err
     assert status == 130, f"Ctrl-C should exit 130, got {status}"
     assert "interrupted" in err, f"stderr should say it was interrupted:\n{err}"
+    assert f"peersim run --resume {out}" in err, f"stderr should say how to resume:\n{err}"
     assert "Traceback" not in err, f"no traceback on Ctrl-C:\n{err}"
-    assert list(tmp_path.iterdir()) == [], "no folder (not even a parent or temp) should remain"
+    left = sorted(p.name for p in out.parent.iterdir())
+    assert left == ["out.partial"], f"only the resumable out.partial should remain: {left}"
+    monkeypatch.undo()
+    _run_main(["run", "--resume", str(out)])
+    assert (out / "trial.parquet").is_file(), "--resume should complete the run"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"], "out.partial should go"
 
 
 def test_atomic_directory_removes_partial_output_on_error(tmp_path: Path) -> None:
@@ -358,7 +366,7 @@ def test_subprocess_bad_scenario_exits_2_without_traceback(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
-def test_subprocess_ctrl_c_with_workers_exits_130_and_leaves_nothing(
+def test_subprocess_ctrl_c_with_workers_exits_130_and_keeps_only_the_partial_folder(
     tiny_toml: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
@@ -378,7 +386,9 @@ def test_subprocess_ctrl_c_with_workers_exits_130_and_leaves_nothing(
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, f"Ctrl-C should exit 130, got {process.returncode}:{err}"
     assert "Traceback" not in err, f"no tracebacks from parent or workers:\n{err}"
-    assert list(tmp_path.iterdir()) == [], "nothing should be written after Ctrl-C"
+    assert f"--resume {out}" in err, f"stderr should say how to resume:\n{err}"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["out.partial"], f"only the resumable out.partial should remain: {left}"
 
 
 def _wait_for_workers(pid: int, timeout_s: float = 20.0) -> None:

@@ -1,0 +1,291 @@
+"""Where a sweep's tasks run: this process, a local process pool, or a Dask cluster.
+
+Every back end is driven through the ``concurrent.futures.Executor`` interface, so
+the runner (``analysis.runner``) has one code path for all of them:
+
+- ``ExecutorSpec(workers=1)``: in this process (``InlineExecutor``), no pickling;
+- ``ExecutorSpec(workers=W)`` (``W=None``: all cores): a pool of W worker
+  processes started by "spawn";
+- ``ExecutorSpec(scheduler="local", workers=W)``: a local Dask cluster of W
+  single-threaded worker processes, started here and closed afterwards;
+- ``ExecutorSpec(scheduler="tcp://HOST:PORT")``: an existing Dask distributed
+  cluster; its workers must have peersim installed (they import
+  ``analysis.runner`` to run tasks).
+
+``open_executor(spec)`` is a context manager yielding a ``Backend``: the executor
+plus what the runner needs to know about it (how many tasks run at once, how to
+recover when a local worker process dies, how to stop at once on Ctrl-C). Hold
+one open across several ``run_jobs`` calls (calibration rounds, say) to pay the
+start-up of workers once.
+
+Dask's ``Client.get_executor()`` is used for both Dask cases. A worker that dies
+mid-task (killed, out of memory) makes the scheduler rerun its tasks on another
+worker (up to ``distributed.scheduler.allowed-failures`` times, default 3); the
+runner's tasks are pure, so a rerun returns the same bytes. A local process pool
+whose worker dies is broken for good (``BrokenProcessPool``); its ``Backend``
+starts a new pool and the runner resubmits the unfinished tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import re
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# How many times a local pool is replaced after worker processes died, per open executor.
+MAX_POOL_RESTARTS = 3
+_SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
+_CONNECT_TIMEOUT_S = 10.0
+
+
+class ExecutorError(Exception):
+    """An executor could not be started or reached (bad address, no scheduler there)."""
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """What to run a sweep on.
+
+    ``workers``: worker processes (None: all cores, ``os.cpu_count()``); 1 without
+    a scheduler runs in this process. ``scheduler``: None for local processes,
+    ``"local"`` to start a local Dask cluster of ``workers`` processes, or the
+    address of a running Dask scheduler (``tcp://HOST:PORT``); ``workers`` is then
+    ignored, the cluster has what it has.
+    """
+
+    workers: int | None = None
+    scheduler: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise ValueError(f"workers must be a whole number >= 1 or None (got {self.workers!r})")
+        if self.scheduler is not None:
+            check_scheduler(self.scheduler)
+
+    @property
+    def n_workers(self) -> int:
+        """The worker count, with None resolved to the number of cores."""
+        return self.workers if self.workers is not None else default_workers()
+
+
+def default_workers() -> int:
+    """All cores of this machine."""
+    return os.cpu_count() or 1
+
+
+def check_scheduler(address: str) -> str:
+    """``address`` if it is ``"local"`` or looks like a Dask scheduler address."""
+    if address == "local" or _SCHEDULER_ADDRESS.match(address):
+        return address
+    raise ValueError(
+        f"scheduler must be 'local' or a Dask scheduler address such as "
+        f"tcp://HOST:PORT (got {address!r})"
+    )
+
+
+class InlineExecutor(Executor):
+    """Runs each task at once, in this process, when it is submitted."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as e:  # KeyboardInterrupt and the like propagate at once
+            future.set_exception(e)
+        else:
+            future.set_result(result)
+        return future
+
+
+class Backend:
+    """An open executor and what the runner needs to know about it.
+
+    ``slots``: tasks that run at once (the runner keeps about twice that many
+    submitted, so memory stays flat however long the sweep). ``kind``:
+    ``"in-process"``, ``"process-pool"``, ``"dask"`` or ``"executor"`` (one passed in).
+    ``scheduler_address``: the Dask scheduler's address (None for local processes).
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        slots: int,
+        kind: str,
+        description: str,
+        scheduler_address: str | None = None,
+    ) -> None:
+        self.executor = executor
+        self.slots = max(1, slots)
+        self.kind = kind
+        self.description = description
+        self.scheduler_address = scheduler_address
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        return self.executor.submit(fn, *args)
+
+    def recover(self) -> bool:
+        """After worker processes died: make the executor usable again if possible."""
+        return False
+
+    def abort(self) -> None:
+        """Stop running tasks now and drop queued ones (Ctrl-C); best effort."""
+
+
+class _PoolBackend(Backend):
+    """A local process pool that can replace itself after a worker died."""
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self.restarts = 0
+        self.pool = self._new_pool()
+        super().__init__(self.pool, workers, "process-pool", f"{workers} local processes")
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # "spawn": a fresh interpreter per worker, the same on every OS and safe with the
+        # threads tqdm, pandas and pyarrow may have started.
+        return ProcessPoolExecutor(
+            max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        # Workers start during submit; started with SIGINT blocked they inherit the block,
+        # so Ctrl-C (sent to the whole process group) reaches only this process.
+        with sigint_deferred():
+            return self.pool.submit(fn, *args)
+
+    def recover(self) -> bool:
+        if self.restarts >= MAX_POOL_RESTARTS:
+            return False
+        self.restarts += 1
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self.executor = self._new_pool()
+        return True
+
+    def abort(self) -> None:
+        # Python 3.12 has no public way to stop busy workers (3.14 adds terminate_workers).
+        # Terminate before shutdown, which forgets the worker processes.
+        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+            process.terminate()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+class _DaskBackend(Backend):
+    def abort(self) -> None:
+        self.executor.shutdown(wait=False)  # cancels its futures on the cluster
+
+
+@contextlib.contextmanager
+def open_executor(spec: ExecutorSpec | None = None) -> Iterator[Backend]:
+    """Start (or connect to) what ``spec`` names; stop it again on leaving the block.
+
+    Raises ``ExecutorError`` if a Dask scheduler cannot be reached or a local
+    cluster cannot start. A pool is shut down on leaving; after an exception
+    (Ctrl-C included) its running tasks are stopped first.
+    """
+    spec = spec or ExecutorSpec()
+    if spec.scheduler is not None:
+        with _dask_backend(spec.scheduler, spec.n_workers) as dask:
+            try:
+                yield dask
+            except BaseException:
+                dask.abort()
+                raise
+        return
+    workers = spec.n_workers
+    if workers == 1:
+        yield Backend(InlineExecutor(), 1, "in-process", "this process")
+        return
+    pool = _PoolBackend(workers)
+    try:
+        yield pool
+    except BaseException:
+        pool.abort()
+        raise
+    pool.close()
+
+
+def as_backend(executor: Executor) -> Backend:
+    """Wrap an executor made elsewhere; the caller keeps it (and shuts it down)."""
+    if isinstance(executor, InlineExecutor):
+        return Backend(executor, 1, "in-process", "this process")
+    slots = getattr(executor, "_max_workers", None)
+    client = getattr(executor, "_client", None)
+    if client is not None:  # distributed's ClientExecutor
+        with contextlib.suppress(Exception):
+            slots = sum(client.nthreads().values())
+    return Backend(executor, int(slots or default_workers()), "executor", type(executor).__name__)
+
+
+@contextlib.contextmanager
+def _dask_backend(address: str, workers: int) -> Iterator[Backend]:
+    """A client of the cluster at ``address`` (``"local"``: a new local cluster of
+    ``workers`` processes), closed again on leaving."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as e:  # pragma: no cover - a dependency of peersim
+        raise ExecutorError(f"--scheduler needs the 'distributed' package: {e}") from None
+    with contextlib.ExitStack() as stack:
+        try:
+            if address == "local":
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",  # any free port: never clash with 8787
+                    silence_logs=logging.ERROR,
+                    preload=[__name__],  # each worker runs dask_setup below
+                )
+                stack.callback(cluster.close)
+                client = Client(cluster, set_as_default=False)
+                description = f"a local Dask cluster of {workers} processes"
+            else:
+                client = Client(address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
+                description = f"the Dask cluster at {address}"
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ExecutorError(f"cannot start or reach Dask scheduler {address!r}: {e}") from None
+        stack.callback(client.close)
+        slots = sum(client.nthreads().values())
+        # pure=False: no hashing of arguments to name tasks. The tasks are pure anyway
+        # (same inputs, same output), so the scheduler's reruns on a lost worker are harmless.
+        executor = client.get_executor(pure=False)
+        scheduler_address = str(getattr(client.scheduler, "address", address))
+        yield _DaskBackend(executor, slots, "dask", description, scheduler_address)
+
+
+def dask_setup(worker: object) -> None:
+    """Dask preload hook, run in each worker process of a local cluster on start-up
+    (restarts included): Ctrl-C in the terminal reaches the whole process group, but
+    it is for the parent, which stops the sweep and closes the cluster itself; a
+    worker that caught it would only print a traceback. (A signal mask, as for the
+    process pool, does not hold: Dask starts workers from its own threads.)"""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold back SIGINT in this thread (and in processes it starts) for the block."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a held-back Ctrl-C fires now
