@@ -1,5 +1,18 @@
-"""Scenario files: the ENRICH trial default and the loader that validates them."""
+"""Scenario files: the ENRICH trial default, the library of ready what-ifs, and the
+loader that resolves their inheritance (``extends``) and validates them."""
 
-from scenarios.loader import ScenarioError, default_scenario_path, load_scenario
+from scenarios.loader import (
+    ScenarioError,
+    default_scenario_path,
+    library,
+    load_scenario,
+    scenario_parent,
+)
 
-__all__ = ["ScenarioError", "default_scenario_path", "load_scenario"]
+__all__ = [
+    "ScenarioError",
+    "default_scenario_path",
+    "library",
+    "load_scenario",
+    "scenario_parent",
+]

@@ -1,38 +1,84 @@
 """Load a scenario TOML file into a frozen, validated ``Scenario``.
 
-Loading runs in three steps so that ``extends = "parent.toml"`` inheritance can
-slot in as a dict merge between reading and validating:
+A scenario file is either complete (global parameters, which default to the
+ENRICH values, and sites that carry every required key) or a what-if that names
+its parent and says only what changes::
+
+    # What if the not-for-profit sites had honorary contracts, and site F two
+    # more peer workers?
+    extends = "enrich_trial.toml"          # the parent, relative to this file
+    description = "honorary contracts at not-for-profit sites"
+
+    [trial]                                # global parameters: only these change
+    dur_support_after_discharge_weeks = 26
+
+    [sites.F]                              # one site, by name: only these keys change
+    n_peer_workers = 6
+
+    [[sites_where]]                        # every site meeting all the conditions
+    host = "not_for_profit"
+    [sites_where.set]                      # ... gets these values
+    honorary_contracts = true
+
+The rules:
+
+- ``extends`` is a path relative to the extending file. A parent may extend
+  another file in turn; a file that ends up extending itself is an error naming
+  the files in the circle, and so is a parent that does not exist.
+- The file is merged onto its resolved parent key by key: tables merge, and any
+  other value (a number, a string, an array) set in the file replaces the parent's.
+  ``name`` and ``description`` are not inherited: ``name`` defaults to the file
+  name and ``description`` to empty.
+- ``[sites.NAME]`` changes the parent's site of that name. A name the parent does
+  not have adds a site (after the parent's), which must then be complete.
+- ``sites_remove = ["A", "B"]`` drops the parent's sites of those names before the
+  file's own sites are merged (a file can remove every site and define its own).
+- ``[[sites_where]]`` entries apply after that, in file order, each seeing what
+  the earlier ones changed. Every key of an entry except ``set`` is a condition:
+  a site key whose value must equal the site's (a key the site leaves out counts
+  as its default); an entry with no conditions applies to every site. The
+  ``[sites_where.set]`` table gives its values to every matching site. An entry
+  that matches no site is an error (most likely a typo). ``sites_where`` also works
+  in a file that extends nothing, e.g. to fill in sites of a few types.
+
+Loading runs in three steps:
 
 1. ``_read_toml``: file -> dict (missing file, bad UTF-8, malformed TOML);
-2. ``_resolve``: dict -> dict (today only fills ``name`` from the file name);
+2. ``_resolve``: dict -> dict (the ``extends`` chain, merging, ``sites_remove``,
+   ``sites_where``, the default name), remembering which file set each value;
 3. ``_validate``: dict -> ``Scenario`` (unknown keys, types, ranges, required fields).
 
 Every failure raises ``ScenarioError``, whose message lists all problems at once,
-one line each, as ``FILE: dotted.key: value VALUE: what is allowed``.
+one line each, as ``FILE: dotted.key: value VALUE: what is allowed``, where FILE is
+the file that set the offending value (a value inherited from a parent names the
+parent).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
+import os
 import re
 import tomllib
-import types
-import typing
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
+from pydantic import ValidationError
+from pydantic_core import PydanticUndefined
 
-from simulation.params import Scenario
+from scenarios.messages import describe, show, suggest_among, toml_type
+from simulation.params import Scenario, Site
 
 DEFAULT_SCENARIO_FILE = "enrich_trial.toml"
+# Keys of the file format that are not scenario parameters: resolved, then removed.
+EXTENSION_KEYS: tuple[str, ...] = ("extends", "sites_remove", "sites_where")
+_NOT_INHERITED: tuple[str, ...] = ("name", "description")
+_TOP_LEVEL = frozenset(EXTENSION_KEYS) | frozenset(_NOT_INHERITED)
 
-# Numeric range errors: the message then states the field's whole allowed range.
-_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+Key = tuple[str, ...]
 
 
 class ScenarioError(Exception):
@@ -53,10 +99,29 @@ def default_scenario_path() -> Path:
     return Path(str(files("scenarios") / DEFAULT_SCENARIO_FILE))
 
 
+def library() -> dict[str, Path]:
+    """The scenario files shipped in the ``scenarios`` package (the ENRICH trial and
+    the ready what-ifs), by name (the file name without ``.toml``), in name order."""
+    folder = default_scenario_path().parent
+    return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+
+
 def load_scenario(path: str | Path | None = None) -> Scenario:
     """Read, resolve and validate a scenario file; ``None`` means the ENRICH default."""
     source = default_scenario_path() if path is None else Path(path)
-    return _validate(_resolve(_read_toml(source), source), source)
+    return _validate(_resolve(source), source)
+
+
+def scenario_parent(path: str | Path) -> Path | None:
+    """The file that ``path`` extends (as a path usable from here), or ``None``.
+
+    Reads only ``path`` itself; a parent that does not exist is still returned
+    (``load_scenario`` reports it)."""
+    source = Path(path)
+    extends = _read_toml(source).get("extends")
+    if not isinstance(extends, str):
+        return None
+    return _parent_path(source, extends)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -87,176 +152,308 @@ def _toml_error(message: str) -> str:
     return f"invalid TOML: {message}"
 
 
-def _resolve(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Turn the raw file into the dict to validate; ``extends`` merging will go here."""
-    resolved = dict(data)
-    resolved.setdefault("name", path.stem)
+# --- step 2: resolving inheritance ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """A file that set a value: its path as shown in messages, and its place in the
+    ``extends`` chain (0 for the first ancestor; a child's is higher)."""
+
+    path: Path
+    generation: int
+
+
+@dataclass
+class _Resolved:
+    """A file's scenario dict after inheritance, with where each part came from."""
+
+    data: dict[str, Any]
+    path: Path
+    generation: int = 0
+    origins: dict[Key, _Origin] = field(default_factory=dict)  # value -> file that set it
+    tables: dict[Key, _Origin] = field(default_factory=dict)  # table -> file that began it
+    problems: list[str] = field(default_factory=list)  # found while resolving
+    # Sites a what-if added, with the site names its parent had (for typo hints).
+    new_sites: dict[str, tuple[Path, list[str]]] = field(default_factory=dict)
+
+    def origin_of(self, key: Key, missing: bool) -> Path:
+        """The file to name for a problem at ``key``: for a missing key, the file that
+        began its table; otherwise the file that set the value (for a table, the most
+        derived file that set anything in it)."""
+        if missing:
+            return self._table_origin(key[:-1])
+        if key in self.origins:
+            return self.origins[key].path
+        inside = [o for k, o in self.origins.items() if k[: len(key)] == key]
+        if inside:
+            return max(inside, key=lambda o: o.generation).path
+        return self._table_origin(key)
+
+    def _table_origin(self, key: Key) -> Path:
+        for n in range(len(key), 0, -1):
+            if key[:n] in self.tables:
+                return self.tables[key[:n]].path
+        return self.path
+
+
+def _resolve(path: Path, chain: tuple[tuple[Path, Path], ...] = ()) -> _Resolved:
+    """Read ``path`` and apply it onto its resolved parent, if it has one.
+
+    ``chain`` holds (identity, shown path) of the files that extend this one, to
+    catch circles. Problems that make the result meaningless (an unreadable file, a
+    missing parent, a circle) raise ``ScenarioError``; the others are collected.
+    """
+    raw = _read_toml(path)
+    extensions = {key: raw.pop(key) for key in EXTENSION_KEYS if key in raw}
+    here = (_identity(path), path)
+    if "extends" in extensions:
+        parent = _resolve_parent(path, extensions["extends"], (*chain, here))
+        resolved = _Resolved(parent.data, path, parent.generation + 1)
+        resolved.origins, resolved.tables = parent.origins, parent.tables
+        resolved.problems = parent.problems
+        origin = _Origin(path, resolved.generation)
+        for key in _NOT_INHERITED:
+            _forget(resolved, (key,))
+            resolved.data.pop(key, None)
+        parent_sites = resolved.data.get("sites")
+        parent_names = list(parent_sites) if isinstance(parent_sites, dict) else []
+        if "sites_remove" in extensions:
+            _remove_sites(resolved, extensions["sites_remove"], origin)
+        kept = resolved.data.get("sites")
+        child_sites = raw.get("sites")
+        if isinstance(child_sites, dict):
+            for name in child_sites:
+                if not isinstance(kept, dict) or name not in kept:
+                    resolved.new_sites[name] = (path, [n for n in parent_names if n != name])
+        _merge(resolved, resolved.data, raw, (), origin)
+    else:
+        resolved = _Resolved({}, path)
+        origin = _Origin(path, 0)
+        _merge(resolved, resolved.data, raw, (), origin)
+        if "sites_remove" in extensions:
+            resolved.problems.append(
+                f"{path}: sites_remove: value {show(extensions['sites_remove'])}: this file "
+                "extends no other, so there are no inherited sites to remove"
+            )
+    if "sites_where" in extensions:
+        _apply_sites_where(resolved, extensions["sites_where"], origin)
+    if "name" not in resolved.data:
+        resolved.data["name"] = path.stem
+        resolved.origins[("name",)] = origin
     return resolved
 
 
-def _validate(data: dict[str, Any], path: Path) -> Scenario:
+def _resolve_parent(child: Path, extends: Any, chain: tuple[tuple[Path, Path], ...]) -> _Resolved:
+    if not isinstance(extends, str) or not extends:
+        allowed = "the parent scenario file's path, relative to this file"
+        kind = "empty" if extends == "" else f"wrong type ({toml_type(extends)})"
+        raise ScenarioError(
+            child, [f"{child}: extends: value {show(extends)}: {kind}, allowed: {allowed}"]
+        )
+    parent = _parent_path(child, extends)
+    if not parent.is_file():
+        reason = "no such scenario file" if not parent.exists() else "not a file"
+        hint = ""
+        shipped = library().get(Path(extends).stem)
+        if shipped is not None and Path(extends).name == shipped.name:
+            hint = f"; the library's {shipped.name} is {shipped}"
+        raise ScenarioError(
+            child,
+            [f"{child}: extends: value {show(extends)}: {reason} (looked for {parent}){hint}"],
+        )
+    identity = _identity(parent)
+    for index, (seen, _) in enumerate(chain):
+        if seen == identity:
+            circle = " -> ".join(str(shown) for _, shown in chain[index:])
+            raise ScenarioError(
+                child,
+                [
+                    f"{child}: extends: value {show(extends)}: files extend each other in "
+                    f"a circle: {circle} -> {parent}"
+                ],
+            )
+    return _resolve(parent, chain)
+
+
+def _parent_path(child: Path, extends: str) -> Path:
+    return Path(os.path.normpath(child.parent / extends))
+
+
+def _identity(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:  # pragma: no cover - e.g. a symlink loop; compare as written
+        return path.absolute()
+
+
+def _merge(
+    resolved: _Resolved, base: dict[str, Any], over: dict[str, Any], at: Key, origin: _Origin
+) -> None:
+    """Merge ``over`` into ``base`` in place: tables key by key, other values replace."""
+    for key, value in over.items():
+        here = (*at, key)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(resolved, base[key], value, here, origin)
+        else:
+            _forget(resolved, here)
+            base[key] = copy.deepcopy(value)
+            _remember(resolved, here, value, origin)
+
+
+def _remember(resolved: _Resolved, at: Key, value: Any, origin: _Origin) -> None:
+    if isinstance(value, dict):
+        resolved.tables[at] = origin
+        for key, inner in value.items():
+            _remember(resolved, (*at, key), inner, origin)
+    else:
+        resolved.origins[at] = origin
+
+
+def _forget(resolved: _Resolved, at: Key) -> None:
+    for record in (resolved.origins, resolved.tables):
+        for key in [k for k in record if k[: len(at)] == at]:
+            del record[key]
+
+
+def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
+    path = origin.path
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        resolved.problems.append(
+            f"{path}: sites_remove: value {show(names)}: wrong type ({toml_type(names)}), "
+            'allowed: an array of site names, e.g. ["A", "B"]'
+        )
+        return
+    sites = resolved.data.get("sites")
+    sites = sites if isinstance(sites, dict) else {}
+    for name in names:
+        if name in sites:
+            del sites[name]
+            _forget(resolved, ("sites", name))
+        else:
+            resolved.problems.append(
+                f"{path}: sites_remove: value {show(name)}: no such site in the parent; "
+                f"{suggest_among(name, list(sites)).replace('valid keys', 'sites')}"
+            )
+
+
+def _apply_sites_where(resolved: _Resolved, entries: Any, origin: _Origin) -> None:
+    path = origin.path
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        resolved.problems.append(
+            f"{path}: sites_where: value {show(entries)}: wrong type ({toml_type(entries)}), "
+            "allowed: an array of tables, each begun with [[sites_where]]"
+        )
+        return
+    sites = resolved.data.get("sites")
+    if not isinstance(sites, dict):
+        return  # validation reports the missing or malformed sites
+    for number, entry in enumerate(entries, start=1):
+        label = f"sites_where[{number}]"
+        conditions = {k: v for k, v in entry.items() if k != "set"}
+        bad_conditions = _site_value_problems(resolved, conditions, f"{label}.", path, ("set",))
+        changes = entry.get("set")
+        bad_changes: set[str] = set()
+        if "set" not in entry:
+            resolved.problems.append(
+                f"{path}: {label}.set: missing: required, allowed: a table of site keys and "
+                "their new values, begun with [sites_where.set] after the conditions"
+            )
+            changes = {}
+        elif not isinstance(changes, dict):
+            resolved.problems.append(
+                f"{path}: {label}.set: value {show(changes)}: wrong type "
+                f"({toml_type(changes)}), allowed: a table of site keys and their new values"
+            )
+            changes = {}
+        else:
+            bad_changes = _site_value_problems(resolved, changes, f"{label}.set.", path, ())
+        if bad_conditions or "set" not in entry or not isinstance(entry["set"], dict):
+            continue  # which sites were meant, or what for, is unclear: nothing to match
+        matched = [n for n, site in sites.items() if _matches(site, conditions)]
+        if not matched:
+            wanted = " and ".join(f"{k} = {show(v)}" for k, v in conditions.items())
+            resolved.problems.append(
+                f"{path}: {label}: matches no site: none of the {len(sites)} sites has {wanted}"
+                if conditions
+                else f"{path}: {label}: matches no site: there are no sites"
+            )
+        for name in matched:
+            for key, value in changes.items():
+                if key not in bad_changes:
+                    sites[name][key] = copy.deepcopy(value)
+                    resolved.origins[("sites", name, key)] = origin
+
+
+def _site_value_problems(
+    resolved: _Resolved, values: dict[str, Any], prefix: str, path: Path, extra: tuple[str, ...]
+) -> set[str]:
+    """Check each value as the ``Site`` key it names; report problems, return bad keys."""
+    try:
+        Site.model_validate(values, strict=True)
+    except ValidationError as e:
+        bad = set()
+        for err in e.errors(include_url=False):
+            if err["type"] == "missing" or not err["loc"]:
+                continue  # a condition or a change names only some keys
+            bad.add(str(err["loc"][0]))
+            resolved.problems.append(f"{path}: {describe(err, Site, prefix, extra)}")
+        return bad
+    return set()
+
+
+def _matches(site: Any, conditions: dict[str, Any]) -> bool:
+    if not isinstance(site, dict):
+        return False
+    for key, wanted in conditions.items():
+        if key in site:
+            value = site[key]
+        else:
+            default = Site.model_fields[key].default
+            if default is PydanticUndefined:
+                return False
+            value = default
+        if value != wanted or isinstance(value, bool) != isinstance(wanted, bool):
+            return False
+    return True
+
+
+# --- step 3: validating the result ----------------------------------------------------
+
+
+def _validate(resolved: _Resolved, path: Path) -> Scenario:
+    problems = list(resolved.problems)
     try:
         # Strict: TOML is typed, so "3" for a count is a mistake, not something to coerce.
-        return Scenario.model_validate(data, strict=True)
+        scenario = Scenario.model_validate(resolved.data, strict=True)
     except ValidationError as e:
-        problems = [f"{path}: {_describe(err)}" for err in e.errors(include_url=False)]
-        raise ScenarioError(path, problems) from None
+        hinted: set[str] = set()
+        for err in e.errors(include_url=False):
+            key = tuple(str(part) for part in err["loc"])
+            missing = err["type"] == "missing"
+            if missing and len(key) == 3 and key[0] == "sites" and key[1] not in hinted:
+                hinted.add(key[1])
+                problems.extend(_new_site_hint(resolved, key[1]))
+            source = resolved.origin_of(key, missing)
+            line = f"{source}: {describe(err, extra_keys=EXTENSION_KEYS)}"
+            if err["type"] == "extra_forbidden" and len(key) > 1 and key[-1] in _TOP_LEVEL:
+                line += f" ({key[-1]} belongs at the top, above the first [table] header)"
+            problems.append(line)
+    if problems:
+        raise ScenarioError(path, problems)
+    return scenario
 
 
-def _describe(err: ErrorDetails) -> str:
-    """One validation error as ``dotted.key: value VALUE: what is allowed``."""
-    loc = err["loc"]
-    key = ".".join(str(part) for part in loc) or "(top level)"
-    kind = err["type"]
-    value = err["input"]
-    info = _field_at(loc)
-    meaning = f" ({info.description})" if info is not None and info.description else ""
-    if kind == "extra_forbidden":
-        return f"{key}: value {_show(value)}: unknown key; {_suggest(loc)}"
-    if kind == "missing":
-        return f"{key}: missing: required, allowed: {_allowed(info, err)}{meaning}"
-    if isinstance(value, dict) and kind.startswith("value_error"):
-        # Whole-table checks (e.g. shares summing past 1): the table is not worth echoing.
-        return f"{key}: {err['msg'].removeprefix('Value error, ')}"
-    return f"{key}: value {_show(value)}: {_problem(err)}, allowed: {_allowed(info, err)}{meaning}"
-
-
-def _problem(err: ErrorDetails) -> str:
-    kind = err["type"]
-    if kind in _RANGE_ERRORS:
-        return "out of range"
-    if kind == "literal_error":
-        return "not one of the choices"
-    if kind.endswith(("_type", "_parsing")) or kind == "int_from_float":
-        return f"wrong type ({_toml_type(err['input'])})"
-    return _lower_first(err["msg"])
-
-
-def _allowed(info: FieldInfo | None, err: ErrorDetails) -> str:
-    """What a field accepts, from its type and bounds, e.g. ``an integer, 1 to 500``."""
-    if info is None:
-        if _model_at(err["loc"]) is not None:
-            return "a table"  # e.g. a site given as a plain value
-        return _lower_first(err["msg"].removeprefix("Input should be "))
-    kind = _kind(info.annotation)
-    bounds = _bounds(info)
-    return f"{kind}, {bounds}" if bounds else kind
-
-
-def _kind(annotation: Any) -> str:
-    if typing.get_origin(annotation) is typing.Literal:
-        return " or ".join(repr(v) for v in typing.get_args(annotation))
-    if annotation is bool:
-        return "true or false"
-    if annotation is int:
-        return "an integer"
-    if annotation is float:
-        return "a number"
-    if annotation is str:
-        return "a string"
-    if _is_model(annotation) or typing.get_origin(annotation) is dict:
-        return "a table"
-    return str(annotation)
-
-
-def _bounds(info: FieldInfo) -> str:
-    low: tuple[str, Any] | None = None
-    high: tuple[str, Any] | None = None
-    for bound in info.metadata:
-        if isinstance(bound, Ge):
-            low = (">=", bound.ge)
-        elif isinstance(bound, Gt):
-            low = (">", bound.gt)
-        elif isinstance(bound, Le):
-            high = ("<=", bound.le)
-        elif isinstance(bound, Lt):
-            high = ("<", bound.lt)
-    if low and high and low[0] == ">=" and high[0] == "<=":
-        return f"{low[1]} to {high[1]}"
-    return " and ".join(f"{b[0]} {b[1]}" for b in (low, high) if b is not None)
-
-
-def _toml_type(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-    for py_type, name in names.items():
-        if isinstance(value, py_type):
-            return name
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return type(value).__name__
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"  # as written in TOML
-    if isinstance(value, dict):
-        return "(a table)"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
-
-
-def _suggest(loc: tuple[int | str, ...]) -> str:
-    names = _valid_keys(loc[:-1])
-    if not names:
-        return "no keys are allowed here"
-    key = str(loc[-1])
-    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-    if close:
-        # Offer only the near-best: "engagment" should get "engagement", not also "name".
-        best = difflib.SequenceMatcher(None, key, close[0]).ratio()
-        close = [c for c in close if difflib.SequenceMatcher(None, key, c).ratio() >= best - 0.1]
-        return "did you mean " + " or ".join(close) + "?"
-    return "valid keys here: " + ", ".join(names)
-
-
-# --- walking the Scenario schema along an error location -------------------------------
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class whose fields sit at ``loc`` (``()`` is ``Scenario`` itself)."""
-    current: Any = Scenario
-    for part in loc:
-        current = _step(current, part)
-        if current is None:
-            return None
-    return current if _is_model(current) else None
-
-
-def _field_at(loc: tuple[int | str, ...]) -> FieldInfo | None:
-    model = _model_at(loc[:-1])
-    if model is None or not loc:
-        return None
-    return model.model_fields.get(str(loc[-1]))
-
-
-def _valid_keys(loc: tuple[int | str, ...]) -> list[str]:
-    model = _model_at(loc)
-    return list(model.model_fields) if model is not None else []
-
-
-def _step(current: Any, part: int | str) -> Any:
-    """Descend one level: a model's field, or a value of a ``dict[str, X]``."""
-    if _is_model(current):
-        info = current.model_fields.get(str(part))
-        return _unwrap(info.annotation) if info is not None else None
-    if typing.get_origin(current) is dict:
-        return _unwrap(typing.get_args(current)[1])
-    return None
-
-
-def _unwrap(annotation: Any) -> Any:
-    # ``X | None`` -> X, so optional nested tables are still walked.
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
-    return annotation
-
-
-def _is_model(obj: Any) -> bool:
-    return isinstance(obj, type) and issubclass(obj, BaseModel)
+def _new_site_hint(resolved: _Resolved, name: str) -> list[str]:
+    """For a site a what-if added that lacks keys: say it is new, and which parent site
+    it may have meant (``[sites.f]`` for ``[sites.F]``). Nothing for other sites."""
+    if name not in resolved.new_sites:
+        return []
+    path, parent_names = resolved.new_sites[name]
+    by_case = {n.lower(): n for n in parent_names}
+    close = difflib.get_close_matches(name.lower(), list(by_case), n=1, cutoff=0.6)
+    guess = f"; did you mean sites.{by_case[close[0]]}?" if close else ""
+    return [
+        f"{path}: sites.{name}: a new site (the parent has no site {name!r}), "
+        f"so it needs every required key{guess}"
+    ]

@@ -284,3 +284,397 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes('description = "café"\n'.encode("latin-1"))
     assert "not UTF-8" in str(load_error(path)), "non-UTF-8 bytes should be reported as such"
+
+
+# --- inheritance: extends, [sites.NAME], sites_remove, [[sites_where]] -------------------
+#
+# The parent of these what-ifs is TINY (sites "urban": NHS, "rural": not-for-profit).
+
+
+def whatif(tmp_path: Path, text: str, name: str = "whatif.toml", parent: str = TINY) -> Path:
+    """A what-if file extending TINY, written as parent.toml beside it."""
+    write(tmp_path, parent, name="parent.toml")
+    return write(tmp_path, 'extends = "parent.toml"\n' + text, name=name)
+
+
+def test_whatif_overrides_only_what_it_names_and_inherits_the_rest(tmp_path: Path) -> None:
+    parent = load_scenario(write(tmp_path, TINY, name="parent.toml"))
+    path = whatif(
+        tmp_path,
+        "[trial]\ndur_support_after_discharge_weeks = 8\n"
+        "dur_weekly_phase_weeks = 8\n\n[sites.rural]\nn_peer_workers = 5\n",
+    )
+    child = load_scenario(path)
+    assert child.trial.dur_support_after_discharge_weeks == 8, "the child's value wins"
+    assert child.trial.dur_recruitment_weeks == 8, "a value the child leaves out is the parent's"
+    assert child.trial.dur_followup_weeks == 12, "the parent's other [trial] keys are kept"
+    assert child.sites["rural"].n_peer_workers == 5, "[sites.rural] changes the named key"
+    assert child.sites["rural"].model_copy(update={"n_peer_workers": 2}) == parent.sites["rural"], (
+        "[sites.rural] should change only n_peer_workers; every other site key is inherited"
+    )
+    assert child.sites["urban"] == parent.sites["urban"], "a site the child does not name is kept"
+    assert child.site_names == ["urban", "rural"], "the parent's site order is kept"
+
+
+def test_name_and_description_are_not_inherited(tmp_path: Path) -> None:
+    child = load_scenario(whatif(tmp_path, "", name="my_question.toml"))
+    assert child.name == "my_question", f"name should default to the file name: {child.name!r}"
+    assert child.description == "", "the parent's description should not carry over"
+    named = load_scenario(whatif(tmp_path, 'name = "q"\ndescription = "why"\n'))
+    assert (named.name, named.description) == ("q", "why"), "the child's own name and description"
+
+
+def test_a_new_site_name_adds_a_complete_site_after_the_parents(tmp_path: Path) -> None:
+    site = TINY.split("[sites.urban]\n")[1].split("\n\n")[0]
+    child = load_scenario(whatif(tmp_path, f"[sites.suburb]\n{site}\n"))
+    assert child.site_names == ["urban", "rural", "suburb"], "a new site is added at the end"
+    assert child.n_participants == 90, "the new site's participants count"
+
+
+def test_an_incomplete_new_site_names_the_child_and_the_likely_typo(tmp_path: Path) -> None:
+    path = whatif(tmp_path, "[sites.Rural]\nn_peer_workers = 5\n")
+    error = load_error(path)
+    message = str(error)
+    assert f"{path}: sites.Rural.host: missing: required" in message, (
+        f"the missing keys of a new site should be named, with the what-if's file: {message}"
+    )
+    assert f"{path}: sites.Rural: a new site" in message, f"say the site is new: {message}"
+    assert "did you mean sites.rural?" in message, f"suggest the parent's site: {message}"
+
+
+def test_sites_remove_drops_parent_sites(tmp_path: Path) -> None:
+    child = load_scenario(whatif(tmp_path, 'sites_remove = ["rural"]\n'))
+    assert child.site_names == ["urban"], f"'rural' should be removed: {child.site_names}"
+
+
+def test_sites_remove_then_redefine_starts_the_site_afresh(tmp_path: Path) -> None:
+    error = load_error(
+        whatif(tmp_path, 'sites_remove = ["rural"]\n[sites.rural]\nn_peer_workers = 3\n')
+    )
+    assert "sites.rural.host: missing" in str(error), (
+        f"a removed site defined again inherits nothing, so must be complete: {error}"
+    )
+
+
+def test_sites_where_sets_every_matching_site(tmp_path: Path) -> None:
+    text = """
+[[sites_where]]
+host = "not_for_profit"
+[sites_where.set]
+honorary_contracts = true
+team_preparation = 0.9
+"""
+    child = load_scenario(whatif(tmp_path, text))
+    assert child.sites["rural"].honorary_contracts, "the not-for-profit site should match"
+    assert child.sites["rural"].team_preparation == 0.9, "every key of set is applied"
+    assert not child.sites["urban"].honorary_contracts, "the NHS site should not match"
+    assert child.sites["urban"].team_preparation == 1.0, "a non-matching site is unchanged"
+
+
+def test_sites_where_conditions_all_must_hold_and_defaults_count(tmp_path: Path) -> None:
+    text = """
+[[sites_where]]
+host = "not_for_profit"
+geography = "urban"
+[sites_where.set]
+n_peer_workers = 9
+
+[[sites_where]]
+honorary_contracts = false      # left out of both sites: their default, false, counts
+geography = "urban"
+[sites_where.set]
+n_caseload_cap = 4
+"""
+    error = load_error(whatif(tmp_path, text))
+    assert len(error.problems) == 1, f"only the first entry should fail: {error.problems}"
+    assert "sites_where[1]: matches no site" in str(error), f"no urban not-for-profit: {error}"
+    assert "host = 'not_for_profit' and geography = 'urban'" in str(error), (
+        f"the unmatched conditions should be shown: {error}"
+    )
+    fixed = text.replace(
+        'geography = "urban"\n[sites_where.set]\nn_peer_workers',
+        'geography = "rural"\n[sites_where.set]\nn_peer_workers',
+        1,
+    )
+    child = load_scenario(whatif(tmp_path, fixed))
+    assert child.sites["rural"].n_peer_workers == 9, "both conditions hold for 'rural'"
+    assert child.sites["urban"].n_caseload_cap == 4, "a default value should satisfy a condition"
+    assert child.sites["rural"].n_caseload_cap == 10, "'rural' fails geography = 'urban'"
+
+
+def test_sites_where_without_conditions_applies_to_every_site(tmp_path: Path) -> None:
+    child = load_scenario(
+        whatif(tmp_path, "[[sites_where]]\n[sites_where.set]\nn_caseload_cap = 3\n")
+    )
+    assert {s.n_caseload_cap for s in child.sites.values()} == {3}, "every site should get 3"
+
+
+def test_sites_where_applies_after_the_site_merge_and_in_file_order(tmp_path: Path) -> None:
+    text = """
+[sites.urban]
+host = "not_for_profit"          # merged first: now both sites are not-for-profit
+
+[[sites_where]]
+host = "not_for_profit"
+[sites_where.set]
+host = "nhs"
+share_records_access = 0.5
+
+[[sites_where]]                  # sees the first entry's change
+host = "nhs"
+[sites_where.set]
+n_caseload_cap = 7
+"""
+    child = load_scenario(whatif(tmp_path, text))
+    for name, site in child.sites.items():
+        assert site.host == "nhs", f"{name}: the first entry should make every site NHS"
+        assert site.share_records_access == 0.5, f"{name}: the first entry's second key"
+        assert site.n_caseload_cap == 7, f"{name}: the second entry should see the first's change"
+
+
+def test_sites_where_in_a_file_without_extends_fills_in_sites(tmp_path: Path) -> None:
+    text = edited("n_participants = 30\n\n[sites.rural]", "\n[sites.rural]")
+    text = text.replace("n_participants = 30\n", "")
+    text += "\n[[sites_where]]\n[sites_where.set]\nn_participants = 40\n"
+    scenario = load_scenario(write(tmp_path, text))
+    assert scenario.n_participants == 80, "sites_where should complete sites in a plain file"
+
+
+SITES_WHERE_MISTAKES = [
+    pytest.param(
+        '[[sites_where]]\nhots = "nhs"\n[sites_where.set]\nn_caseload_cap = 3\n',
+        ["sites_where[1].hots: value 'nhs': unknown key; did you mean host?"],
+        id="misspelt-condition",
+    ),
+    pytest.param(
+        '[[sites_where]]\nhost = "charity"\n[sites_where.set]\nn_caseload_cap = 3\n',
+        [
+            "sites_where[1].host: value 'charity': not one of the choices",
+            "'nhs' or 'not_for_profit'",
+        ],
+        id="condition-not-a-choice",
+    ),
+    pytest.param(
+        '[[sites_where]]\nhost = "nhs"\n[sites_where.set]\nhonorary_contract = true\n',
+        [
+            "sites_where[1].set.honorary_contract: value true: unknown key; "
+            "did you mean honorary_contracts?"
+        ],
+        id="misspelt-set-key",
+    ),
+    pytest.param(
+        "[[sites_where]]\n[sites_where.set]\nteam_preparation = 1.5\n",
+        ["sites_where[1].set.team_preparation: value 1.5: out of range, allowed: a number, 0 to 1"],
+        id="set-value-out-of-range",
+    ),
+    pytest.param(
+        '[[sites_where]]\nhost = "nhs"\nhonorary_contracts = true\n',
+        ["sites_where[1].set: missing: required"],
+        id="no-set-table",
+    ),
+    pytest.param(
+        '[sites_where]\nhost = "nhs"\n',
+        ["sites_where: value (a table): wrong type (a table)", "[[sites_where]]"],
+        id="single-table-not-array",
+    ),
+    pytest.param(
+        '[[sites_where]]\ngeography = "urban"\nhost = "not_for_profit"\n[sites_where.set]\n'
+        "n_caseload_cap = 3\n",
+        [
+            "sites_where[1]: matches no site: none of the 2 sites has geography = 'urban' and "
+            "host = 'not_for_profit'"
+        ],
+        id="matches-no-site",
+    ),
+    pytest.param(
+        'sites_remove = ["suburb"]\n',
+        ["sites_remove: value 'suburb': no such site in the parent"],
+        id="remove-unknown-site",
+    ),
+    pytest.param(
+        'sites_remove = "rural"\n',
+        ["sites_remove: value 'rural': wrong type (a string)", "an array of site names"],
+        id="remove-not-an-array",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "says"), SITES_WHERE_MISTAKES)
+def test_override_mistakes_name_the_file_and_entry(
+    tmp_path: Path, text: str, says: list[str]
+) -> None:
+    path = whatif(tmp_path, text)
+    error = load_error(path)
+    assert len(error.problems) == 1, f"exactly one problem expected: {error.problems}"
+    assert error.problems[0].startswith(f"{path}: "), f"the what-if should be named: {error}"
+    for part in says:
+        assert part in str(error), f"message should contain {part!r}:\n{error}"
+
+
+def test_every_override_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = """
+[trial]
+dur_folowup_weeks = 3
+
+[sites.rural]
+n_peer_workers = 0
+
+[[sites_where]]
+hots = "nhs"
+[sites_where.set]
+n_caseload_cap = 3
+
+[[sites_where]]
+host = "nhs"
+[sites_where.set]
+honorary_contract = true
+"""
+    error = load_error(whatif(tmp_path, text))
+    keys = [
+        "trial.dur_folowup_weeks",
+        "sites.rural.n_peer_workers",
+        "sites_where[1].hots",
+        "sites_where[2].set.honorary_contract",
+    ]
+    assert len(error.problems) == 4, f"four problems expected: {error.problems}"
+    for key in keys:
+        assert any(key in p for p in error.problems), f"{key} should be reported: {error}"
+
+
+def test_sites_remove_in_a_file_that_extends_nothing_is_refused(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, 'sites_remove = ["rural"]\n' + TINY))
+    assert "sites_remove" in str(error), f"sites_remove needs a parent: {error}"
+    assert "extends no other" in str(error), f"the reason should be given: {error}"
+
+
+def test_top_level_key_written_inside_a_table_says_where_it_belongs(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, TINY + 'extends = "parent.toml"\n'))
+    assert "sites.rural.extends: value 'parent.toml': unknown key" in str(error), f"{error}"
+    assert "extends belongs at the top, above the first [table] header" in str(error), (
+        f"a TOML key after a [table] header belongs to that table; say so: {error}"
+    )
+
+
+def test_extends_chains_through_several_files_in_other_folders(tmp_path: Path) -> None:
+    write(tmp_path, TINY, name="base.toml")
+    (tmp_path / "questions").mkdir()
+    write(
+        tmp_path / "questions",
+        'extends = "../base.toml"\n[sites.urban]\nn_peer_workers = 4\n',
+        name="middle.toml",
+    )
+    (tmp_path / "questions" / "more").mkdir()
+    path = write(
+        tmp_path / "questions" / "more",
+        'extends = "../middle.toml"\n[sites.rural]\nn_peer_workers = 6\n',
+        name="leaf.toml",
+    )
+    leaf = load_scenario(path)
+    assert leaf.sites["urban"].n_peer_workers == 4, "the middle file's change is inherited"
+    assert leaf.sites["rural"].n_peer_workers == 6, "the leaf's own change applies"
+    assert leaf.trial.dur_recruitment_weeks == 8, "the base file's value reaches the leaf"
+    assert leaf.name == "leaf", "the leaf's name is its own file name"
+
+
+def test_value_inherited_from_a_parent_names_the_parent(tmp_path: Path) -> None:
+    bad_parent = edited("n_peer_workers = 2", "n_peer_workers = 0")
+    path = whatif(tmp_path, "[trial]\ndur_followup_weeks = 0\n", parent=bad_parent)
+    error = load_error(path)
+    parent = tmp_path / "parent.toml"
+    assert f"{parent}: sites.urban.n_peer_workers: value 0: out of range" in str(error), (
+        f"the parent's bad value should name the parent: {error}"
+    )
+    assert f"{path}: trial.dur_followup_weeks: value 0: out of range" in str(error), (
+        f"the child's bad value should name the child: {error}"
+    )
+    assert str(error).startswith(f"{path}: 2 problems"), (
+        f"the header names the file loaded: {error}"
+    )
+
+
+def test_child_overriding_a_bad_parent_value_is_valid(tmp_path: Path) -> None:
+    bad_parent = edited("n_peer_workers = 2", "n_peer_workers = 0")
+    child = load_scenario(
+        whatif(tmp_path, "[sites.urban]\nn_peer_workers = 3\n", parent=bad_parent)
+    )
+    assert child.sites["urban"].n_peer_workers == 3, "the merged result is what is validated"
+
+
+def test_rule_across_keys_names_the_file_that_broke_it(tmp_path: Path) -> None:
+    path = whatif(tmp_path, "[trial]\nshare_personality = 0.7\n")
+    error = load_error(path)
+    assert str(error).startswith(f"{path}: trial: share_psychotic + share_personality"), (
+        f"the child set the value that broke the rule: {error}"
+    )
+
+
+def test_missing_parent_names_the_extending_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, 'extends = "absent.toml"\n')
+    error = load_error(path)
+    assert str(error) == (
+        f"{path}: extends: value 'absent.toml': no such scenario file "
+        f"(looked for {tmp_path / 'absent.toml'})"
+    ), f"missing parent message: {error}"
+
+
+def test_missing_library_parent_points_at_the_library_copy(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, 'extends = "enrich_trial.toml"\n'))
+    assert f"the library's enrich_trial.toml is {default_scenario_path()}" in str(error), (
+        f"a library file name should point at the library's copy: {error}"
+    )
+
+
+def test_extends_must_be_a_path(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, "extends = 3\n"))
+    assert "extends: value 3: wrong type (an integer)" in str(error), f"wrong type: {error}"
+
+
+def test_misspelt_extends_is_suggested(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, 'extend = "parent.toml"\n'))
+    assert "extend: value 'parent.toml': unknown key; did you mean extends?" in str(error), (
+        f"'extend' should suggest 'extends': {error}"
+    )
+
+
+@pytest.mark.parametrize("length", [1, 2, 3], ids=["self", "two-files", "three-files"])
+def test_circular_extends_is_an_error_naming_the_files(tmp_path: Path, length: int) -> None:
+    names = [f"f{i}.toml" for i in range(length)]
+    for i, name in enumerate(names):
+        write(tmp_path, f'extends = "{names[(i + 1) % length]}"\n', name=name)
+    error = load_error(tmp_path / names[0])
+    message = str(error)
+    assert "files extend each other in a circle" in message, f"a circle should be named: {message}"
+    for name in names:
+        assert str(tmp_path / name) in message, f"{name} should be named in: {message}"
+
+
+def test_unreadable_parent_reports_the_parents_problem(tmp_path: Path) -> None:
+    path = whatif(tmp_path, "", parent='name = "x"\n[trial\n')
+    message = str(load_error(path))
+    assert message.startswith(f"{tmp_path / 'parent.toml'}: line 2, column 7: invalid TOML"), (
+        f"the parent's TOML error should name the parent with line and column: {message}"
+    )
+
+
+def test_scenario_parent_and_library() -> None:
+    from scenarios import library, scenario_parent
+
+    shipped = library()
+    assert shipped["enrich_trial"] == default_scenario_path(), "the library holds enrich_trial"
+    assert scenario_parent(shipped["enrich_trial"]) is None, "enrich_trial extends nothing"
+    assert scenario_parent(shipped["whatif_honorary_contracts"]) == default_scenario_path(), (
+        "a what-if's parent should be enrich_trial.toml beside it"
+    )
+
+
+def test_loader_docstring_example_loads(tmp_path: Path) -> None:
+    import scenarios.loader
+
+    doc = scenarios.loader.__doc__ or ""
+    example = doc.split("::\n\n")[1].split("\n\nThe rules:")[0]
+    example = "\n".join(line.removeprefix("    ") for line in example.splitlines())
+    (tmp_path / "enrich_trial.toml").write_bytes(default_scenario_path().read_bytes())
+    scenario = load_scenario(write(tmp_path, example, name="example.toml"))
+    assert scenario.trial.dur_support_after_discharge_weeks == 26, "the [trial] change"
+    assert scenario.sites["F"].n_peer_workers == 6, "the [sites.F] change"
+    assert scenario.sites["G"].honorary_contracts, "the [[sites_where]] change"
