@@ -1,0 +1,782 @@
+"""The spec of a sensitivity analysis: which parameters vary over which ranges, which
+outputs are analysed, and how (``peersim sensitivity SPEC``; see ``analysis.sensitivity``).
+
+A TOML file (``analysis/sensitivity_enrich.toml`` is the ready one)::
+
+    name = "enrich_drivers"                     # optional; default: the file name
+    description = "..."                         # optional
+    scenario = "../scenarios/enrich_trial.toml" # base scenario, relative to this file
+    outputs = ["engaged_share", "fidelity", "itt_or"]
+    method = "morris"                           # optional defaults the command line
+    replicates = 5                              #   overrides: method, replicates, seed
+    seed = 20241
+
+    [parameters]                                # at least two; each value varied once
+    "engagement.logit_intercept" = [-3.0, -1.0]              # a value range
+    "sites.*.supervisor_h_per_week" = { scale = [0.5, 1.5] } # multiplies each site's value
+    "sites.F.team_preparation" = [0.0, 1.0]                  # one site
+    "sites[host=not_for_profit].share_records_access" = [0.0, 1.0]  # a group of sites
+
+    [morris]
+    n = 20            # trajectories (runs: n * (parameters + 1) * replicates)
+    levels = 4        # grid levels of each parameter (even)
+    [sobol]
+    n = 512           # base samples, a power of 2 (runs: n * (parameters + 2) * replicates,
+    second_order = false  #   or n * (2 * parameters + 2) with second-order indices)
+
+``"PATH" = "prior"`` takes the range from the calibration priors
+(``calibration/priors/enrich.toml``, or the file a top-level ``priors = "FILE"``
+names, relative to the spec): a uniform prior's bounds, else its central 95%
+interval.
+
+Both tables also take ``resamples`` (bootstrap resamples of the confidence
+intervals, default 1000) and ``conf_level`` (default 0.95).
+
+Parameter paths name one numeric field of the ``Scenario`` (``simulation.params``):
+``GROUP.FIELD`` for a global parameter, or ``sites.SELECT.FIELD`` for a site
+attribute, where ``SELECT`` is a site name, ``*`` (every site) or
+``[ATTR=VALUE]`` (every site whose ``host``, ``geography`` or
+``honorary_contracts`` equals VALUE). ``[low, high]`` samples the value itself
+(the same value at every selected site); ``{ scale = [low, high] }`` samples a
+multiplier of the base scenario's own value (each selected site keeps its
+relation to the others). Every range is checked against the field's bounds
+(every site's scaled value, for ``scale``); integer fields take the sampled
+value rounded to the nearest whole number (the indices refer to the unrounded
+sample, the model sees the rounded one); switches and choices cannot be varied.
+
+Outputs (``OUTPUTS``, plus ``engaged_share_<site>`` and ``fidelity_<site>``) are
+computed per run by ``analysis.sensitivity.sensitivity_outputs``.
+
+Mistakes raise ``SpecError``, whose message lists every problem at once, one a
+line, as the scenario loader does: ``FILE: key: value VALUE: what is allowed``,
+with close-name suggestions for unknown paths, outputs and keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic.fields import FieldInfo
+
+from simulation import Scenario
+from simulation.params import PARAMETER_GROUPS, Site
+
+__all__ = [
+    "METHODS",
+    "OUTPUTS",
+    "Method",
+    "Parameter",
+    "Settings",
+    "Spec",
+    "SpecError",
+    "load_spec",
+    "output_description",
+    "output_names",
+    "parse_spec",
+]
+
+Method = Literal["morris", "sobol"]
+METHODS: tuple[Method, ...] = ("morris", "sobol")
+
+# Outputs computed for every run; per-site outputs are added for the base's sites.
+OUTPUTS: dict[str, str] = {
+    "engaged_share": "share of the peer support arm who engaged",
+    "met_share": "share of the peer support arm who met their peer worker",
+    "fidelity": "end-of-delivery fidelity, mean of the four domains, mean over sites",
+    "fid_relationships": "end-of-delivery fidelity domain: building relationships",
+    "fid_reciprocity": "end-of-delivery fidelity domain: reciprocity and mutuality",
+    "fid_leadership": "end-of-delivery fidelity domain: leadership, choice and control",
+    "fid_strengths": "end-of-delivery fidelity domain: building on strengths",
+    "readmit_ps": "12-month readmission, peer support arm",
+    "readmit_uc": "12-month readmission, usual care arm",
+    "itt_or": "intention-to-treat odds ratio of readmission (peer support vs usual care)",
+    "log_itt_or": "natural log of the intention-to-treat odds ratio",
+    "site_gap_engaged": "engaged share of the best site minus that of the worst",
+    "site_gap_fidelity": "end-of-delivery fidelity of the best site minus that of the worst",
+}
+SITE_OUTPUTS: dict[str, str] = {
+    "engaged_share_": "engaged share at site ",
+    "fidelity_": "end-of-delivery fidelity at site ",
+}
+DEFAULT_METHOD: Method = "morris"
+DEFAULT_REPLICATES = 5
+DEFAULT_SEED = 20241
+DEFAULT_N: dict[Method, int] = {"morris": 20, "sobol": 512}
+DEFAULT_LEVELS = 4
+DEFAULT_RESAMPLES = 1000
+DEFAULT_CONF_LEVEL = 0.95
+_SITE_ATTRIBUTES: tuple[str, ...] = ("host", "geography", "honorary_contracts")
+_TOP_KEYS: tuple[str, ...] = (
+    "name",
+    "description",
+    "scenario",
+    "outputs",
+    "method",
+    "replicates",
+    "seed",
+    "parameters",
+    "morris",
+    "sobol",
+    "priors",
+)
+_MORRIS_KEYS: tuple[str, ...] = ("n", "levels", "resamples", "conf_level")
+_SOBOL_KEYS: tuple[str, ...] = ("n", "second_order", "resamples", "conf_level")
+_GLOBAL_PATH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
+_SITE_PATH = re.compile(
+    r"^sites(?:\.(?P<name>[^.\[\]]+)|\[(?P<attr>[^=\]]+)=(?P<value>[^\]]+)\])"
+    r"\.(?P<field>[A-Za-z_][A-Za-z0-9_]*)$"
+)
+_PATH_HELP = (
+    "a parameter is GROUP.FIELD (e.g. engagement.logit_intercept) or sites.SELECT.FIELD "
+    "with SELECT a site name, * (every site) or [host=not_for_profit], [geography=rural], "
+    "[honorary_contracts=true]"
+)
+
+
+class SpecError(Exception):
+    """A sensitivity spec that cannot be read or is not valid; lists every problem,
+    one a line, as ``FILE: key: value VALUE: what is allowed``."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = Path(path)
+        self.problems = problems
+        if len(problems) == 1:
+            message = problems[0]
+        else:
+            message = f"{path}: {len(problems)} problems\n" + "\n".join(f"  {p}" for p in problems)
+        super().__init__(message)
+
+
+# --- reading and checking --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to sample and analyse; the spec gives defaults, the command line overrides."""
+
+    method: Method = DEFAULT_METHOD
+    n: int = DEFAULT_N["morris"]
+    replicates: int = DEFAULT_REPLICATES
+    seed: int = DEFAULT_SEED
+    levels: int = DEFAULT_LEVELS
+    second_order: bool = False
+    resamples: int = DEFAULT_RESAMPLES
+    conf_level: float = DEFAULT_CONF_LEVEL
+
+    def problems(self) -> list[tuple[str, str]]:
+        """What is wrong with these settings, as (setting, problem) pairs; empty if
+        nothing. Settings are named as in the spec's table of the method (``n``,
+        ``levels``, ``resamples``, ``conf_level``) or at its top (``replicates``, ``seed``)."""
+        out = []
+        if self.method not in METHODS:
+            out.append(("method", f"value {self.method!r}: allowed: 'morris' or 'sobol'"))
+        elif self.method == "morris" and self.n < 2:
+            out.append(("n", f"value {self.n}: Morris needs at least 2 trajectories"))
+        elif self.method == "sobol" and (self.n < 4 or self.n & (self.n - 1)):
+            out.append(
+                (
+                    "n",
+                    f"value {self.n}: Sobol' sampling needs a power of 2, at least 4 (e.g. "
+                    "512 or 1024), so that the convergence check's N/2 is balanced too",
+                )
+            )
+        if self.replicates < 1:
+            out.append(("replicates", f"value {self.replicates}: allowed: an integer >= 1"))
+        if self.seed < 0:
+            out.append(("seed", f"value {self.seed}: allowed: an integer >= 0"))
+        if self.method == "morris" and (self.levels < 2 or self.levels % 2):
+            out.append(("levels", f"value {self.levels}: allowed: an even integer >= 2"))
+        if self.resamples < 10:
+            out.append(("resamples", f"value {self.resamples}: allowed: an integer >= 10"))
+        if not 0 < self.conf_level < 1:
+            out.append(
+                ("conf_level", f"value {self.conf_level}: allowed: a number between 0 and 1")
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One varied input: a path into the scenario, its range and what it sets."""
+
+    path: str  # as written in the spec; also its name in SALib and in every table
+    field: str
+    group: str  # a global parameter group, or "sites"
+    sites: tuple[str, ...]  # the sites it sets (empty for a global parameter)
+    mode: Literal["value", "scale"]
+    low: float
+    high: float
+    integer: bool
+    base: tuple[float, ...]  # the base scenario's value per target
+    description: str
+    origin: str = ""  # where the range came from, if not written in the spec
+
+    def values(self, x: float) -> list[float | int]:
+        """The value set at each target for the sampled number ``x``."""
+        raw = [x] * len(self.base) if self.mode == "value" else [b * x for b in self.base]
+        return [round(v) for v in raw] if self.integer else [float(v) for v in raw]
+
+    def apply(self, data: dict[str, Any], x: float) -> None:
+        """Set this parameter's value(s) for ``x`` in ``data``, a copied scenario dump
+        whose touched sub-dicts are already copies."""
+        values = self.values(x)
+        if self.group != "sites":
+            data[self.group][self.field] = values[0]
+            return
+        for site, value in zip(self.sites, values, strict=True):
+            data["sites"][site][self.field] = value
+
+    @property
+    def targets(self) -> list[tuple[str, str]]:
+        """(where, field) pairs it sets: where is the group, or ``sites.NAME``."""
+        if self.group != "sites":
+            return [(self.group, self.field)]
+        return [(f"sites.{s}", self.field) for s in self.sites]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated sensitivity spec: the base scenario, parameters, outputs, settings."""
+
+    path: Path
+    name: str
+    description: str
+    base: Scenario
+    base_path: Path | None
+    parameters: tuple[Parameter, ...]
+    outputs: tuple[str, ...]
+    method: Method  # the spec's default method
+    method_settings: Mapping[str, Settings]  # per method, from its table in the spec
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings of the spec's own method."""
+        return self.method_settings[self.method]
+
+    @property
+    def names(self) -> list[str]:
+        return [p.path for p in self.parameters]
+
+    def resolved_raw(self) -> dict[str, Any]:
+        """The spec as read, with ``"prior"`` ranges written out as ``[low, high]``:
+        what a resumed analysis re-reads, whatever the priors file says by then."""
+        raw = dict(self.raw)
+        given = dict(raw.get("parameters", {}))
+        for p in self.parameters:
+            if p.origin:
+                given[p.path] = [p.low, p.high]
+        raw["parameters"] = given
+        return raw
+
+    def problem(self, outputs: Sequence[str] | None = None) -> Any:
+        """The SALib ``ProblemSpec`` of this spec (with ``outputs``, default all)."""
+        from SALib import ProblemSpec
+
+        return ProblemSpec(
+            {
+                "names": self.names,
+                "bounds": [[p.low, p.high] for p in self.parameters],
+                "outputs": list(self.outputs if outputs is None else outputs),
+            }
+        )
+
+
+def load_spec(path: str | Path, *, base: Scenario | None = None) -> Spec:
+    """Read and validate a spec file; raises ``SpecError`` listing every problem.
+
+    ``base`` replaces the scenario the spec names (a resumed run uses the one it
+    started with, even if the file has changed since).
+    """
+    source = Path(path)
+    return parse_spec(_read_toml(source), source, base=base)
+
+
+def parse_spec(data: Mapping[str, Any], path: Path, *, base: Scenario | None = None) -> Spec:
+    """Validate a spec already read into ``data``; ``path`` names it in messages and
+    anchors a relative ``scenario`` path."""
+    problems: list[str] = []
+
+    def bad(key: str, text: str) -> None:
+        problems.append(f"{path}: {key}: {text}")
+
+    for key in data:
+        if key not in _TOP_KEYS:
+            bad(key, f"unknown key; {_suggest(key, _TOP_KEYS)}")
+
+    name = _string(data, "name", path.stem, bad)
+    description = _string(data, "description", "", bad)
+    base_path: Path | None = None
+    if base is None:
+        base, base_path = _base_scenario(data, path, bad)
+
+    method, method_settings = _settings(data, bad)
+    outputs = _outputs(data, base, bad)
+    parameters = _parameters(data, base, path, bad)
+    if problems or base is None:
+        raise SpecError(path, problems)
+    return Spec(
+        path=path,
+        name=name,
+        description=description,
+        base=base,
+        base_path=base_path,
+        parameters=tuple(parameters),
+        outputs=tuple(outputs),
+        method=method,
+        method_settings=method_settings,
+        raw=dict(data),
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(path, [f"{path}: no such spec file"]) from None
+    except IsADirectoryError:
+        raise SpecError(path, [f"{path}: is a directory, not a spec file"]) from None
+    except OSError as e:
+        raise SpecError(path, [f"{path}: cannot read: {e.strerror}"]) from None
+    except UnicodeDecodeError as e:
+        raise SpecError(path, [f"{path}: byte {e.start}: not UTF-8 text"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        match = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", str(e))
+        where = f"line {match.group(2)}, column {match.group(3)}: " if match else ""
+        what = match.group(1) if match else str(e)
+        raise SpecError(path, [f"{path}: {where}invalid TOML: {what}"]) from None
+
+
+def _string(data: Mapping[str, Any], key: str, default: str, bad: Any) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or (key == "name" and not value):
+        bad(key, f"value {_show(value)}: wrong type, allowed: a non-empty string")
+        return default
+    return value
+
+
+def _base_scenario(data: Mapping[str, Any], path: Path, bad: Any) -> tuple[Scenario | None, Path]:
+    from scenarios import ScenarioError, load_scenario
+
+    given = data.get("scenario")
+    if not isinstance(given, str) or not given:
+        shown = "missing" if given is None else f"value {_show(given)}: wrong type"
+        bad("scenario", f"{shown}, allowed: the base scenario file, relative to this spec")
+        return None, path
+    scenario_path = (path.parent / given).resolve()
+    try:
+        return load_scenario(scenario_path), scenario_path
+    except ScenarioError as e:
+        if not scenario_path.exists():
+            bad("scenario", f"value {given!r}: no such scenario file ({scenario_path})")
+        else:
+            bad("scenario", f"value {given!r}: not a valid scenario:\n    " + str(e))
+        return None, scenario_path
+
+
+def _settings(data: Mapping[str, Any], bad: Any) -> tuple[Method, dict[str, Settings]]:
+    # Typed Any: a TOML value checked here before use.
+    def integer(table: Mapping[str, Any], key: str, label: str, default: int) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            bad(label, f"value {_show(value)}: wrong type, allowed: an integer")
+            return default
+        return value
+
+    def number(table: Mapping[str, Any], key: str, label: str, default: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            bad(label, f"value {_show(value)}: wrong type, allowed: a number")
+            return default
+        return float(value)
+
+    tables: dict[str, Mapping[str, Any]] = {}
+    for name, keys in (("morris", _MORRIS_KEYS), ("sobol", _SOBOL_KEYS)):
+        table = data.get(name, {})
+        if not isinstance(table, Mapping):
+            bad(name, f"value {_show(table)}: wrong type, allowed: a table")
+            table = {}
+        for key in table:
+            if key not in keys:
+                bad(f"{name}.{key}", f"unknown key; {_suggest(key, keys)}")
+        tables[name] = table
+    method: Any = data.get("method", DEFAULT_METHOD)
+    if method not in METHODS:
+        bad("method", f"value {_show(method)}: allowed: 'morris' or 'sobol'")
+        method = DEFAULT_METHOD
+    second_order = tables["sobol"].get("second_order", False)
+    if not isinstance(second_order, bool):
+        bad("sobol.second_order", f"value {_show(second_order)}: allowed: true or false")
+        second_order = False
+    n_by_method = {m: integer(tables[m], "n", f"{m}.n", DEFAULT_N[m]) for m in METHODS}
+    per_method: dict[str, Settings] = {
+        m: Settings(
+            method=m,
+            n=n_by_method[m],
+            replicates=integer(data, "replicates", "replicates", DEFAULT_REPLICATES),
+            seed=integer(data, "seed", "seed", DEFAULT_SEED),
+            levels=integer(tables["morris"], "levels", "morris.levels", DEFAULT_LEVELS),
+            second_order=second_order,
+            resamples=integer(tables[m], "resamples", f"{m}.resamples", DEFAULT_RESAMPLES),
+            conf_level=number(tables[m], "conf_level", f"{m}.conf_level", DEFAULT_CONF_LEVEL),
+        )
+        for m in METHODS
+    }
+    # Both methods' settings are checked, so that --method can switch to either.
+    reported: set[str] = set()
+    for m, settings in per_method.items():
+        for key, text in settings.problems():
+            label = key if key in ("replicates", "seed") else f"{m}.{key}"
+            if label not in reported:
+                reported.add(label)
+                bad(label, text)
+    return method, per_method
+
+
+def output_names(site_names: Sequence[str]) -> list[str]:
+    """Every output a spec may name, for a scenario with these sites."""
+    per_site = [f"{prefix}{s}" for prefix in SITE_OUTPUTS for s in site_names]
+    return [*OUTPUTS, *per_site]
+
+
+def output_description(name: str) -> str:
+    if name in OUTPUTS:
+        return OUTPUTS[name]
+    for prefix, text in SITE_OUTPUTS.items():
+        if name.startswith(prefix):
+            return text + name.removeprefix(prefix)
+    return name
+
+
+def _outputs(data: Mapping[str, Any], base: Scenario | None, bad: Any) -> list[str]:
+    given = data.get("outputs")
+    if not isinstance(given, list) or not given or not all(isinstance(o, str) for o in given):
+        shown = "missing" if given is None else f"value {_show(given)}: wrong type"
+        bad("outputs", f"{shown}, allowed: a non-empty list of output names, from {list(OUTPUTS)}")
+        return []
+    known = output_names(base.site_names) if base is not None else None
+    seen: set[str] = set()
+    out = []
+    for name in given:
+        if name in seen:
+            bad("outputs", f"value {name!r}: named twice")
+            continue
+        seen.add(name)
+        site_output = any(name.startswith(p) for p in SITE_OUTPUTS) and name not in OUTPUTS
+        if known is None and site_output:
+            out.append(name)  # its site cannot be checked without a base scenario
+        elif name not in (known or OUTPUTS):
+            # Suggest a trial-wide output first, a per-site one only failing that.
+            close = _close(name, list(OUTPUTS)) or _close(name, known or [])
+            hint = f"did you mean {' or '.join(close)}?" if close else f"allowed: {list(OUTPUTS)}"
+            bad("outputs", f"value {name!r}: unknown output; {hint}")
+        else:
+            out.append(name)
+    return out
+
+
+def _parameters(
+    data: Mapping[str, Any], base: Scenario | None, spec_path: Path, bad: Any
+) -> list[Parameter]:
+    given = data.get("parameters")
+    if not isinstance(given, Mapping) or len(given) < 2:
+        shown = "missing" if given is None else f"value {_show(given)}"
+        bad(
+            "parameters",
+            f"{shown}: allowed: a table of at least two parameters, "
+            '"PATH" = [low, high], { scale = [low, high] } or "prior"',
+        )
+        return []
+    priors = _Priors(data.get("priors"), spec_path)
+    if priors.problem:
+        bad("priors", priors.problem)
+    if base is None:
+        return []  # paths and ranges are checked against the base scenario
+    out: list[Parameter] = []
+    claimed: dict[tuple[str, str], str] = {}
+    for path, spec in given.items():
+        key = f'parameters."{path}"'
+        try:
+            parameter = _parameter(str(path), spec, base, priors)
+        except _ParameterProblem as e:
+            bad(key, str(e))
+            continue
+        clashes = sorted({claimed[t] for t in parameter.targets if t in claimed})
+        if clashes:
+            bad(key, f"sets a value that {', '.join(clashes)} also sets; vary each value once")
+            continue
+        claimed.update(dict.fromkeys(parameter.targets, parameter.path))
+        out.append(parameter)
+    return out
+
+
+class _ParameterProblem(Exception):
+    pass
+
+
+class _Priors:
+    """The calibration priors that ``"PATH" = "prior"`` takes its range from: the
+    file the spec's ``priors`` key names (relative to the spec), else the shipped
+    ENRICH priors; read on first use."""
+
+    def __init__(self, given: Any, spec_path: Path) -> None:
+        self.problem = ""
+        self.path: Path | None = None
+        if given is not None:
+            if isinstance(given, str) and given:
+                self.path = (spec_path.parent / given).resolve()
+            else:
+                self.problem = f"value {_show(given)}: wrong type, allowed: a priors file"
+        self._set: Any = None
+
+    def range(self, parameter: str) -> tuple[float, float, str]:
+        """(low, high, origin) for ``parameter``: a uniform prior's bounds, else its
+        central 95% interval."""
+        from calibration.files import CalibrationFileError
+        from calibration.priors import load_priors
+
+        if self.problem:
+            raise _ParameterProblem('"prior": the priors file cannot be read (see priors)')
+        if self._set is None:
+            try:
+                self._set = load_priors(self.path)
+            except CalibrationFileError as e:
+                self.problem = str(e).splitlines()[0]
+                raise _ParameterProblem(f'"prior": {self.problem}') from None
+        name = Path(self._set.path).name if self._set.path else "the priors"
+        try:
+            prior = self._set[parameter]
+        except KeyError:
+            raise _ParameterProblem(
+                f'"prior": {name} has no prior for it; it has priors for '
+                + ", ".join(self._set.parameters)
+            ) from None
+        if prior.distribution == "uniform":
+            return float(prior.lower), float(prior.upper), f"prior {prior.describe()} ({name})"
+        low, high = (float(v) for v in prior.ppf([0.025, 0.975]))
+        return low, high, f"central 95% of prior {prior.describe()} ({name})"
+
+
+def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Parameter:
+    site_match = _SITE_PATH.match(path)
+    global_match = _GLOBAL_PATH.match(path)
+    sites: tuple[str, ...] = ()
+    if site_match:
+        group, name = "sites", site_match.group("field")
+        sites = _select_sites(site_match, base)
+        info = Site.model_fields.get(name)
+        bases = tuple(getattr(base.sites[s], name) for s in sites) if info else ()
+    elif global_match and global_match.group(1) in PARAMETER_GROUPS:
+        group, name = global_match.groups()
+        info = type(getattr(base, group)).model_fields.get(name)
+        bases = (getattr(getattr(base, group), name),) if info else ()
+    else:
+        raise _ParameterProblem(f"unknown parameter; {_suggest_path(path, base)}")
+    if info is None:
+        raise _ParameterProblem(f"unknown parameter; {_suggest_path(path, base)}")
+    kind = info.annotation
+    if kind not in (int, float):
+        raise _ParameterProblem(
+            f"not a number ({_kind(info)}): switches and choices cannot be varied; "
+            "set them in the base scenario instead"
+        )
+    origin = ""
+    if spec == "prior":
+        mode: Literal["value", "scale"] = "value"
+        low, high, origin = priors.range(path)
+        shown = f'"prior" [{low:g}, {high:g}]'
+    else:
+        mode, low, high = _range(spec)
+        shown = _show(spec["scale"] if mode == "scale" else spec)  # as written
+    targets = sites if group == "sites" else (group,)
+    parameter = Parameter(
+        path=path,
+        field=name,
+        group=group,
+        sites=sites,
+        mode=mode,
+        low=low,
+        high=high,
+        integer=kind is int,
+        base=tuple(float(b) for b in bases),
+        description=info.description or "",
+        origin=origin,
+    )
+    allowed = f"allowed: {_kind(info)}{_bounds_text(info)} ({info.description})"
+    if mode == "scale":
+        if low < 0:
+            raise _ParameterProblem(f"scale {shown}: a multiplier must be >= 0")
+        if all(b == 0 for b in bases):
+            raise _ParameterProblem(
+                f"scale {shown}: the base value is 0, which no multiplier "
+                "changes; give a value range [low, high] instead"
+            )
+        for target, b in zip(targets, bases, strict=True):
+            for x in (low, high):
+                v = b * x
+                if not _within(info, v):
+                    where = f" at site {target}" if group == "sites" else ""
+                    raise _ParameterProblem(
+                        f"scale {shown}: gives {v:g}{where} (base {b:g}), out of range, {allowed}"
+                    )
+    elif not (_within(info, low) and _within(info, high)):
+        raise _ParameterProblem(f"value {shown}: out of range, {allowed}")
+    return parameter
+
+
+def _select_sites(match: re.Match[str], base: Scenario) -> tuple[str, ...]:
+    name = match.group("name")
+    if name == "*":
+        return tuple(base.site_names)
+    if name is not None:
+        if name not in base.sites:
+            close = difflib.get_close_matches(name, base.site_names, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise _ParameterProblem(
+                f"no site {name!r} in the base scenario; {hint}sites are "
+                f"{', '.join(base.site_names)}, or * for every site"
+            )
+        return (name,)
+    attr, value = match.group("attr").strip(), match.group("value").strip()
+    if attr not in _SITE_ATTRIBUTES:
+        raise _ParameterProblem(
+            f"cannot select sites by {attr!r}; {_suggest(attr, _SITE_ATTRIBUTES)}"
+        )
+    chosen = tuple(s for s, site in base.sites.items() if _attr_text(getattr(site, attr)) == value)
+    if not chosen:
+        present = sorted({_attr_text(getattr(site, attr)) for site in base.sites.values()})
+        raise _ParameterProblem(
+            f"[{attr}={value}] selects no site of the base scenario; its {attr} values "
+            f"are {', '.join(present)}"
+        )
+    return chosen
+
+
+def _attr_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _range(spec: Any) -> tuple[Literal["value", "scale"], float, float]:
+    mode: Literal["value", "scale"] = "value"
+    pair = spec
+    if isinstance(spec, Mapping):
+        if set(spec) != {"scale"}:
+            raise _ParameterProblem(
+                f"value {_show(spec)}: a table must be {{ scale = [low, high] }}, "
+                "a multiplier of the base value"
+            )
+        mode, pair = "scale", spec["scale"]
+    numbers = (
+        isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+    )
+    if not numbers:
+        raise _ParameterProblem(
+            f"value {_show(pair)}: wrong type, allowed: [low, high] (two numbers), "
+            '{ scale = [low, high] } or "prior"'
+        )
+    low, high = float(pair[0]), float(pair[1])
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise _ParameterProblem(
+            f"{'scale' if mode == 'scale' else 'value'} {_show(pair)}: "
+            "the lower bound must be below the upper bound"
+        )
+    return mode, low, high
+
+
+def _within(info: FieldInfo, value: float) -> bool:
+    for bound in info.metadata:
+        limit: Any = getattr(bound, type(bound).__name__.lower(), None)
+        if isinstance(bound, Ge) and not value >= limit:
+            return False
+        if isinstance(bound, Gt) and not value > limit:
+            return False
+        if isinstance(bound, Le) and not value <= limit:
+            return False
+        if isinstance(bound, Lt) and not value < limit:
+            return False
+    return True
+
+
+def _bounds_text(info: FieldInfo) -> str:
+    low: tuple[str, Any] | None = None
+    high: tuple[str, Any] | None = None
+    for bound in info.metadata:
+        if isinstance(bound, Ge):
+            low = (">=", bound.ge)
+        elif isinstance(bound, Gt):
+            low = (">", bound.gt)
+        elif isinstance(bound, Le):
+            high = ("<=", bound.le)
+        elif isinstance(bound, Lt):
+            high = ("<", bound.lt)
+    if low and high and low[0] == ">=" and high[0] == "<=":
+        return f", {low[1]} to {high[1]}"
+    parts = " and ".join(f"{b[0]} {b[1]}" for b in (low, high) if b is not None)
+    return f", {parts}" if parts else ""
+
+
+def _kind(info: FieldInfo) -> str:
+    annotation = info.annotation
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + " or ".join(repr(v) for v in typing.get_args(annotation))
+    names: dict[Any, str] = {bool: "true or false", int: "an integer", float: "a number"}
+    return names.get(annotation, str(annotation))
+
+
+def _numeric_paths(base: Scenario) -> list[str]:
+    paths = []
+    for group in PARAMETER_GROUPS:
+        for name, info in type(getattr(base, group)).model_fields.items():
+            if info.annotation in (int, float):
+                paths.append(f"{group}.{name}")
+    site_fields = [n for n, i in Site.model_fields.items() if i.annotation in (int, float)]
+    for select in ["*", *base.site_names]:
+        paths += [f"sites.{select}.{n}" for n in site_fields]
+    return paths
+
+
+def _suggest_path(path: str, base: Scenario) -> str:
+    close = _close(path, _numeric_paths(base))
+    if close:
+        return "did you mean " + " or ".join(close) + "?"
+    return _PATH_HELP
+
+
+def _suggest(key: str, names: Sequence[str]) -> str:
+    close = _close(key, names)
+    if close:
+        return "did you mean " + " or ".join(close) + "?"
+    return "allowed: " + ", ".join(names)
+
+
+def _close(key: str, names: Sequence[str]) -> list[str]:
+    close = difflib.get_close_matches(key, list(names), n=3, cutoff=0.6)
+    if not close:
+        return []
+    # Offer only the near-best, as the scenario loader does.
+    best = difflib.SequenceMatcher(None, key, close[0]).ratio()
+    return [c for c in close if difflib.SequenceMatcher(None, key, c).ratio() >= best - 0.1]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
