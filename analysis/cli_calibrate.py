@@ -1,0 +1,708 @@
+"""``peersim calibrate``: fit the model's free parameters to the trial's published
+summaries by ABC-SMC, and write the posterior, a calibrated scenario and a fit report.
+
+The work goes on in ``DIR.partial/`` (pyabc's database, copies of the inputs, the
+report's simulations); the output folder ``DIR`` appears only when complete. A
+run stopped by Ctrl-C, a crash or ``kill -9`` continues from its last complete
+generation with ``--resume DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PROG,
+    UsageError,
+    _check_out,
+    _describe,
+    _error,
+    _non_negative_int,
+    _partial,
+    _positive_int,
+    _scheduler,
+    _write_record,
+)
+from analysis.io import is_free
+from calibration.settings import (
+    DEFAULT_GENERATIONS,
+    DEFAULT_POPULATION,
+    DEFAULT_REFINE,
+    DEFAULT_REPLICATES,
+    DEFAULT_REPORT_REPLICATES,
+    DEFAULT_SEED,
+)
+
+if TYPE_CHECKING:  # kept out of the import so that --help answers at once
+    from analysis.executors import Backend
+    from calibration.inference import AbcResult
+    from calibration.priors import PriorSet
+    from calibration.settings import Settings
+    from calibration.targets import TargetSet
+    from simulation import Scenario
+
+_RECORD = "calibration.json"
+_RECORD_FORMAT = "peersim-calibration-run/1"
+_MANIFEST_FORMAT = "peersim-calibration/1"
+_TARGETS_COPY = "targets.toml"
+_PRIORS_COPY = "priors.toml"
+
+DESCRIPTION = f"""\
+Calibrate the model's free parameters (the [M] assumptions) against what the trial
+and the seed study report, by ABC-SMC (pyabc). TARGETS lists the sourced targets
+(default: the shipped ENRICH targets, calibration/targets/enrich.toml); --priors
+the free parameters and their priors (default: calibration/priors/enrich.toml).
+
+Each particle (a parameter set) is simulated as R trials side by side and compared
+with every target in sampling errors; patterns (a direction, an interval) add a
+penalty when the simulated trials do not show them. Epsilon stops at the 95%
+sampling-error threshold, so the posterior keeps the uncertainty the targets leave.
+One progress line per generation (epsilon, acceptance rate, time left).
+
+Writes, into a new output folder:
+  posterior.parquet      the last generation's particles: parameters, weight, distance
+  scenario.toml          the calibrated scenario (posterior medians), for '{PROG} run'
+  report.md, figures/    the fit report: targets observed vs simulated, prior vs
+                         posterior, pairwise posterior, the run
+  generations.parquet    epsilon, acceptance rate and ESS per generation
+  predictive_*.parquet   the report's simulated trials, one row each
+  manifest.json          command line, versions, git commit, inputs, settings
+The folder is also a posterior for posterior-ensemble runs
+(calibration.posterior.load_posterior).
+"""
+
+EPILOG = f"""\
+examples:
+  {PROG} calibrate                              the ENRICH targets and priors
+  {PROG} calibrate --out results/calib --workers 2
+  {PROG} calibrate my_targets.toml --priors my_priors.toml --scenario my_site.toml
+  {PROG} calibrate --population 1000 --generations 12 --scheduler tcp://10.0.0.5:8786
+  {PROG} calibrate --resume results/calib       continue an interrupted calibration
+  {PROG} calibrate --list-statistics            what a target can compare
+"""
+
+
+def register(commands: Any) -> None:
+    """Add the ``calibrate`` subcommand to ``peersim``'s subparsers."""
+    parser = commands.add_parser(
+        "calibrate",
+        help="fit the free parameters to the trial's published summaries (ABC-SMC)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=calibrate)
+    parser.add_argument(
+        "targets",
+        nargs="?",
+        type=Path,
+        metavar="TARGETS",
+        help="targets TOML file (default: the shipped ENRICH targets)",
+    )
+    parser.add_argument(
+        "--priors",
+        type=Path,
+        metavar="FILE",
+        help="priors TOML file (default: the shipped ENRICH priors)",
+    )
+    parser.add_argument(
+        "--scenario",
+        type=Path,
+        metavar="FILE",
+        help="base scenario whose free parameters are fitted (default: the ENRICH trial)",
+    )
+    parser.add_argument(
+        "--population",
+        type=_positive_int,
+        metavar="N",
+        help=f"particles per generation (default: {DEFAULT_POPULATION})",
+    )
+    parser.add_argument(
+        "--generations",
+        type=_positive_int,
+        metavar="G",
+        help=f"most generations; the run stops earlier once epsilon reaches its floor "
+        f"(default: {DEFAULT_GENERATIONS})",
+    )
+    parser.add_argument(
+        "--replicates",
+        type=_positive_int,
+        metavar="R",
+        help=f"simulated trials per particle, run side by side (default: {DEFAULT_REPLICATES})",
+    )
+    parser.add_argument(
+        "-s",
+        "--seed",
+        type=_non_negative_int,
+        metavar="S",
+        help=f"master seed (default: {DEFAULT_SEED})",
+    )
+    parser.add_argument(
+        "--min-epsilon",
+        type=_non_negative_float,
+        metavar="E",
+        help="the epsilon floor: epsilon never goes below E and the run stops there, after "
+        "--refine more generations (default: the 95%% sampling-error threshold of the "
+        "fitted targets; smaller values give overconfident posteriors)",
+    )
+    parser.add_argument(
+        "--refine",
+        type=_non_negative_int,
+        metavar="K",
+        help=f"generations to add at the epsilon floor once it is reached, each raising "
+        f"the posterior sample's effective size (default: {DEFAULT_REFINE})",
+    )
+    parser.add_argument(
+        "--report-replicates",
+        type=_positive_int,
+        metavar="N",
+        help=f"simulated trials for the fit report, of each kind "
+        f"(default: {DEFAULT_REPORT_REPLICATES})",
+    )
+    parser.add_argument(
+        "-w",
+        "--workers",
+        type=_positive_int,
+        metavar="W",
+        help=f"worker processes (1: this process) (default: all cores, {os.cpu_count() or 1} here)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        type=_scheduler,
+        metavar="ADDR",
+        help="run on Dask: 'local' starts a cluster of W processes on this machine, "
+        "tcp://HOST:PORT uses a running cluster (its workers need peersim installed)",
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder; must not exist or be empty "
+        "(default: a new results/calibration-<UTC time>)",
+    )
+    parser.add_argument(
+        "--calibrated-scenario",
+        type=Path,
+        metavar="FILE",
+        help="also write the calibrated scenario to FILE (must not exist), e.g. "
+        "scenarios/enrich_calibrated.toml",
+    )
+    parser.add_argument(
+        "--keep-db",
+        action="store_true",
+        help="keep pyabc's database (abc.db) in the output folder",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue the interrupted calibration whose output folder is DIR, as it was "
+        "started (--workers and --scheduler may differ)",
+    )
+    parser.add_argument(
+        "--list-statistics",
+        action="store_true",
+        help="list the statistics a target can compare, and exit",
+    )
+
+
+@dataclass
+class _Plan:
+    """A calibration to do: from the command line, or an interrupted run's record."""
+
+    scenario: Scenario
+    targets: TargetSet
+    priors: PriorSet
+    settings: Settings
+    report_replicates: int
+    out: Path
+    partial: Path
+    calibrated_scenario: Path | None
+    keep_db: bool
+    record: dict[str, Any]
+    resumed: bool
+
+
+def calibrate(args: argparse.Namespace, command: list[str]) -> int:
+    if args.list_statistics:
+        from calibration.statistics import describe_statistics
+
+        print(describe_statistics())
+        return EXIT_OK
+    from analysis.executors import ExecutorError, ExecutorSpec, open_executor
+    from analysis.runner import SweepError, SweepInterrupted
+
+    plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
+    spec = ExecutorSpec(workers=args.workers, scheduler=args.scheduler)
+    try:
+        with contextlib.ExitStack() as stack, open_executor(spec) as backend:
+            print(
+                f"{PROG}: {'resuming' if plan.resumed else 'calibrating'} "
+                f"{len(plan.priors.priors)} parameters of {plan.scenario.name!r} against "
+                f"{len(plan.targets.fitted)} targets ({plan.settings.population} particles, "
+                f"at most {plan.settings.generations} generations, "
+                f"{plan.settings.replicates} trials each; {_describe(backend)})",
+                file=sys.stderr,
+            )
+            try:
+                return _execute(plan, backend, command)
+            except (SweepInterrupted, KeyboardInterrupt):
+                # A second Ctrl-C (uv run forwards one too) must not interrupt the clean-up.
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                stack.callback(signal.signal, signal.SIGINT, previous)
+                _error(
+                    f"interrupted; finished generations are saved in {plan.partial}; "
+                    f"continue with: {PROG} calibrate --resume {plan.out}"
+                )
+                return EXIT_INTERRUPTED
+    except ExecutorError as e:
+        raise UsageError(f"--scheduler {args.scheduler}: {e}") from None
+    except SweepError as e:
+        raise UsageError(str(e)) from None
+
+
+def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
+    from analysis.io import git_state
+    from calibration.files import CalibrationFileError
+    from calibration.priors import default_priors_path, load_priors
+    from calibration.settings import Settings
+    from calibration.targets import default_targets_path, load_targets
+    from scenarios import ScenarioError, default_scenario_path, load_scenario
+
+    try:
+        targets = load_targets(args.targets)
+        priors = load_priors(args.priors)
+        scenario = load_scenario(args.scenario)
+    except (CalibrationFileError, ScenarioError) as e:
+        raise UsageError(str(e)) from None
+    targets, priors = _bind(targets, priors, scenario)
+    out = args.out if args.out is not None else _default_out()
+    _check_out(out)
+    partial = _partial(out)
+    if partial.exists():
+        raise UsageError(
+            f"--out {out}: {partial} holds an interrupted calibration; continue it with "
+            f"'{PROG} calibrate --resume {out}' or delete it"
+        )
+    if args.calibrated_scenario is not None and args.calibrated_scenario.exists():
+        raise UsageError(
+            f"--calibrated-scenario {args.calibrated_scenario}: file exists; "
+            "results are never overwritten"
+        )
+    settings = Settings(
+        population=args.population or DEFAULT_POPULATION,
+        generations=args.generations or DEFAULT_GENERATIONS,
+        replicates=args.replicates or DEFAULT_REPLICATES,
+        seed=DEFAULT_SEED if args.seed is None else args.seed,
+        min_epsilon=args.min_epsilon,
+        refine=DEFAULT_REFINE if args.refine is None else args.refine,
+    )
+    scenario_path = (args.scenario or default_scenario_path()).resolve()
+    report_replicates: int = args.report_replicates or DEFAULT_REPORT_REPLICATES
+    record: dict[str, Any] = {
+        "format": _RECORD_FORMAT,
+        "command": command,
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": git_state(),
+        "settings": settings.as_dict(),
+        "report_replicates": report_replicates,
+        "targets_path": str((args.targets or default_targets_path()).resolve()),
+        "priors_path": str((args.priors or default_priors_path()).resolve()),
+        "scenario_path": str(scenario_path),
+        "scenario": scenario.model_dump(mode="json"),
+        "calibrated_scenario": str(args.calibrated_scenario) if args.calibrated_scenario else None,
+        "keep_db": bool(args.keep_db),
+        "resumed": [],
+    }
+    partial.mkdir(parents=True)
+    # Copies of the inputs: --resume reads these, so edits to the originals cannot leak in.
+    shutil.copyfile(args.targets or default_targets_path(), partial / _TARGETS_COPY)
+    shutil.copyfile(args.priors or default_priors_path(), partial / _PRIORS_COPY)
+    _write_record(partial / _RECORD, record)
+    return _Plan(
+        scenario,
+        targets,
+        priors,
+        settings,
+        report_replicates,
+        out,
+        partial,
+        args.calibrated_scenario,
+        bool(args.keep_db),
+        record,
+        resumed=False,
+    )
+
+
+def _resume_plan(args: argparse.Namespace) -> _Plan:
+    from pydantic import ValidationError
+
+    from calibration.files import CalibrationFileError
+    from calibration.priors import load_priors
+    from calibration.settings import Settings
+    from calibration.targets import load_targets
+    from simulation import Scenario
+
+    out: Path = args.resume
+    given = [
+        name
+        for name, value in [
+            ("TARGETS", args.targets),
+            ("--priors", args.priors),
+            ("--scenario", args.scenario),
+            ("--population", args.population),
+            ("--generations", args.generations),
+            ("--replicates", args.replicates),
+            ("--seed", args.seed),
+            ("--min-epsilon", args.min_epsilon),
+            ("--refine", args.refine),
+            ("--report-replicates", args.report_replicates),
+            ("--out", args.out),
+            ("--calibrated-scenario", args.calibrated_scenario),
+            ("--keep-db", args.keep_db or None),
+        ]
+        if value is not None
+    ]
+    if given:
+        raise UsageError(
+            f"--resume {out} continues the calibration as it was started; leave out "
+            f"{', '.join(given)}"
+        )
+    partial = _partial(out)
+    record_path = partial / _RECORD
+    if not record_path.is_file():
+        if out.is_dir() and (out / "manifest.json").is_file():
+            raise UsageError(f"--resume {out}: that calibration is already complete")
+        raise UsageError(
+            f"--resume {out}: no interrupted calibration there ({record_path} not found)"
+        )
+    if not is_free(out):
+        raise UsageError(f"--resume {out}: folder exists and is not empty")
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("format") != _RECORD_FORMAT:
+            raise ValueError(f"unknown format {record.get('format')!r}")
+        scenario = Scenario.model_validate(record["scenario"])
+        settings = Settings(**record["settings"])
+        targets = load_targets(partial / _TARGETS_COPY)
+        priors = load_priors(partial / _PRIORS_COPY)
+    except (OSError, ValueError, KeyError, TypeError, ValidationError, CalibrationFileError) as e:
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"--resume {out}: cannot read {partial}: {first_line}") from None
+    targets, priors = _bind(targets, priors, scenario)
+    calibrated = record.get("calibrated_scenario")
+    return _Plan(
+        scenario,
+        targets,
+        priors,
+        settings,
+        int(record["report_replicates"]),
+        out,
+        partial,
+        Path(calibrated) if calibrated else None,
+        bool(record.get("keep_db")),
+        record,
+        resumed=True,
+    )
+
+
+def _bind(targets: TargetSet, priors: PriorSet, scenario: Scenario) -> tuple[TargetSet, PriorSet]:
+    """Targets and priors checked against the scenario, and the targets' statistics
+    against one simulated trial (a misspelt ``trial:KEY`` fails now, not after an hour)."""
+    from calibration.files import CalibrationFileError
+    from simulation import run
+
+    try:
+        bound = targets.bind(scenario)
+        priors.check_scenario(scenario)
+        bound.check_keys(run(scenario, 0))
+    except CalibrationFileError as e:
+        raise UsageError(str(e)) from None
+    return bound, priors
+
+
+def _execute(plan: _Plan, backend: Backend, command: list[str]) -> int:
+    from calibration.inference import DB_NAME, run_abc
+    from calibration.problem import Problem
+
+    if plan.resumed:
+        plan.record["resumed"].append(
+            {"utc": datetime.now(UTC).isoformat(timespec="seconds"), "command": command}
+        )
+        _write_record(plan.partial / _RECORD, plan.record)
+    problem = Problem(
+        plan.scenario, plan.targets, plan.priors, plan.settings.replicates, plan.settings.seed
+    )
+    result = run_abc(
+        problem,
+        plan.settings,
+        plan.partial / DB_NAME,
+        backend,
+        resume=plan.resumed,
+        report=lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True),
+    )
+    print(f"{PROG}: {result.stop_reason}", file=sys.stderr)
+    print(f"{PROG}: simulating trials for the fit report", file=sys.stderr, flush=True)
+    return _finish(plan, problem, result, backend)
+
+
+def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> int:
+    from analysis.io import atomic_directory, git_state, scenario_sha256, write_manifest
+    from calibration import report
+    from calibration.inference import DB_NAME
+    from calibration.posterior import Posterior
+
+    posterior = Posterior(result.posterior, tuple(plan.priors.parameters))
+    calibrated = posterior.median_scenario(plan.scenario).model_copy(
+        update={"name": _calibrated_name(plan), "description": _calibrated_description(plan)}
+    )
+    pred = report.predictive(
+        plan.targets,
+        posterior,
+        plan.scenario,
+        calibrated,
+        backend,
+        plan.partial / "predictive",
+        plan.report_replicates,
+        plan.settings.seed,
+    )
+    targets_table = report.target_table(plan.targets, pred)
+    parameters_table = report.parameter_table(plan.priors, posterior, plan.scenario)
+    finished = datetime.now(UTC)
+    started = datetime.fromisoformat(plan.record["started_utc"])
+    outputs = [
+        "manifest.json",
+        "report.md",
+        "figures/",
+        "posterior.parquet",
+        "scenario.toml",
+        "generations.parquet",
+        "predictive_posterior.parquet",
+        "predictive_calibrated.parquet",
+        _TARGETS_COPY,
+        _PRIORS_COPY,
+        *([DB_NAME] if plan.keep_db else []),
+    ]
+    git = plan.record.get("git") or git_state()
+    info = {
+        "scenario_name": plan.scenario.name,
+        "scenario_path": _shown(plan.record["scenario_path"]),
+        "command": plan.record["command"],
+        "started_utc": plan.record["started_utc"],
+        "finished_utc": finished.isoformat(timespec="seconds"),
+        "duration": _duration(finished - started, plan.record["resumed"]),
+        "executor": backend.description,
+        "git": (
+            f"{git['commit'] or 'no commit'}{' (uncommitted changes)' if git['dirty'] else ''}"
+            if git
+            else "not a git checkout"
+        ),
+        "settings": plan.settings.as_dict(),
+        "simulations": int(result.generations["simulations"].sum()),
+        "stop_reason": result.stop_reason,
+        "epsilon_floor": result.epsilon_floor,
+        "predictive_replicates": plan.report_replicates,
+        "calibrated_scenario": str(plan.calibrated_scenario or "scenario.toml"),
+        "scales": result.scales,
+        "outputs": outputs,
+        "pyabc_version": _version("pyabc"),
+    }
+    toml_text = _calibrated_toml(plan, calibrated, posterior, info)
+    with atomic_directory(plan.out) as tmp:
+        posterior.save(tmp)
+        result.generations.to_parquet(tmp / "generations.parquet", index=False)
+        pred.posterior.to_parquet(tmp / "predictive_posterior.parquet", index=False)
+        pred.median.to_parquet(tmp / "predictive_calibrated.parquet", index=False)
+        (tmp / "scenario.toml").write_text(toml_text, encoding="utf-8")
+        shutil.copyfile(plan.partial / _TARGETS_COPY, tmp / _TARGETS_COPY)
+        shutil.copyfile(plan.partial / _PRIORS_COPY, tmp / _PRIORS_COPY)
+        figures = report.make_figures(
+            plan.targets, plan.priors, posterior, pred, result.generations, result.epsilon_floor
+        )
+        report.save_figures(figures, tmp / "figures")
+        report.write_report(
+            tmp,
+            targets=plan.targets,
+            priors=plan.priors,
+            targets_table=targets_table,
+            parameters_table=parameters_table,
+            generations=result.generations,
+            info=info,
+            figures=list(figures),
+        )
+        if plan.keep_db:
+            shutil.copyfile(plan.partial / DB_NAME, tmp / DB_NAME)
+        manifest = {
+            "format": _MANIFEST_FORMAT,
+            "peersim_version": _version("peersim"),
+            "command": plan.record["command"],
+            "resumed": plan.record["resumed"],
+            "started_utc": plan.record["started_utc"],
+            "finished_utc": info["finished_utc"],
+            "git": git,
+            "executor": {"kind": backend.kind, "description": backend.description},
+            "settings": plan.settings.as_dict(),
+            "epsilon_floor": result.epsilon_floor,
+            "stop_reason": result.stop_reason,
+            "reached_floor": result.reached_floor,
+            "simulations": info["simulations"],
+            "report_replicates": plan.report_replicates,
+            "targets": {"path": plan.record["targets_path"], "entries": plan.targets.as_dicts()},
+            "priors": {"path": plan.record["priors_path"], "entries": plan.priors.as_dicts()},
+            "parameters": list(posterior.parameters),
+            "posterior_median": posterior.median_values(),
+            "targets_met": {
+                r.target: bool(r.posterior_met) for r in targets_table.itertuples(index=False)
+            },
+            "calibrated_scenario": {
+                "written_to": str(plan.calibrated_scenario) if plan.calibrated_scenario else None,
+                "name": calibrated.name,
+                "sha256": scenario_sha256(calibrated),
+            },
+            "scenario_path": plan.record["scenario_path"],
+            "scenario_sha256": scenario_sha256(plan.scenario),
+            "scenario": plan.record["scenario"],
+            "versions": {
+                "python": sys.version.split()[0],
+                **{
+                    p: _version(p) for p in ("numpy", "mesa", "pandas", "pyarrow", "pyabc", "scipy")
+                },
+            },
+            "outputs": outputs,
+            "reproducibility": (
+                "Each particle's simulations are seeded from the master seed and its parameter "
+                "values; the report's simulations and the calibrated scenario follow from "
+                "posterior.parquet and the seed. pyabc's proposals draw from NumPy's global "
+                "generator, reseeded from OS entropy, so a repeated calibration gives a "
+                "different, statistically equivalent posterior sample."
+            ),
+        }
+        write_manifest(tmp, manifest)
+    if plan.calibrated_scenario is not None:
+        _write_new_file(plan.calibrated_scenario, toml_text)
+    shutil.rmtree(plan.partial, ignore_errors=True)
+    _print_summary(plan, result, targets_table, parameters_table)
+    return EXIT_OK
+
+
+def _calibrated_name(plan: _Plan) -> str:
+    if plan.calibrated_scenario is not None:
+        return plan.calibrated_scenario.stem
+    return f"{plan.scenario.name}_calibrated"
+
+
+def _calibrated_description(plan: _Plan) -> str:
+    base = plan.scenario.description or plan.scenario.name
+    return f"{base}; free parameters at their posterior medians ({PROG} calibrate)"
+
+
+def _calibrated_toml(
+    plan: _Plan, calibrated: Scenario, posterior: Any, info: dict[str, Any]
+) -> str:
+    from calibration.scenario_file import scenario_toml
+
+    lo, hi = posterior.quantile(0.05), posterior.quantile(0.95)
+    comments = {
+        p: f"calibrated: posterior median, 90% interval [{lo[p]:.4g}, {hi[p]:.4g}]"
+        for p in posterior.parameters
+    }
+    header = [
+        f"{calibrated.name}: {plan.scenario.name} with its free parameters calibrated against",
+        "the trial's published summaries (posterior medians). Written by:",
+        f"  {' '.join(plan.record['command'])}",
+        f"on {info['finished_utc']}; fit report, posterior and manifest in {plan.out}.",
+        f"Every other value is the base scenario's ({info['scenario_path']}): see its",
+        "comments and docs/ODD.md for grades. Calibrated values are estimates under the model",
+        "with the uncertainty the fit report gives (and the [M] assumptions it rests on), not",
+        "facts; for runs that carry that uncertainty, draw each replicate's values from the",
+        "posterior (calibration.posterior.load_posterior).",
+    ]
+    return scenario_toml(calibrated, header, comments)
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _print_summary(
+    plan: _Plan, result: AbcResult, targets_table: Any, parameters_table: Any
+) -> None:
+    fitted = targets_table[targets_table["role"] == "fitted"]
+    print(f"Calibration of {plan.scenario.name!r}: {result.stop_reason}.")
+    print(
+        f"Targets met (posterior predictive): {int(fitted['posterior_met'].sum())} of "
+        f"{len(fitted)} fitted, {int(targets_table['posterior_met'].sum())} of "
+        f"{len(targets_table)} in all."
+    )
+    for r in targets_table.itertuples(index=False):
+        mark = "met    " if r.posterior_met else "NOT met"
+        print(f"  {mark} {r.target}: observed {r.observed}; simulated {r.posterior_simulated}")
+    print("Posterior (median and 90% interval; narrowed to % of the prior's interval):")
+    width = max(len(p) for p in parameters_table["parameter"])
+    for r in parameters_table.itertuples(index=False):
+        print(
+            f"  {r.parameter.ljust(width)}  {r.posterior_median:.4g}  "
+            f"[{r.posterior_lo:.4g}, {r.posterior_hi:.4g}]  {r.width_ratio:.0%}"
+        )
+    print(f"\nResults written to {plan.out}")
+    if plan.calibrated_scenario is not None:
+        print(f"Calibrated scenario written to {plan.calibrated_scenario}")
+
+
+def _write_new_file(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    if path.exists():
+        tmp.unlink()
+        raise UsageError(
+            f"--calibrated-scenario {path}: appeared while calibrating; not overwritten"
+        )
+    os.replace(tmp, path)
+
+
+def _default_out() -> Path:
+    from analysis.cli import _default_out as default_out
+
+    return default_out("calibration")
+
+
+def _duration(total: Any, resumed: list[Any]) -> str:
+    minutes = total.total_seconds() / 60
+    text = f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return text + (f", resumed {len(resumed)} time(s)" if resumed else "")
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _version(package: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None

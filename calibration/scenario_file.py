@@ -1,0 +1,68 @@
+"""Write a ``Scenario`` as a complete scenario TOML file that ``peersim run`` accepts.
+
+The file states every parameter and every site explicitly (it extends nothing),
+so it stays valid and means the same whatever later happens to the scenario it
+was calibrated from. Comments can be attached to any parameter by its dotted
+path (``ward.p_contact_per_week``, ``sites.A.n_peer_workers``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from simulation.params import PARAMETER_GROUPS, Scenario
+
+
+def scenario_toml(
+    scenario: Scenario,
+    header: Sequence[str] = (),
+    comments: Mapping[str, str] | None = None,
+) -> str:
+    """The TOML text of ``scenario``: ``header`` lines as ``#`` comments first, then
+    ``name``, ``description``, the parameter groups and the sites."""
+    notes = dict(comments or {})
+    data = scenario.model_dump(mode="json")
+    lines = [f"# {line}".rstrip() for line in header]
+    if lines:
+        lines.append("")
+    lines.append(f"name = {_value(data['name'])}")
+    lines.append(f"description = {_value(data['description'])}")
+    for group in PARAMETER_GROUPS:
+        lines += ["", f"[{group}]"]
+        lines += _table(data[group], group, notes)
+    for site, values in data["sites"].items():
+        lines += ["", f"[sites.{_key(site)}]"]
+        lines += _table(values, f"sites.{site}", notes)
+    return "\n".join(lines) + "\n"
+
+
+def _table(values: Mapping[str, Any], prefix: str, notes: Mapping[str, str]) -> list[str]:
+    out = []
+    width = max((len(k) for k in values), default=0)
+    for key, value in values.items():
+        line = f"{_key(key).ljust(width)} = {_value(value)}"
+        note = notes.get(f"{prefix}.{key}")
+        out.append(f"{line}  # {note}" if note else line)
+    return out
+
+
+def _key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key, ensure_ascii=False)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot write {value!r} to TOML")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"cannot write a {type(value).__name__} to a scenario file")

@@ -1,0 +1,724 @@
+"""Calibration targets: what the simulated trial must reproduce, and how to compare.
+
+The file format (TOML), modelled on Starsim's ``CalibComponent`` and on
+pattern-oriented modelling, puts quantitative targets and qualitative patterns
+side by side. Each ``[[target]]`` entry has:
+
+``name``
+    Letters, digits and ``_``, unique in the file.
+``statistic``
+    What is compared: a name from ``calibration.statistics.STATISTICS`` (some take
+    settings, given as further keys of the entry: ``sites``, ``site``, ``measure``,
+    ``method``, ``adjusted``, ``a``, ``b``) or ``trial:KEY`` for any key of
+    ``Results.trial``. ``peersim calibrate --list-statistics`` lists them.
+either a quantitative observation
+    ``observed`` (a number) or, for a share, ``count`` with ``n``; optionally its
+    uncertainty as reported: ``se`` (for a ratio statistic, the SE of the log
+    ratio), or ``ci = [low, high]`` (a 95% interval), or for a share ``n`` alone
+    (binomial SE). Without any, the model's own spread between simulated trials
+    stands in for the observation's sampling error.
+or a pattern
+    ``pattern`` = ``"positive"`` / ``"negative"`` (the statistic's sign),
+    ``"greater_than"`` / ``"less_than"`` with ``value``, ``"between"`` with
+    ``interval = [low, high]``, or, for an interval statistic, ``"contains"`` /
+    ``"excludes"`` with ``value``.
+``weight``
+    How much the target counts in the distance (default 1). ``0`` makes it a
+    validation target: reported in the fit report, not fitted.
+``source``, ``grade``
+    Where the fact is stated, and its evidence grade (``T``, ``W`` or ``S``,
+    optionally with ``/M`` for a part that is inferred, as in ENRICH.md: ``"T/M"``).
+    A target graded ``M`` alone is refused: an assumption is not an observation.
+``note``
+    Optional free text for the fit report.
+
+Comparison of one simulated parameter set with the targets (``TargetSet``):
+each parameter set runs R replicates; each replicate gives one row of raw
+statistic values (``TargetSet.row``, on the workers); ``TargetSet.summarise``
+turns the R rows into the particle's summary: for a quantitative target the mean
+over replicates (of the log for ratio statistics) and its spread (``NAME::sd``),
+for a pattern the share of replicates in which it holds. ``calibration.distance``
+turns summaries into a distance.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from calibration.files import NAME_PATTERN, Checker, TargetsError, read_toml, show, suggest_among
+from calibration.statistics import (
+    STATISTICS,
+    TRIAL_PREFIX,
+    BoundStatistic,
+    ReplicateView,
+    Value,
+)
+from simulation import Results, Scenario
+from simulation.stats import Z_95
+
+DEFAULT_TARGETS_FILE = "enrich.toml"
+SD_SUFFIX = "::sd"
+PATTERNS: tuple[str, ...] = (
+    "positive",
+    "negative",
+    "greater_than",
+    "less_than",
+    "between",
+    "contains",
+    "excludes",
+)
+_PATTERNS_WITH_VALUE = ("greater_than", "less_than", "contains", "excludes")
+_INTERVAL_PATTERNS = ("contains", "excludes")
+_COMMON_KEYS = ("name", "statistic", "weight", "source", "grade", "note")
+_OBSERVATION_KEYS = ("observed", "count", "n", "se", "ci")
+_PATTERN_KEYS = ("pattern", "value", "interval")
+_TOP_LEVEL = ("description", "target")
+_GRADE = re.compile(r"^[TWSM](/[TWSM])*$")
+_SITE_SELECTOR = re.compile(r"^(host|geography)=(.+)$")
+_SITE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "host": ("nhs", "not_for_profit"),
+    "geography": ("urban", "rural"),
+}
+
+PatternKind = Literal[
+    "positive", "negative", "greater_than", "less_than", "between", "contains", "excludes"
+]
+
+
+def default_targets_path() -> Path:
+    """The ENRICH targets shipped inside the ``calibration`` package."""
+    return Path(str(files("calibration") / "targets" / DEFAULT_TARGETS_FILE))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A reported number: ``value`` on its natural scale, ``se`` on the comparison
+    scale (log for ratio statistics) or None if the report gives none; ``ci`` and
+    ``n`` as reported, for the fit report."""
+
+    value: float
+    se: float | None = None
+    ci: tuple[float, float] | None = None
+    n: int | None = None
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A qualitative finding the simulated trial should show."""
+
+    kind: PatternKind
+    value: float | None = None
+    interval: tuple[float, float] | None = None
+
+    def holds(self, value: Value) -> bool:
+        """Whether one replicate's value shows the pattern (NaN: it does not)."""
+        if isinstance(value, tuple):
+            low, high = value
+            if not (math.isfinite(low) and math.isfinite(high)):
+                return False
+            assert self.value is not None
+            inside = low <= self.value <= high
+            return inside if self.kind == "contains" else not inside
+        if not math.isfinite(value):
+            return False
+        match self.kind:
+            case "positive":
+                return value > 0
+            case "negative":
+                return value < 0
+            case "greater_than":
+                assert self.value is not None
+                return value > self.value
+            case "less_than":
+                assert self.value is not None
+                return value < self.value
+            case "between":
+                assert self.interval is not None
+                return self.interval[0] <= value <= self.interval[1]
+        raise ValueError(f"pattern {self.kind!r} needs an interval statistic")
+
+    def describe(self) -> str:
+        match self.kind:
+            case "positive" | "negative":
+                return self.kind
+            case "between":
+                assert self.interval is not None
+                return f"between {self.interval[0]:g} and {self.interval[1]:g}"
+        return f"{self.kind.replace('_', ' ')} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One entry of a targets file."""
+
+    name: str
+    statistic: str
+    settings: Mapping[str, Any]
+    weight: float
+    source: str
+    grade: str
+    observed: Observation | None = None
+    pattern: Pattern | None = None
+    note: str = ""
+    bound: BoundStatistic | None = field(default=None, compare=False)
+
+    @property
+    def is_pattern(self) -> bool:
+        return self.pattern is not None
+
+    @property
+    def ratio(self) -> bool:
+        return self.statistic in STATISTICS and STATISTICS[self.statistic].ratio
+
+    @property
+    def interval(self) -> bool:
+        return self.statistic in STATISTICS and STATISTICS[self.statistic].interval
+
+    def to_comparison_scale(self, value: float) -> float:
+        """Ratios are compared as logs; a non-positive ratio is NaN."""
+        if not self.ratio:
+            return value
+        return math.log(value) if value > 0 else math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry as written in a targets file (for the manifest)."""
+        out: dict[str, Any] = {"name": self.name, "statistic": self.statistic}
+        for key, value in self.settings.items():
+            out[key] = list(value) if isinstance(value, tuple) else value
+        if self.observed is not None:
+            out["observed"] = self.observed.value
+            if self.observed.n is not None:
+                out["n"] = self.observed.n
+            if self.observed.ci is not None:
+                out["ci"] = list(self.observed.ci)
+            elif self.observed.se is not None:
+                out["se"] = self.observed.se
+        if self.pattern is not None:
+            out["pattern"] = self.pattern.kind
+            if self.pattern.value is not None:
+                out["value"] = self.pattern.value
+            if self.pattern.interval is not None:
+                out["interval"] = list(self.pattern.interval)
+        out.update(weight=self.weight, source=self.source, grade=self.grade)
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    """The targets of one file, bound to a scenario once ``bind`` has run."""
+
+    targets: tuple[Target, ...]
+    path: Path | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            raise ValueError("a target set needs at least one target")
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
+    @property
+    def fitted(self) -> list[Target]:
+        """Targets with a positive weight: those the distance uses."""
+        return [t for t in self.targets if t.weight > 0]
+
+    def __getitem__(self, name: str) -> Target:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    # --- binding -----------------------------------------------------------------
+    def bind(self, scenario: Scenario) -> TargetSet:
+        """Resolve site names and selectors against ``scenario``; ``TargetsError``
+        if a site is unknown or a selection leaves no site on either side."""
+        problems: list[str] = []
+        bound = []
+        for i, target in enumerate(self.targets):
+            where = f"{self.path or '(targets)'}: {_where(i, target.name)}"
+            statistic = _bind_statistic(
+                target.statistic, target.settings, scenario, where, problems
+            )
+            bound.append(replace(target, bound=statistic))
+        if problems:
+            raise TargetsError(self.path or "(targets)", problems)
+        return replace(self, targets=tuple(bound))
+
+    def check_keys(self, results: Results) -> None:
+        """``TargetsError`` for ``trial:KEY`` statistics naming keys ``results`` lacks."""
+        problems = []
+        for i, target in enumerate(self.targets):
+            names = [target.statistic]
+            for setting in target.settings.values():
+                if isinstance(setting, BoundStatistic):
+                    names.append(setting.name)
+            for name in names:
+                key = name.removeprefix(TRIAL_PREFIX)
+                if name.startswith(TRIAL_PREFIX) and key not in results.trial:
+                    hint = suggest_among(key, list(results.trial))
+                    problems.append(
+                        f"{self.path or '(targets)'}: {_where(i, target.name)}.statistic: "
+                        f"value {show(name)}: Results.trial has no key {key!r}; "
+                        + hint.replace("valid keys here", "its keys are")
+                    )
+        if problems:
+            raise TargetsError(self.path or "(targets)", problems)
+
+    # --- extraction, on the workers ------------------------------------------------
+    def row(self, results: Results) -> dict[str, float]:
+        """One replicate's raw statistic values: ``NAME`` per single-valued target,
+        ``NAME:lo`` and ``NAME:hi`` per interval target; NaN where not computable."""
+        view = ReplicateView(results)
+        out: dict[str, float] = {}
+        for target in self.targets:
+            if target.bound is None:
+                raise RuntimeError("bind the targets to a scenario before extracting")
+            try:
+                value = target.bound(view)
+            except (ValueError, ArithmeticError):
+                value = (math.nan, math.nan) if target.bound.interval else math.nan
+            if isinstance(value, tuple):
+                out[f"{target.name}:lo"], out[f"{target.name}:hi"] = map(float, value)
+            else:
+                out[target.name] = float(value)
+        return out
+
+    def table(self, results: Results) -> pd.DataFrame:
+        """``row`` as a one-row table: a ``run_jobs`` table function."""
+        return pd.DataFrame([self.row(results)])
+
+    def value_of(self, target: Target, row: Mapping[str, float]) -> Value:
+        if target.interval:
+            return (row[f"{target.name}:lo"], row[f"{target.name}:hi"])
+        return row[target.name]
+
+    def summarise(self, rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        """One parameter set's summary over its replicates' rows: per quantitative
+        target its mean on the comparison scale and ``NAME::sd``; per pattern the
+        share of replicates in which it holds. No rows: every key NaN."""
+        out: dict[str, float] = {}
+        for target in self.targets:
+            values = [self.value_of(target, row) for row in rows]
+            if not values:
+                out[target.name] = math.nan
+                if target.pattern is None:
+                    out[target.name + SD_SUFFIX] = math.nan
+            elif target.pattern is not None:
+                out[target.name] = float(np.mean([target.pattern.holds(v) for v in values]))
+            else:
+                scaled = np.array([target.to_comparison_scale(float(v)) for v in values])  # type: ignore[arg-type]
+                scaled = scaled[np.isfinite(scaled)]
+                out[target.name] = float(scaled.mean()) if len(scaled) else math.nan
+                sd = float(scaled.std(ddof=1)) if len(scaled) > 1 else math.nan
+                out[target.name + SD_SUFFIX] = sd
+        return out
+
+    def observed(self) -> dict[str, float]:
+        """The observed summary in the same keys: observations on the comparison
+        scale, 1 for every pattern (the trial showed it)."""
+        out: dict[str, float] = {}
+        for target in self.targets:
+            if target.observed is not None:
+                out[target.name] = target.to_comparison_scale(target.observed.value)
+            else:
+                out[target.name] = 1.0
+        return out
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [t.as_dict() for t in self.targets]
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def load_targets(path: str | Path | None = None) -> TargetSet:
+    """Read and check a targets file; ``None`` means the shipped ENRICH targets.
+
+    Raises ``TargetsError`` listing every problem (file, entry, key, value, what is
+    allowed). Site names are checked later, by ``TargetSet.bind``.
+    """
+    source = default_targets_path() if path is None else Path(path)
+    data = read_toml(source, TargetsError, "targets")
+    problems: list[str] = []
+    for key, value in data.items():
+        if key not in _TOP_LEVEL:
+            problems.append(
+                f"{source}: {key}: value {show(value)}: unknown key; "
+                f"{suggest_among(key, list(_TOP_LEVEL))}"
+            )
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problems.append(f"{source}: description: value {show(description)}: not a string")
+        description = ""
+    entries = data.get("target")
+    if (
+        not isinstance(entries, list)
+        or not entries
+        or not all(isinstance(e, dict) for e in entries)
+    ):
+        problems.append(
+            f"{source}: target: {'missing' if entries is None else f'value {show(entries)}'}: "
+            "at least one [[target]] table is required"
+        )
+        raise TargetsError(source, problems)
+    targets: list[Target] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(entries, start=1):
+        target, entry_problems = _parse_target(source, i, entry)
+        problems += entry_problems
+        if target is None:
+            continue
+        if target.name in seen:
+            problems.append(
+                f"{source}: {_where(i, target.name)}.name: value {show(target.name)}: "
+                f"already used by target[{seen[target.name]}], names must be unique"
+            )
+        seen.setdefault(target.name, i)
+        targets.append(target)
+    if not problems and not any(t.weight > 0 for t in targets):
+        problems.append(f"{source}: every target has weight 0: nothing to fit")
+    if problems:
+        raise TargetsError(source, problems)
+    return TargetSet(tuple(targets), source, description)
+
+
+def _where(i: int, name: object) -> str:
+    return f"target[{i}] {name!r}" if isinstance(name, str) else f"target[{i}]"
+
+
+def _parse_target(path: Path, i: int, entry: dict[str, Any]) -> tuple[Target | None, list[str]]:
+    c = Checker(path, _where(i, entry.get("name")), entry)
+    name = c.string("name", required=True, allowed="letters, digits and _, starting with a letter")
+    if name is not None and not NAME_PATTERN.match(name):
+        c.bad_value(
+            "name", name, "not a valid name", "letters, digits and _, starting with a letter"
+        )
+        name = None
+    statistic_name = c.string("statistic", required=True, allowed="a statistic name or trial:KEY")
+    statistic = STATISTICS.get(statistic_name) if statistic_name else None
+    if statistic_name is not None and statistic is None and not _is_trial_key(statistic_name):
+        c.bad_value(
+            "statistic",
+            statistic_name,
+            "unknown statistic",
+            f"trial:KEY or one of: {', '.join(STATISTICS)}"
+            + _near(statistic_name, list(STATISTICS)),
+        )
+        statistic_name = None
+    param_names = [p.name for p in statistic.params] if statistic else []
+    is_pattern = "pattern" in entry
+    allowed_keys = [*_COMMON_KEYS, *(_PATTERN_KEYS if is_pattern else _OBSERVATION_KEYS)]
+    if statistic_name is not None:
+        c.unknown_keys([*allowed_keys, *param_names])
+    weight = c.number("weight", required=False, low=0.0)
+    source = c.string("source", required=True, allowed="where the fact is stated")
+    grade = c.string("grade", required=True, allowed='T, W or S, optionally with /M ("T/M")')
+    if grade is not None:
+        if not _GRADE.match(grade):
+            c.bad_value("grade", grade, "not a grade", 'T, W, S or M joined by / ("T/M")')
+        elif set(grade.split("/")) == {"M"}:
+            c.bad_value(
+                "grade",
+                grade,
+                "a modelling assumption is not an observation; only sourced facts are targets",
+                'T, W or S, optionally with /M ("T/M")',
+            )
+    note = c.string("note", required=False) or ""
+    settings = _parse_settings(c, statistic)
+    observed = pattern = None
+    if is_pattern:
+        pattern = _parse_pattern(c, statistic)
+    else:
+        observed = _parse_observation(c, statistic, statistic_name)
+    if c.problems or name is None or statistic_name is None or source is None or grade is None:
+        return None, c.problems
+    return (
+        Target(
+            name=name,
+            statistic=statistic_name,
+            settings=settings,
+            weight=1.0 if weight is None else weight,
+            source=source,
+            grade=grade,
+            observed=observed,
+            pattern=pattern,
+            note=note,
+        ),
+        c.problems,
+    )
+
+
+def _is_trial_key(name: str) -> bool:
+    return name.startswith(TRIAL_PREFIX) and len(name) > len(TRIAL_PREFIX)
+
+
+def _near(key: str, names: list[str]) -> str:
+    hint = suggest_among(key, names)
+    return f" ({hint})" if hint.startswith("did you mean") else ""
+
+
+def _parse_settings(c: Checker, statistic: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    if statistic is None:
+        return settings
+    for p in statistic.params:
+        value = c.table.get(p.name)
+        if value is None:
+            if p.required:
+                c.problem(p.name, f"missing: required by {statistic.name}: {p.description}")
+            continue
+        if p.kind == "bool":
+            if not isinstance(value, bool):
+                c.bad_value(p.name, value, "wrong type", "true or false")
+                continue
+        elif p.kind == "choice":
+            if value not in p.choices:
+                c.bad_value(p.name, value, "not one of the choices", ", ".join(p.choices))
+                continue
+        elif p.kind in ("site", "statistic"):
+            if not isinstance(value, str) or not value:
+                c.bad_value(p.name, value, "wrong type", f"a string: {p.description}")
+                continue
+            if p.kind == "statistic" and not _single_valued(value):
+                c.bad_value(
+                    p.name,
+                    value,
+                    "not a single-valued statistic without settings",
+                    "trial:KEY or one of: "
+                    + ", ".join(n for n in STATISTICS if _single_valued(n))
+                    + _near(value, list(STATISTICS)),
+                )
+                continue
+        elif p.kind == "sites":
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, str) and v for v in value)
+            ):
+                c.bad_value(
+                    p.name, value, "wrong type", f"a non-empty array of strings: {p.description}"
+                )
+                continue
+            for v in value:
+                match = _SITE_SELECTOR.match(v)
+                if match and match[2] not in _SITE_ATTRIBUTES[match[1]]:
+                    c.bad_value(
+                        p.name,
+                        v,
+                        f"unknown {match[1]}",
+                        f"{match[1]}={' or '.join(_SITE_ATTRIBUTES[match[1]])}",
+                    )
+            value = tuple(value)
+        settings[p.name] = value
+    return settings
+
+
+def _single_valued(name: str) -> bool:
+    if _is_trial_key(name):
+        return True
+    s = STATISTICS.get(name)
+    return s is not None and not s.interval and not any(p.required for p in s.params)
+
+
+def _parse_pattern(c: Checker, statistic: Any) -> Pattern | None:
+    kind = c.table.get("pattern")
+    if kind not in PATTERNS:
+        c.bad_value("pattern", kind, "not one of the patterns", ", ".join(PATTERNS))
+        return None
+    interval_statistic = statistic is not None and statistic.interval
+    if statistic is not None or _is_trial_key(str(c.table.get("statistic", ""))):
+        if kind in _INTERVAL_PATTERNS and not interval_statistic:
+            c.bad_value(
+                "pattern",
+                kind,
+                "applies to an interval statistic only (such as itt_or_ci)",
+                ", ".join(p for p in PATTERNS if p not in _INTERVAL_PATTERNS),
+            )
+            return None
+        if interval_statistic and kind not in _INTERVAL_PATTERNS:
+            c.bad_value(
+                "pattern",
+                kind,
+                f"{c.table.get('statistic')} is an interval",
+                " or ".join(_INTERVAL_PATTERNS),
+            )
+            return None
+    value = interval = None
+    if kind in _PATTERNS_WITH_VALUE:
+        value = c.number("value", required=True)
+        if value is None:
+            return None
+    elif "value" in c.table:
+        c.problem("value", f"value {show(c.table['value'])}: not used by pattern {kind!r}")
+    if kind == "between":
+        interval = c.pair("interval", required=True)
+        if interval is None:
+            return None
+    elif "interval" in c.table:
+        c.problem("interval", f"value {show(c.table['interval'])}: only pattern 'between' uses it")
+    return Pattern(kind, value, interval)  # type: ignore[arg-type]
+
+
+def _parse_observation(
+    c: Checker, statistic: Any, statistic_name: str | None
+) -> Observation | None:
+    share = statistic is not None and statistic.share
+    ratio = statistic is not None and statistic.ratio
+    interval = statistic is not None and statistic.interval
+    if interval:
+        c.problem(
+            None,
+            f"{statistic_name} is an interval: give a pattern (contains or excludes), not observed",
+        )
+        return None
+    has_observed, has_count = "observed" in c.table, "count" in c.table
+    if not has_observed and not has_count:
+        c.problem(
+            None,
+            "missing: give observed (a number), count and n (a share), or pattern "
+            f"(one of {', '.join(PATTERNS)})",
+        )
+        return None
+    if has_observed and has_count:
+        c.problem("count", "give observed or count, not both")
+        return None
+    if (
+        (has_count or "n" in c.table)
+        and not share
+        and not (statistic_name or "").startswith(TRIAL_PREFIX)
+    ):
+        key = "count" if has_count else "n"
+        c.problem(key, f"value {show(c.table[key])}: only share statistics take count and n")
+        return None
+    n = c.integer("n", required=has_count, low=1)
+    if has_count:
+        count = c.integer("count", required=True, low=0)
+        if count is None or n is None:
+            return None
+        if count > n:
+            c.bad_value("count", count, "more than n", f"a whole number from 0 to n = {n}")
+            return None
+        value: float | None = count / n
+    else:
+        low = 0.0 if ratio else None
+        value = c.number(
+            "observed",
+            required=True,
+            low=low,
+            low_open=ratio,
+            high=1.0 if share else None,
+            allowed="a ratio > 0" if ratio else "a share from 0 to 1" if share else None,
+        )
+    if value is None:
+        return None
+    if "se" in c.table and "ci" in c.table:
+        c.problem("se", "give se or ci, not both")
+        return None
+    se = c.number("se", required=False, low=0.0, low_open=True)
+    ci = c.pair("ci", required=False)
+    if ci is not None:
+        if not ci[0] <= value <= ci[1]:
+            c.bad_value(
+                "ci", list(ci), f"does not contain observed {value:g}", "low <= observed <= high"
+            )
+            return None
+        if ratio and ci[0] <= 0:
+            c.bad_value("ci", list(ci), "not positive", "a ratio's interval, low > 0")
+            return None
+        if ci[0] == ci[1]:
+            c.bad_value("ci", list(ci), "has no width", "low < high")
+            return None
+        if ratio:
+            se = (math.log(ci[1]) - math.log(ci[0])) / (2 * Z_95)
+        else:
+            se = (ci[1] - ci[0]) / (2 * Z_95)
+    elif se is None and n is not None:
+        if not 0 <= value <= 1:
+            c.bad_value("n", n, f"observed {value:g} is not a share", "n only with a share")
+            return None
+        se = math.sqrt(max(value * (1 - value), 0.25 / n) / n)  # never 0 at 0% or 100%
+    return Observation(value=value, se=se, ci=ci, n=n)
+
+
+def _bind_statistic(
+    name: str, settings: Mapping[str, Any], scenario: Scenario, where: str, problems: list[str]
+) -> BoundStatistic:
+    sites = list(scenario.sites)
+    resolved: dict[str, Any] = {}
+    for key, value in settings.items():
+        statistic = STATISTICS[name]
+        kind = statistic.param(key).kind  # type: ignore[union-attr]
+        if kind == "site":
+            if value not in sites:
+                problems.append(
+                    f"{where}.{key}: value {show(value)}: no such site in scenario "
+                    f"{scenario.name!r}; {_site_choices(value, sites)}"
+                )
+                continue
+            resolved[key] = sites.index(value)
+        elif kind == "sites":
+            chosen = _select_sites(value, scenario, f"{where}.{key}", problems)
+            if chosen is not None:
+                if len(chosen) == len(sites):
+                    problems.append(
+                        f"{where}.{key}: value {show(list(value))}: selects every site of "
+                        f"{scenario.name!r}; at least one other site is needed to compare with"
+                    )
+                    continue
+                resolved[key] = chosen
+        elif kind == "statistic":
+            resolved[key] = BoundStatistic(value)
+        else:
+            resolved[key] = value
+    return BoundStatistic(name, resolved)
+
+
+def _select_sites(
+    entries: Sequence[str], scenario: Scenario, where: str, problems: list[str]
+) -> tuple[int, ...] | None:
+    names = list(scenario.sites)
+    chosen: set[int] = set()
+    ok = True
+    for entry in entries:
+        match = _SITE_SELECTOR.match(entry)
+        if match:
+            attribute, wanted = match[1], match[2]
+            hits = {
+                k for k, s in enumerate(scenario.sites.values()) if getattr(s, attribute) == wanted
+            }
+            if not hits:
+                problems.append(
+                    f"{where}: value {show(entry)}: no site of scenario {scenario.name!r} has "
+                    f"{attribute} {wanted!r}"
+                )
+                ok = False
+            chosen |= hits
+        elif entry in names:
+            chosen.add(names.index(entry))
+        else:
+            problems.append(
+                f"{where}: value {show(entry)}: no such site in scenario {scenario.name!r}; "
+                f"{_site_choices(entry, names)}"
+            )
+            ok = False
+    return tuple(sorted(chosen)) if ok else None
+
+
+def _site_choices(value: str, sites: list[str]) -> str:
+    hint = suggest_among(value, sites)
+    if hint.startswith("did you mean"):
+        return hint
+    return "its sites are " + ", ".join(sites) + ' (or select by "host=..." / "geography=...")'
