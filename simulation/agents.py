@@ -49,6 +49,14 @@ class ServiceUser(_Indexed):
         return DIAGNOSES[int(self.model.su.diagnosis[self.index])]
 
     @property
+    def week_recruited(self) -> int:
+        return int(self.model.su.week_recruited[self.index])
+
+    @property
+    def week_discharged(self) -> int:
+        return int(self.model.su.week_discharged[self.index])
+
+    @property
     def peer_worker(self) -> PeerWorker | None:
         pw = int(self.model.su.pw[self.index])
         return self.model.peer_workers[pw] if pw >= 0 else None
@@ -106,8 +114,8 @@ class PeerWorker(_Indexed):
 
     def clients(self) -> list[ServiceUser]:
         """The participants currently on this peer worker's caseload."""
-        idx = self.model.active_caseload_members(self.index)
-        return [self.model.service_users[i] for i in idx]
+        users = self.model.service_users.to_list()
+        return [users[i] for i in self.model.active_caseload_members(self.index)]
 
 
 class Supervisor(_Indexed):
