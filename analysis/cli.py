@@ -2,31 +2,52 @@
 
 User mistakes (a bad scenario file, bad numbers, an output folder that is not
 empty) end with one ``peersim: error: ...`` line on stderr and exit status 2,
-before anything is written. Ctrl-C ends with status 130 and leaves nothing behind.
+before anything is written. Ctrl-C ends with status 130 and leaves no half-written
+results: ``peersim run`` keeps its finished replicates in ``DIR.partial`` for
+``--resume DIR`` and says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from analysis.io import is_free
+
+if TYPE_CHECKING:  # kept out of the import so that --help answers at once
+    import pandas as pd
+
+    from analysis.executors import Backend
+    from simulation import Scenario
 
 PROG = "peersim"
 # Subcommands defined in their own modules: each has register(commands), which adds
 # its parser with set_defaults(handler=fn); fn(args, command_line) returns the exit code.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "analysis.cli_app",
+    "analysis.cli_calibrate",
+    "analysis.cli_compare",
+    "analysis.cli_scenarios",
+    "analysis.cli_sensitivity",
+)
 DEFAULT_REPLICATES = 10
 DEFAULT_SEED = 20241
 DEFAULT_RESULTS_DIR = Path("results")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# `peersim run` keeps an unfinished run's record and replicates in DIR.partial/.
+_RUN_RECORD = "run.json"
+_RUN_RECORD_FORMAT = "peersim-run/1"
+_MAX_FAILURES_LISTED = 10
 
 DESCRIPTION = """\
 peersim simulates how peer support is delivered in a mental health trial like
@@ -45,14 +66,19 @@ Run replicates of one scenario and write, into a new output folder:
   trial.parquet          one row per replicate: the trial's statistics
   figures/*.png          delivery over time, readmission by arm, fidelity domains
 and print a summary. Replicate i uses seed (SEED, i), so results do not depend
-on --workers. The folder appears only when complete.
+on --workers or --scheduler. The folder appears only when complete; until then
+finished replicates are saved in DIR.partial beside it, so a run stopped by
+Ctrl-C, a crash or kill -9 continues with --resume DIR. A replicate that raises
+is recorded and the others go on; the run then exits 1 naming the failures.
 """
 
 RUN_EPILOG = f"""\
 examples:
   {PROG} run                                 the ENRICH trial, {DEFAULT_REPLICATES} replicates
-  {PROG} run --replicates 100 --workers 4    more replicates on 4 processes
+  {PROG} run --replicates 1000 --workers 4   more replicates on 4 processes
   {PROG} run my_site.toml --out results/my_site --seed 7
+  {PROG} run -n 100000 --scheduler tcp://10.0.0.5:8786   on a Dask cluster
+  {PROG} run --resume results/my_site       continue an interrupted run
 """
 
 
@@ -114,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
         "-n",
         "--replicates",
         type=_positive_int,
-        default=DEFAULT_REPLICATES,
         metavar="N",
         help=f"number of replicates (default: {DEFAULT_REPLICATES})",
     )
@@ -122,7 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
         "-s",
         "--seed",
         type=_non_negative_int,
-        default=DEFAULT_SEED,
         metavar="S",
         help=f"master seed, a whole number >= 0 (default: {DEFAULT_SEED})",
     )
@@ -130,9 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
         "-w",
         "--workers",
         type=_positive_int,
-        default=1,
         metavar="W",
-        help="worker processes; results are identical for any W (default: 1)",
+        help="worker processes (1: this process); results are identical for any W "
+        f"(default: all cores, {os.cpu_count() or 1} here)",
+    )
+    run.add_argument(
+        "--scheduler",
+        type=_scheduler,
+        metavar="ADDR",
+        help="run on Dask: 'local' starts a cluster of W processes on this machine, "
+        "tcp://HOST:PORT uses a running cluster (its workers need peersim installed)",
     )
     run.add_argument(
         "-o",
@@ -142,6 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder; must not exist or be empty "
         f"(default: a new {DEFAULT_RESULTS_DIR}/<scenario name>-<UTC time>)",
     )
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue the interrupted run whose output folder is DIR (its finished "
+        "replicates are in DIR.partial), with the scenario, seed and replicates it was "
+        "started with",
+    )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar with rate and ETA (default: on a terminal)",
+    )
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
     return parser
@@ -150,16 +194,56 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, command: list[str]) -> int:
     # Imported here, not at the top, so that --help answers at once and Ctrl-C during
     # the (slow) imports is already inside main's handler.
-    from analysis.figures import make_figures, save_figures
-    from analysis.io import (
-        OutputExistsError,
-        atomic_directory,
-        build_manifest,
-        write_manifest,
-        write_tables,
-    )
-    from analysis.runner import run_replicates
-    from analysis.summary import format_summary
+    from analysis.executors import ExecutorError, ExecutorSpec, open_executor
+    from analysis.runner import SweepError, SweepInterrupted, auto_spec
+
+    plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
+    spec = auto_spec(ExecutorSpec(workers=args.workers, scheduler=args.scheduler), plan.n)
+    try:
+        # Leaving this block by an exception (Ctrl-C) stops the workers at once.
+        with open_executor(spec) as backend:
+            print(
+                f"{PROG}: {'resuming' if plan.resumed else 'running'} {plan.n} replicates of "
+                f"{plan.scenario.name!r} (seed {plan.seed}, {_describe(backend)})",
+                file=sys.stderr,
+            )
+            return _run_plan(plan, backend, args.progress, command)
+    except ExecutorError as e:
+        raise UsageError(f"--scheduler {args.scheduler}: {e}") from None
+    except SweepError as e:
+        raise UsageError(str(e)) from None
+    except SweepInterrupted as e:
+        _error(
+            f"interrupted; {e.n_done} of {e.n_jobs} replicates are saved in "
+            f"{plan.partial}; continue with: {PROG} run --resume {plan.out}"
+        )
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        if not plan.partial.exists():
+            raise
+        _error(
+            f"interrupted; the finished replicates are saved in {plan.partial}; "
+            f"continue with: {PROG} run --resume {plan.out}"
+        )
+        return EXIT_INTERRUPTED
+
+
+@dataclass
+class _Plan:
+    """What a run is to do, from the command line or from an interrupted run's record."""
+
+    scenario: Scenario
+    scenario_path: Path | None
+    seed: int
+    n: int
+    out: Path
+    partial: Path
+    record: dict[str, Any]
+    resumed: bool
+
+
+def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
+    from analysis.io import git_state
     from scenarios import ScenarioError, default_scenario_path, load_scenario
 
     try:
@@ -169,37 +253,171 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     scenario_path = (args.scenario or default_scenario_path()).resolve()
     out = args.out if args.out is not None else _default_out(scenario.name)
     _check_out(out)
-    workers = "worker" if args.workers == 1 else "workers"
-    print(
-        f"{PROG}: running {args.replicates} replicates of {scenario.name!r} "
-        f"(seed {args.seed}, {args.workers} {workers})",
-        file=sys.stderr,
-    )
-    started = datetime.now(UTC)
-    replicates = run_replicates(scenario, args.seed, args.replicates, workers=args.workers)
+    partial = _partial(out)
+    if partial.exists():
+        raise UsageError(
+            f"--out {out}: {partial} holds an interrupted run; continue it with "
+            f"'{PROG} run --resume {out}' or delete it"
+        )
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    n = DEFAULT_REPLICATES if args.replicates is None else args.replicates
+    record = {
+        "format": _RUN_RECORD_FORMAT,
+        "scenario_path": str(scenario_path),
+        "master_seed": seed,
+        "replicates": n,
+        "started_utc": datetime.now(UTC).isoformat(),
+        "command": command,
+        "git": git_state(),
+        "resumed": [],
+        "scenario": scenario.model_dump(mode="json"),
+    }
+    return _Plan(scenario, scenario_path, seed, n, out, partial, record, resumed=False)
+
+
+def _resume_plan(args: argparse.Namespace) -> _Plan:
+    from pydantic import ValidationError
+
+    from simulation import Scenario
+
+    out: Path = args.resume
+    given = [
+        name
+        for name, value in [
+            ("SCENARIO", args.scenario),
+            ("--replicates", args.replicates),
+            ("--seed", args.seed),
+            ("--out", args.out),
+        ]
+        if value is not None
+    ]
+    if given:
+        raise UsageError(
+            f"--resume {out} continues the run as it was started; leave out {', '.join(given)}"
+        )
+    partial = _partial(out)
+    record_path = partial / _RUN_RECORD
+    if not record_path.is_file():
+        if out.is_dir() and (out / "manifest.json").is_file():
+            raise UsageError(f"--resume {out}: that run is already complete")
+        raise UsageError(f"--resume {out}: no interrupted run there ({record_path} not found)")
+    if not is_free(out):
+        raise UsageError(f"--resume {out}: folder exists and is not empty")
     try:
-        with atomic_directory(out) as tmp:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("format") != _RUN_RECORD_FORMAT:
+            raise ValueError(f"unknown format {record.get('format')!r}")
+        scenario = Scenario.model_validate(record["scenario"])
+        seed, n = int(record["master_seed"]), int(record["replicates"])
+    except (OSError, ValueError, KeyError, TypeError, ValidationError) as e:
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"--resume {out}: cannot read {record_path}: {first_line}") from None
+    path = record.get("scenario_path")
+    return _Plan(
+        scenario, Path(path) if path else None, seed, n, out, partial, record, resumed=True
+    )
+
+
+def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
+    from analysis.figures import make_figures, save_figures
+    from analysis.io import (
+        OutputExistsError,
+        atomic_directory,
+        build_manifest,
+        write_manifest,
+        write_tables,
+    )
+    from analysis.runner import ReplicateSet, replicate_jobs, run_jobs
+    from analysis.summary import format_summary
+
+    if plan.resumed:
+        plan.record["resumed"].append(
+            {"utc": datetime.now(UTC).isoformat(timespec="seconds"), "command": command}
+        )
+    plan.partial.mkdir(parents=True, exist_ok=True)
+    _write_record(plan.partial / _RUN_RECORD, plan.record)
+    sweep = run_jobs(
+        replicate_jobs(plan.scenario, plan.seed, plan.n),
+        plan.partial / "sweep",
+        executor=backend,
+        progress=progress,
+        resume=True,  # the folder is this run's own: continue whatever it holds
+        desc=plan.scenario.name,
+    )
+    if not sweep.complete:
+        _report_failures(plan, sweep.failures)
+        return EXIT_FAILURE
+    replicates = ReplicateSet.from_sweep(plan.scenario, plan.seed, sweep)
+    try:
+        with atomic_directory(plan.out) as tmp:
             write_tables(tmp, replicates.tables())
             save_figures(make_figures(replicates), tmp / "figures")
             manifest = build_manifest(
-                scenario,
-                scenario_path,
-                master_seed=args.seed,
-                n_replicates=args.replicates,
-                workers=args.workers,
-                started=started,
+                plan.scenario,
+                plan.scenario_path,
+                master_seed=plan.seed,
+                n_replicates=plan.n,
+                workers=backend.slots,
+                started=datetime.fromisoformat(plan.record["started_utc"]),
                 finished=datetime.now(UTC),
-                command=command,
+                command=plan.record["command"],
             )
+            manifest["executor"] = {"kind": backend.kind, "description": backend.description}
+            manifest["resumed"] = plan.record["resumed"]
+            if plan.resumed:
+                manifest["git_at_start"] = plan.record.get("git")
             write_manifest(tmp, manifest)
     except OutputExistsError as e:  # appeared while we were running
         raise UsageError(str(e)) from None
     except OSError as e:
-        _error(f"cannot write results to {out}: {e}")
+        _error(f"cannot write results to {plan.out}: {e}")
         return EXIT_FAILURE
+    shutil.rmtree(plan.partial, ignore_errors=True)
     print(format_summary(replicates))
-    print(f"\nResults written to {out}")
+    print(f"\nResults written to {plan.out}")
     return EXIT_OK
+
+
+def _report_failures(plan: _Plan, failures: pd.DataFrame) -> None:
+    _error(
+        f"{len(failures)} of {plan.n} replicates failed "
+        f"(details in {plan.partial / 'sweep' / 'failures.parquet'}):"
+    )
+    for row in failures.head(_MAX_FAILURES_LISTED).itertuples(index=False):
+        message = (str(row.error_message).splitlines() or [""])[0]
+        print(
+            f"  replicate {row.replicate} (seed {row.seed}): {row.error_type}: {message}",
+            file=sys.stderr,
+        )
+    if len(failures) > _MAX_FAILURES_LISTED:
+        print(f"  ... and {len(failures) - _MAX_FAILURES_LISTED} more", file=sys.stderr)
+    print(
+        f"{PROG}: the other replicates are saved in {plan.partial}; once the cause is fixed, "
+        f"run the failed ones with: {PROG} run --resume {plan.out}",
+        file=sys.stderr,
+    )
+
+
+def _describe(backend: Backend) -> str:
+    if backend.kind == "in-process":
+        return "1 worker"
+    if backend.kind == "process-pool":
+        return f"{backend.slots} workers"
+    return backend.description
+
+
+def _partial(out: Path) -> Path:
+    """Where a run into ``out`` keeps its finished replicates until it completes."""
+    path = Path(os.path.normpath(out))
+    if path.name in ("", ".", ".."):
+        path = Path(os.path.abspath(path))
+    return path.with_name(f"{path.name}.partial")
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _default_out(scenario_name: str) -> Path:
@@ -207,7 +425,8 @@ def _default_out(scenario_name: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = DEFAULT_RESULTS_DIR / f"{safe_name}-{stamp}"
     suffix = 1
-    while not is_free(out):  # two runs in the same second: never reuse a folder
+    # Two runs in the same second: never reuse a folder (or its interrupted run).
+    while not is_free(out) or _partial(out).exists():
         suffix += 1
         out = DEFAULT_RESULTS_DIR / f"{safe_name}-{stamp}-{suffix}"
     return out
@@ -240,6 +459,15 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
     return value
+
+
+def _scheduler(text: str) -> str:
+    from analysis.executors import check_scheduler
+
+    try:
+        return check_scheduler(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _int(text: str) -> int:
