@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     import pandas as pd
 
     from analysis.executors import Backend
+    from calibration.posterior import Posterior
     from simulation import Scenario
 
 PROG = "peersim"
@@ -48,6 +49,11 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _RUN_RECORD = "run.json"
 _RUN_RECORD_FORMAT = "peersim-run/1"
 _MAX_FAILURES_LISTED = 10
+POSTERIOR_HELP = (
+    "posterior-ensemble mode: each replicate draws its parameters from the calibration "
+    "posterior in DIR (e.g. docs/calibration, written by 'peersim calibrate'), "
+    "propagating calibration uncertainty into the results"
+)
 
 DESCRIPTION = """\
 peersim simulates how peer support is delivered in a mental health trial like
@@ -182,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         "started with",
     )
     run.add_argument(
+        "--posterior",
+        type=Path,
+        metavar="DIR",
+        help=POSTERIOR_HELP,
+    )
+    run.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         help="show a progress bar with rate and ETA (default: on a terminal)",
@@ -240,6 +252,23 @@ class _Plan:
     partial: Path
     record: dict[str, Any]
     resumed: bool
+    posterior: Path | None = None
+
+
+def load_checked_posterior(directory: Path, scenario: Scenario) -> Posterior:
+    """The posterior in ``directory``, checked against ``scenario``; ``UsageError`` if not
+    usable."""
+    from pydantic import ValidationError
+
+    from calibration.posterior import PosteriorError, load_posterior
+
+    try:
+        posterior = load_posterior(directory)
+        posterior.median_scenario(scenario)
+    except (PosteriorError, KeyError, ValidationError) as e:
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"--posterior {directory}: {first_line}") from None
+    return posterior
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
@@ -250,6 +279,10 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         scenario = load_scenario(args.scenario)
     except ScenarioError as e:
         raise UsageError(str(e)) from None
+    posterior = None
+    if args.posterior is not None:
+        load_checked_posterior(args.posterior, scenario)
+        posterior = args.posterior.resolve()
     scenario_path = (args.scenario or default_scenario_path()).resolve()
     out = args.out if args.out is not None else _default_out(scenario.name)
     _check_out(out)
@@ -271,8 +304,11 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         "git": git_state(),
         "resumed": [],
         "scenario": scenario.model_dump(mode="json"),
+        "posterior": str(posterior) if posterior is not None else None,
     }
-    return _Plan(scenario, scenario_path, seed, n, out, partial, record, resumed=False)
+    return _Plan(
+        scenario, scenario_path, seed, n, out, partial, record, resumed=False, posterior=posterior
+    )
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
@@ -288,6 +324,7 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
             ("--replicates", args.replicates),
             ("--seed", args.seed),
             ("--out", args.out),
+            ("--posterior", args.posterior),
         ]
         if value is not None
     ]
@@ -313,8 +350,19 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
         first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UsageError(f"--resume {out}: cannot read {record_path}: {first_line}") from None
     path = record.get("scenario_path")
+    posterior = Path(record["posterior"]) if record.get("posterior") else None
+    if posterior is not None:
+        load_checked_posterior(posterior, scenario)
     return _Plan(
-        scenario, Path(path) if path else None, seed, n, out, partial, record, resumed=True
+        scenario,
+        Path(path) if path else None,
+        seed,
+        n,
+        out,
+        partial,
+        record,
+        resumed=True,
+        posterior=posterior,
     )
 
 
@@ -336,8 +384,14 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         )
     plan.partial.mkdir(parents=True, exist_ok=True)
     _write_record(plan.partial / _RUN_RECORD, plan.record)
+    if plan.posterior is not None:
+        from calibration.posterior import load_posterior
+
+        jobs = load_posterior(plan.posterior).jobs(plan.scenario, plan.seed, plan.n)
+    else:
+        jobs = replicate_jobs(plan.scenario, plan.seed, plan.n)
     sweep = run_jobs(
-        replicate_jobs(plan.scenario, plan.seed, plan.n),
+        jobs,
         plan.partial / "sweep",
         executor=backend,
         progress=progress,
@@ -364,6 +418,7 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
             )
             manifest["executor"] = {"kind": backend.kind, "description": backend.description}
             manifest["resumed"] = plan.record["resumed"]
+            manifest["posterior"] = str(plan.posterior) if plan.posterior is not None else None
             if plan.resumed:
                 manifest["git_at_start"] = plan.record.get("git")
             write_manifest(tmp, manifest)

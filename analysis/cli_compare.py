@@ -26,6 +26,7 @@ from analysis.cli import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    POSTERIOR_HELP,
     PROG,
     UsageError,
     _check_out,
@@ -37,6 +38,7 @@ from analysis.cli import (
     _positive_int,
     _scheduler,
     _write_record,
+    load_checked_posterior,
 )
 from analysis.io import is_free
 
@@ -158,6 +160,13 @@ def register(commands: Any) -> None:
         "scenarios, seed and replicates it was started with",
     )
     parser.add_argument(
+        "--posterior",
+        type=Path,
+        metavar="DIR",
+        help=POSTERIOR_HELP + "; replicate i of every scenario uses the same draw, and a "
+        "what-if that changes a calibrated parameter is refused",
+    )
+    parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         help="show a progress bar with rate and ETA (default: on a terminal)",
@@ -177,6 +186,7 @@ class _Plan:
     partial: Path
     record: dict[str, Any]
     resumed: bool
+    posterior: Path | None = None
 
     @property
     def base(self) -> str:
@@ -262,6 +272,20 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
                 f"{path}: a site named {OVERALL!r} would be confused with the whole trial "
                 "in the comparison; rename it"
             )
+    posterior = None
+    if args.posterior is not None:
+        base_scenario = scenarios[labels[0]]
+        checked = load_checked_posterior(args.posterior, base_scenario)
+        for label, path in zip(labels[1:], paths[1:], strict=True):
+            load_checked_posterior(args.posterior, scenarios[label])
+            overridden = checked.overridden(base_scenario, scenarios[label])
+            if overridden:
+                raise UsageError(
+                    f"{path}: changes calibrated parameter(s) {', '.join(overridden)}, which "
+                    f"--posterior {args.posterior} would overwrite; compare without "
+                    "--posterior or leave them as in the baseline"
+                )
+        posterior = args.posterior.resolve()
     out = args.out if args.out is not None else _default_out(f"compare-{labels[0]}")
     _check_out(out)
     partial = _partial(out)
@@ -287,11 +311,12 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         "command": command,
         "git": git_state(),
         "resumed": [],
+        "posterior": str(posterior) if posterior is not None else None,
     }
     resolved_paths: dict[str, Path | None] = {
         label: path.resolve() for label, path in zip(labels, paths, strict=True)
     }
-    return _Plan(labels, scenarios, resolved_paths, seed, n, out, partial, record, False)
+    return _Plan(labels, scenarios, resolved_paths, seed, n, out, partial, record, False, posterior)
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
@@ -308,6 +333,7 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
             ("--replicates", args.replicates),
             ("--seed", args.seed),
             ("--out", args.out),
+            ("--posterior", args.posterior),
         ]
         if value is not None
     ]
@@ -340,7 +366,10 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
     except (OSError, ValueError, KeyError, TypeError, ValidationError) as e:
         first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UsageError(f"--resume {out}: cannot read {record_path}: {first_line}") from None
-    return _Plan(labels, scenarios, paths, seed, n, out, partial, record, True)
+    posterior = Path(record["posterior"]) if record.get("posterior") else None
+    if posterior is not None:
+        load_checked_posterior(posterior, scenarios[labels[0]])
+    return _Plan(labels, scenarios, paths, seed, n, out, partial, record, True, posterior)
 
 
 def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
@@ -361,8 +390,21 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         )
     plan.partial.mkdir(parents=True, exist_ok=True)
     _write_record(plan.partial / _RECORD, plan.record)
+    if plan.posterior is not None:
+        from calibration.posterior import load_posterior
+
+        posterior = load_posterior(plan.posterior)
+        jobs = [
+            job
+            for label, scenario in plan.scenarios.items()
+            for job in posterior.jobs(
+                scenario, plan.seed, plan.n, tags={"scenario": label}, key_prefix=f"{label}/"
+            )
+        ]
+    else:
+        jobs = comparison_jobs(plan.scenarios, plan.seed, plan.n)
     sweep = run_jobs(
-        comparison_jobs(plan.scenarios, plan.seed, plan.n),
+        jobs,
         plan.partial / "sweep",
         tables=COMPARE_TABLES,
         executor=backend,
@@ -438,6 +480,7 @@ def _write_manifest(directory: Path, plan: _Plan, backend: Backend) -> None:
     ]
     manifest["executor"] = {"kind": backend.kind, "description": backend.description}
     manifest["resumed"] = plan.record["resumed"]
+    manifest["posterior"] = str(plan.posterior) if plan.posterior is not None else None
     if plan.resumed:
         manifest["git_at_start"] = plan.record.get("git")
     write_manifest(directory, manifest)

@@ -406,3 +406,38 @@ def _wait_for_workers(pid: int, timeout_s: float = 20.0) -> None:
             return
         time.sleep(0.1)
     pytest.fail("worker processes did not start")
+
+
+# --- posterior-ensemble mode ----------------------------------------------------------
+
+POSTERIOR_DIR = REPO / "docs" / "calibration"
+
+
+def test_posterior_run_draws_parameters_per_replicate_reproducibly(
+    tiny_toml: Path, tmp_path: Path
+) -> None:
+    tables = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        _run_main(
+            ["run", str(tiny_toml), "--posterior", str(POSTERIOR_DIR), "-n", "3", "-w", "1",
+             "--out", str(out)]
+        )  # fmt: skip
+        tables.append(pd.read_parquet(out / "trial.parquet"))
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["posterior"] == str(POSTERIOR_DIR.resolve())
+    trial = tables[0]
+    assert "particle" in trial.columns, "each replicate should record the particle it drew"
+    assert trial["particle"].nunique() > 1, "replicates should draw different parameter sets"
+    assert_frame_equal(tables[0], tables[1])
+
+
+def test_posterior_run_with_a_bad_folder_exits_2_and_writes_nothing(
+    tiny_toml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = ["run", str(tiny_toml), "--posterior", str(tmp_path / "missing"), "-w", "1"]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "--posterior" in capsys.readouterr().err
+    assert not out.exists()
+    assert not (tmp_path / "out.partial").exists()

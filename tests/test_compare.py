@@ -476,3 +476,37 @@ def test_interrupt_keeps_only_the_partial_folder_and_resume_completes(
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["resumed"]) == 1, "the resumption should be recorded"
     assert (out / "figures" / "forest_g_supervision.png").is_file(), "figures drawn on resume"
+
+
+# --- posterior-ensemble mode ----------------------------------------------------------
+
+POSTERIOR_DIR = Path(__file__).resolve().parent.parent / "docs" / "calibration"
+
+
+def test_posterior_compare_pairs_the_same_particle_per_replicate(
+    toml_files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    files = [str(toml_files[k]) for k in ("base", "g_supervision")]
+    _run_main(
+        ["compare", *files, "--posterior", str(POSTERIOR_DIR), "-n", "3", "-w", "1",
+         "-o", str(out)]
+    )  # fmt: skip
+    trial = pd.read_parquet(out / "replicates" / "trial.parquet")
+    particles = trial.pivot(index="replicate", columns="scenario", values="particle")
+    assert (particles["base"] == particles["g_supervision"]).all(), "CRN: same draw per replicate"
+    assert particles["base"].nunique() > 1
+
+
+def test_posterior_compare_refuses_a_whatif_changing_a_calibrated_parameter(
+    toml_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    changed = ENRICH_TEXT.replace("logit_intercept = -2.0", "logit_intercept = -1.0", 1)
+    assert changed != ENRICH_TEXT
+    whatif = tmp_path / "engagement.toml"
+    whatif.write_text(changed, encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["compare", str(toml_files["base"]), str(whatif), "--posterior", str(POSTERIOR_DIR)]
+    assert main([*args, "-w", "1", "-o", str(out)]) == 2
+    assert "engagement.logit_intercept" in capsys.readouterr().err
+    assert not out.exists()
