@@ -27,7 +27,7 @@ from analysis.io import is_free
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     import pandas as pd
 
-    from analysis.executors import Backend
+    from analysis.executors import Backend, ExecutorSpec
     from calibration.posterior import Posterior
     from simulation import Scenario
 
@@ -206,36 +206,62 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, command: list[str]) -> int:
     # Imported here, not at the top, so that --help answers at once and Ctrl-C during
     # the (slow) imports is already inside main's handler.
-    from analysis.executors import ExecutorError, ExecutorSpec, open_executor
-    from analysis.runner import SweepError, SweepInterrupted, auto_spec
+    from analysis.executors import ExecutorSpec
+    from analysis.runner import auto_spec
 
     plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
     spec = auto_spec(ExecutorSpec(workers=args.workers, scheduler=args.scheduler), plan.n)
+    return drive_sweep(
+        spec,
+        announce=lambda backend: (
+            f"{'resuming' if plan.resumed else 'running'} {plan.n} replicates of "
+            f"{plan.scenario.name!r} (seed {plan.seed}, {_describe(backend)})"
+        ),
+        execute=lambda backend: _run_plan(plan, backend, args.progress, command),
+        partial=plan.partial,
+        resume_hint=f"{PROG} run --resume {plan.out}",
+        unit="replicates",
+    )
+
+
+def drive_sweep(
+    spec: ExecutorSpec,
+    *,
+    announce: Callable[[Backend], str],
+    execute: Callable[[Backend], int],
+    partial: Path,
+    resume_hint: str,
+    unit: str = "runs",
+) -> int:
+    """Open the executor, say what will run, run it; the shared ending of every
+    command that sweeps (run, compare, sensitivity).
+
+    A bad or unreachable scheduler and a sweep folder that does not fit are user
+    mistakes (exit 2). Ctrl-C stops the workers at once (leaving the ``with``
+    block does), then says where the finished work is and how to resume (130).
+    """
+    from analysis.executors import ExecutorError, open_executor
+    from analysis.runner import SweepError, SweepInterrupted
+
     try:
-        # Leaving this block by an exception (Ctrl-C) stops the workers at once.
         with open_executor(spec) as backend:
-            print(
-                f"{PROG}: {'resuming' if plan.resumed else 'running'} {plan.n} replicates of "
-                f"{plan.scenario.name!r} (seed {plan.seed}, {_describe(backend)})",
-                file=sys.stderr,
-            )
-            return _run_plan(plan, backend, args.progress, command)
+            print(f"{PROG}: {announce(backend)}", file=sys.stderr)
+            return execute(backend)
     except ExecutorError as e:
-        raise UsageError(f"--scheduler {args.scheduler}: {e}") from None
+        raise UsageError(f"--scheduler {spec.scheduler}: {e}") from None
     except SweepError as e:
         raise UsageError(str(e)) from None
     except SweepInterrupted as e:
         _error(
-            f"interrupted; {e.n_done} of {e.n_jobs} replicates are saved in "
-            f"{plan.partial}; continue with: {PROG} run --resume {plan.out}"
+            f"interrupted; {e.n_done} of {e.n_jobs} {unit} are saved in {partial}; "
+            f"continue with: {resume_hint}"
         )
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        if not plan.partial.exists():
+        if not partial.exists():
             raise
         _error(
-            f"interrupted; the finished replicates are saved in {plan.partial}; "
-            f"continue with: {PROG} run --resume {plan.out}"
+            f"interrupted; the finished {unit} are saved in {partial}; continue with: {resume_hint}"
         )
         return EXIT_INTERRUPTED
 

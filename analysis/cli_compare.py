@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from analysis.cli import (
     DEFAULT_SEED,
     EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     POSTERIOR_HELP,
     PROG,
@@ -38,6 +37,7 @@ from analysis.cli import (
     _positive_int,
     _scheduler,
     _write_record,
+    drive_sweep,
     load_checked_posterior,
 )
 from analysis.io import is_free
@@ -199,40 +199,23 @@ class _Plan:
 
 def compare(args: argparse.Namespace, command: list[str]) -> int:
     """The ``compare`` subcommand; returns the exit status."""
-    from analysis.executors import ExecutorError, ExecutorSpec, open_executor
-    from analysis.runner import SweepError, SweepInterrupted, auto_spec
+    from analysis.executors import ExecutorSpec
+    from analysis.runner import auto_spec
 
     plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
     n_jobs = plan.n * len(plan.labels)
     spec = auto_spec(ExecutorSpec(workers=args.workers, scheduler=args.scheduler), n_jobs)
-    try:
-        with open_executor(spec) as backend:
-            print(
-                f"{PROG}: {'resuming' if plan.resumed else 'comparing'} "
-                f"{len(plan.whatifs)} what-if(s) with {plan.base!r}, {plan.n} paired "
-                f"replicates each (seed {plan.seed}, {_describe(backend)})",
-                file=sys.stderr,
-            )
-            try:
-                return _run_plan(plan, backend, args.progress, command)
-            except SweepInterrupted as e:
-                _error(
-                    f"interrupted; {e.n_done} of {e.n_jobs} runs are saved in {plan.partial}; "
-                    f"continue with: {PROG} compare --resume {plan.out}"
-                )
-                return EXIT_INTERRUPTED
-            except KeyboardInterrupt:
-                if not plan.partial.exists():
-                    raise
-                _error(
-                    f"interrupted; the finished runs are saved in {plan.partial}; "
-                    f"continue with: {PROG} compare --resume {plan.out}"
-                )
-                return EXIT_INTERRUPTED
-    except ExecutorError as e:
-        raise UsageError(f"--scheduler {args.scheduler}: {e}") from None
-    except SweepError as e:
-        raise UsageError(str(e)) from None
+    return drive_sweep(
+        spec,
+        announce=lambda backend: (
+            f"{'resuming' if plan.resumed else 'comparing'} {len(plan.whatifs)} what-if(s) "
+            f"with {plan.base!r}, {plan.n} paired replicates each (seed {plan.seed}, "
+            f"{_describe(backend)})"
+        ),
+        execute=lambda backend: _run_plan(plan, backend, args.progress, command),
+        partial=plan.partial,
+        resume_hint=f"{PROG} compare --resume {plan.out}",
+    )
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.cli import (
     EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     PROG,
     UsageError,
@@ -35,6 +34,7 @@ from analysis.cli import (
     _partial,
     _positive_int,
     _scheduler,
+    drive_sweep,
 )
 
 if TYPE_CHECKING:
@@ -163,42 +163,24 @@ class _Plan:
 
 def run_sensitivity_command(args: argparse.Namespace, command: list[str]) -> int:
     """The ``peersim sensitivity`` handler; returns the exit status."""
-    from analysis.executors import ExecutorError, ExecutorSpec, open_executor
-    from analysis.runner import SweepError, SweepInterrupted, auto_spec
+    from analysis.executors import ExecutorSpec
+    from analysis.runner import auto_spec
 
     plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
     design = plan.design
+    s = design.settings
     spec = auto_spec(ExecutorSpec(workers=args.workers, scheduler=args.scheduler), design.n_runs)
-    try:
-        with open_executor(spec) as backend:
-            s = design.settings
-            print(
-                f"{PROG}: {'resuming' if plan.resumed else 'running'} {s.method} sensitivity "
-                f"analysis {design.spec.name!r}: {design.n_samples} parameter sets x "
-                f"{s.replicates} replicates = {design.n_runs} runs (seed {s.seed}, "
-                f"{_describe(backend)})",
-                file=sys.stderr,
-            )
-            try:
-                return _execute(plan, backend, args.progress, command)
-            except SweepInterrupted as e:
-                _error(
-                    f"interrupted; {e.n_done} of {e.n_jobs} runs are saved in {plan.partial}; "
-                    f"continue with: {PROG} sensitivity --resume {plan.out}"
-                )
-                return EXIT_INTERRUPTED
-            except KeyboardInterrupt:
-                if not plan.partial.exists():
-                    raise
-                _error(
-                    f"interrupted; the finished runs are saved in {plan.partial}; "
-                    f"continue with: {PROG} sensitivity --resume {plan.out}"
-                )
-                return EXIT_INTERRUPTED
-    except ExecutorError as e:
-        raise UsageError(f"--scheduler {args.scheduler}: {e}") from None
-    except SweepError as e:
-        raise UsageError(str(e)) from None
+    return drive_sweep(
+        spec,
+        announce=lambda backend: (
+            f"{'resuming' if plan.resumed else 'running'} {s.method} sensitivity analysis "
+            f"{design.spec.name!r}: {design.n_samples} parameter sets x {s.replicates} "
+            f"replicates = {design.n_runs} runs (seed {s.seed}, {_describe(backend)})"
+        ),
+        execute=lambda backend: _execute(plan, backend, args.progress, command),
+        partial=plan.partial,
+        resume_hint=f"{PROG} sensitivity --resume {plan.out}",
+    )
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
