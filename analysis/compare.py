@@ -52,10 +52,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.runner import Job, TableFn
 from analysis.summary import end_of_delivery
 from simulation import Results, Scenario, replicate_seed
 from simulation.results import ARMS
+from simulation.runner import Job, TableFn
 
 OVERALL = "overall"
 CONFIDENCE = 0.95

@@ -18,8 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.runner import ReplicateSet
 from analysis.summary import end_of_delivery
+from simulation.runner import ReplicateSet
 
 DPI = 150
 # Fewer replicates than this: show min-max instead of 5-95% percentiles.

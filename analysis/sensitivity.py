@@ -1,6 +1,6 @@
 """Global sensitivity analysis of peersim with SALib: which conditions drive the outputs.
 
-``peersim sensitivity SPEC`` (``analysis.cli_sensitivity``) is a thin shell around
+``peersim sensitivity SPEC`` (``analysis.cli.sensitivity``) is a thin shell around
 this pipeline::
 
     spec = load_spec("analysis/sensitivity_enrich.toml")    # analysis.sensitivity_spec
@@ -36,7 +36,7 @@ is marked not ``converged`` and warned about.
 
 Evaluation, and how the known-answer tests use it
 -------------------------------------------------
-``evaluate`` makes one ``analysis.runner.Job`` per (sample, replicate), tagged
+``evaluate`` makes one ``simulation.runner.Job`` per (sample, replicate), tagged
 ``sample`` and ``replicate``, and runs them with ``run_jobs`` (local pool or
 Dask, resumable by job key, progress bar); the replicates of one sample share a
 scenario, so the runner simulates them side by side. The table it asks for,
@@ -78,8 +78,8 @@ from simulation import Results, Scenario, replicate_seed
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
-    from analysis.executors import Backend, ExecutorSpec
-    from analysis.runner import Job, SimulateFn
+    from simulation.executors import Backend, ExecutorSpec
+    from simulation.runner import Job, SimulateFn
 
 __all__ = [
     "METHODS",
@@ -299,7 +299,7 @@ class OutputTable:
 
 def jobs(design: Design) -> list[Job]:
     """One job per (sample, replicate); replicate r has the same seed in every sample."""
-    from analysis.runner import Job
+    from simulation.runner import Job
 
     settings = design.settings
     seeds = [replicate_seed(settings.seed, r) for r in range(settings.replicates)]
@@ -328,7 +328,7 @@ def evaluate(
     module docstring). Raises ``EvaluationError`` if any run failed (the finished
     ones stay in ``sweep_dir``) and the runner's ``SweepInterrupted`` on Ctrl-C.
     """
-    from analysis.runner import run_jobs
+    from simulation.runner import run_jobs
 
     extra: dict[str, Any] = {} if simulate is None else {"simulate": simulate}
     sweep = run_jobs(

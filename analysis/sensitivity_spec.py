@@ -69,6 +69,7 @@ from pydantic.fields import FieldInfo
 
 from simulation import Scenario
 from simulation.params import PARAMETER_GROUPS, Site
+from simulation.rng import DEFAULT_SEED
 
 __all__ = [
     "METHODS",
@@ -109,7 +110,6 @@ SITE_OUTPUTS: dict[str, str] = {
 }
 DEFAULT_METHOD: Method = "morris"
 DEFAULT_REPLICATES = 5
-DEFAULT_SEED = 20241
 DEFAULT_N: dict[Method, int] = {"morris": 20, "sobol": 512}
 DEFAULT_LEVELS = 4
 DEFAULT_RESAMPLES = 1000

@@ -11,8 +11,8 @@ import math
 
 import pandas as pd
 
-from analysis.runner import ReplicateSet
 from simulation import Scenario
+from simulation.runner import ReplicateSet
 
 INTERVAL_QUANTILES: tuple[float, float] = (0.025, 0.975)
 

@@ -50,9 +50,9 @@ SEED = 20241
 def measure(n_runs: int, workers: int, repeat: int) -> dict[str, float]:
     """Time ``repeat`` sweeps of ``n_runs`` ENRICH replicates (the fastest counts);
     this process's and its workers' peak memory."""
-    from analysis.executors import ExecutorSpec, open_executor
-    from analysis.runner import replicate_jobs, run_jobs
     from scenarios.loader import load_scenario
+    from simulation.executors import ExecutorSpec, open_executor
+    from simulation.runner import replicate_jobs, run_jobs
 
     scenario = load_scenario(None)
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as tmp:

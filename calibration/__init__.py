@@ -12,6 +12,6 @@
   posterior-ensemble runs (``load_posterior``);
 - ``calibration.report``: the fit report.
 
-``peersim calibrate`` (``analysis/cli_calibrate.py``) runs it all. The package
+``peersim calibrate`` (``analysis/cli/calibrate.py``) runs it all. The package
 itself imports nothing (so ``peersim --help`` stays quick): import the modules.
 """

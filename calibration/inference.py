@@ -6,7 +6,7 @@ weighted posterior sample. The pieces:
 
 - **model**: each particle runs ``calibration.problem.simulate_summary`` (R
   replicates side by side, the targets' statistics, their summary) on the
-  ``analysis.executors`` backend: this process, a local process pool or Dask.
+  ``simulation.executors`` backend: this process, a local process pool or Dask.
   pyabc itself (proposals, distances, acceptance) stays in this process: a few
   threads hand particles to the backend and wait for them, so workers never
   import pyabc (which takes longer than many simulations).
@@ -52,10 +52,10 @@ import pandas as pd
 import pyabc
 from pyabc.weighted_statistics import effective_sample_size
 
-from analysis.executors import Backend
 from calibration.distance import FlooredMedianEpsilon, TargetDistance, acceptance_threshold
 from calibration.problem import Problem, simulate_summary
 from calibration.settings import Settings
+from simulation.executors import Backend
 
 DB_NAME = "abc.db"
 # Particles handed to the backend at once, per worker slot: enough to keep workers busy
@@ -218,7 +218,7 @@ class _Model:
     """pyabc's model: one particle's summary, simulated on the backend.
 
     Called from the sampler's threads; each call waits for its simulation. A local
-    process pool whose worker died is restarted (as ``analysis.runner`` does) and
+    process pool whose worker died is restarted (as ``simulation.runner`` does) and
     the particle resubmitted."""
 
     def __init__(self, problem: Problem, backend: Backend) -> None:

@@ -40,7 +40,7 @@ from simulation import Scenario, replicate_seed
 from simulation.rng import Streams
 
 if TYPE_CHECKING:
-    from analysis.runner import Job, TagValue
+    from simulation.runner import Job, TagValue
 
 POSTERIOR_FILE = "posterior.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -129,10 +129,10 @@ class Posterior:
         tags: Mapping[str, TagValue] | None = None,
         key_prefix: str = "",
     ) -> list[Job]:
-        """Like ``analysis.runner.replicate_jobs``, each replicate with its drawn
+        """Like ``simulation.runner.replicate_jobs``, each replicate with its drawn
         parameters (tagged ``particle``). Replicates that draw the same particle
         share a scenario, so the runner still simulates them side by side."""
-        from analysis.runner import Job
+        from simulation.runner import Job
 
         base_tags = dict(tags or {})
         scenarios: dict[int, Scenario] = {}

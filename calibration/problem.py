@@ -5,7 +5,7 @@
 base scenario, simulates ``problem.replicates`` trials side by side
 (``simulation.run_batch``), extracts each replicate's target statistics and
 summarises them. It is a module-level function of picklable arguments, so it runs
-on any executor of ``analysis.executors`` (this process, a local pool, Dask), and
+on any executor of ``simulation.executors`` (this process, a local pool, Dask), and
 it imports neither pyabc nor pandas' tables.
 
 Seeds: a particle's replicates are seeded from the master seed and the parameter

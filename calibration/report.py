@@ -2,7 +2,7 @@
 the targets teach us about the parameters?
 
 - ``predictive(...)`` simulates trials for the report through the shared runner
-  (``analysis.runner.run_jobs``, the targets' statistics as a table computed on
+  (``simulation.runner.run_jobs``, the targets' statistics as a table computed on
   the workers): ``posterior`` draws each replicate's parameters from the posterior
   (the posterior predictive: what a trial like ENRICH would show, calibration
   uncertainty included), ``median`` runs the calibrated scenario file.
@@ -32,13 +32,13 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.executors import Backend
-from analysis.runner import SweepError, replicate_jobs, run_jobs
 from calibration.distance import PATTERN_MET_SHARE
 from calibration.posterior import Posterior, weighted_quantile
 from calibration.priors import PriorSet, get_parameter
 from calibration.targets import Target, TargetSet
 from simulation import Scenario
+from simulation.executors import Backend
+from simulation.runner import SweepError, replicate_jobs, run_jobs
 from simulation.stats import Z_95
 
 DPI = 130

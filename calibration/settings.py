@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from simulation.rng import DEFAULT_SEED
+
 DEFAULT_POPULATION = 500
 DEFAULT_GENERATIONS = 10
 DEFAULT_REPLICATES = 8
-DEFAULT_SEED = 20241
 # Generations at the epsilon floor after the first one there: each refines the same
 # posterior (importance sampling), raising its effective sample size.
 DEFAULT_REFINE = 2

@@ -3,6 +3,14 @@
 from simulation.model import PeerSupportModel, run, run_batch
 from simulation.params import Scenario
 from simulation.results import Results
-from simulation.rng import replicate_seed
+from simulation.rng import DEFAULT_SEED, replicate_seed
 
-__all__ = ["PeerSupportModel", "Results", "Scenario", "replicate_seed", "run", "run_batch"]
+__all__ = [
+    "DEFAULT_SEED",
+    "PeerSupportModel",
+    "Results",
+    "Scenario",
+    "replicate_seed",
+    "run",
+    "run_batch",
+]

@@ -13,6 +13,9 @@ import hashlib
 
 import numpy as np
 
+# The master seed every command and analysis uses unless told otherwise.
+DEFAULT_SEED = 20241
+
 
 def replicate_seed(master_seed: int, replicate: int) -> np.random.SeedSequence:
     """The seed of replicate ``replicate`` under ``master_seed``; independent of workers."""

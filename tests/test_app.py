@@ -41,10 +41,11 @@ from analysis.app.views import (
     trajectory_figure,
     trial_so_far,
 )
-from analysis.cli import DEFAULT_SEED, main
-from analysis.cli_app import DEFAULT_HOST, DEFAULT_PORT, solara_command
-from analysis.runner import run_replicates
+from analysis.cli import main
+from analysis.cli.app import DEFAULT_HOST, DEFAULT_PORT, solara_command
 from simulation import PeerSupportModel, replicate_seed
+from simulation.rng import DEFAULT_SEED
+from simulation.runner import run_replicates
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 7

@@ -36,7 +36,6 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
-from analysis.executors import ExecutorSpec, open_executor
 from calibration.distance import acceptance_threshold, pattern_penalty
 from calibration.files import PriorsError, TargetsError
 from calibration.posterior import (
@@ -54,6 +53,7 @@ from calibration.statistics import average_ranks
 from calibration.targets import SD_SUFFIX, load_targets
 from scenarios import load_scenario
 from simulation import Results, Scenario, replicate_seed, run_batch
+from simulation.executors import ExecutorSpec, open_executor
 from simulation.stats import Z_95
 
 # --- tiny hand-made results ------------------------------------------------------------

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from analysis.cli import DEFAULT_SEED, main
-from analysis.io import atomic_directory
+from analysis.cli import main
+from simulation.outputs import atomic_directory
+from simulation.rng import DEFAULT_SEED
 
 REPO = Path(__file__).resolve().parent.parent
 

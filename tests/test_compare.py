@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from analysis.cli import DEFAULT_SEED, main
-from analysis.cli_compare import format_comparison
+from analysis.cli import main
+from analysis.cli.compare import format_comparison
 from analysis.compare import (
     COMPARISON_COLUMNS,
     OUTCOMES,
@@ -37,6 +37,7 @@ from analysis.compare import (
 )
 from scenarios import default_scenario_path
 from simulation import run
+from simulation.rng import DEFAULT_SEED
 
 N_REPLICATES = 6
 ENRICH_TEXT = default_scenario_path().read_text(encoding="utf-8")

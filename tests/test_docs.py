@@ -2,7 +2,7 @@
 
 - the parameter table in docs/ODD.md equals the parameter classes' names,
   defaults, units, grades, meanings and sources (regenerate it with
-  ``uv run python -m simulation.odd_table``);
+  ``uv run python -m scenarios.odd_table``);
 - the assumed site attributes in docs/ODD.md equal the embedded ENRICH scenario;
 - every ``uv run peersim`` command in the README runs as written and writes the
   files the README says it writes;
@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from scenarios.loader import load_scenario
-from simulation.odd_table import COLUMNS, format_default, parameter_rows, sites_markdown_table
+from scenarios.odd_table import COLUMNS, format_default, parameter_rows, sites_markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 ODD = ROOT / "docs" / "ODD.md"
@@ -76,13 +76,13 @@ def test_odd_parameter_table_matches_code_defaults():
         "docs/ODD.md parameter names differ from the code: "
         f"missing {sorted(set(code_names) - set(doc_names))}, "
         f"extra {sorted(set(doc_names) - set(code_names))} "
-        "(regenerate with `uv run python -m simulation.odd_table`)"
+        "(regenerate with `uv run python -m scenarios.odd_table`)"
     )
     for doc, code in zip(documented, expected, strict=True):
         for col in COLUMNS:
             assert doc[col] == code[col], (
                 f"docs/ODD.md {code['name']}: {col} is {doc[col]!r}, code says {code[col]!r} "
-                "(regenerate with `uv run python -m simulation.odd_table`)"
+                "(regenerate with `uv run python -m scenarios.odd_table`)"
             )
 
 
@@ -108,7 +108,7 @@ def test_odd_site_table_matches_enrich_scenario():
     want = sites_markdown_table(load_scenario(None))
     assert want in ODD.read_text(), (
         "docs/ODD.md's assumed site attributes differ from the embedded ENRICH scenario "
-        "(regenerate with `uv run python -m simulation.odd_table --sites`)"
+        "(regenerate with `uv run python -m scenarios.odd_table --sites`)"
     )
 
 

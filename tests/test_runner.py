@@ -1,4 +1,4 @@
-"""The experiment runner (``analysis.runner``): same numbers on every executor, sweeps
+"""The experiment runner (``simulation.runner``): same numbers on every executor, sweeps
 that survive Ctrl-C, ``kill -9`` and dying workers, failures recorded as data.
 
 Every comparison here is exact (``assert_frame_equal`` with its default dtype and
@@ -27,15 +27,15 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from analysis.cli import main
-from analysis.executors import Backend, ExecutorSpec, open_executor
-from analysis.runner import (
+from simulation import Results, Scenario, replicate_seed, run, run_batch
+from simulation.executors import Backend, ExecutorSpec, open_executor
+from simulation.runner import (
     Job,
     SweepError,
     SweepResult,
     replicate_jobs,
     run_jobs,
 )
-from simulation import Results, Scenario, replicate_seed, run, run_batch
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 20241
@@ -341,9 +341,9 @@ def test_cli_names_failed_replicates_and_exits_1(
 ) -> None:
     """``peersim run`` with a replicate that raises exits 1, names the replicate, its
     seed and error, keeps the others in DIR.partial, and writes no output folder."""
-    import analysis.runner
+    import simulation.runner
 
-    monkeypatch.setattr(analysis.runner, "simulate_side_by_side", fail_on_replicate)
+    monkeypatch.setattr(simulation.runner, "simulate_side_by_side", fail_on_replicate)
     out = tmp_path / "out"
     status = main(["run", "-n", "5", "-w", "1", "--out", str(out)])
     err = capsys.readouterr().err
@@ -436,9 +436,9 @@ def test_cli_runner_mistakes_exit_2_with_one_clear_message(
     expected: list[str],
 ) -> None:
     """Bad --scheduler or --resume: one line, exit 2, nothing written."""
-    import analysis.executors
+    import simulation.executors
 
-    monkeypatch.setattr(analysis.executors, "_CONNECT_TIMEOUT_S", 1.0)  # nothing listens there
+    monkeypatch.setattr(simulation.executors, "_CONNECT_TIMEOUT_S", 1.0)  # nothing listens there
     argv = ["run", *(a.replace("{dir}", str(tmp_path)) for a in args)]
     if "--resume" not in args:
         argv += ["--out", str(tmp_path / "out")]

@@ -35,7 +35,6 @@ from pandas.testing import assert_frame_equal
 
 import analysis.sensitivity as sensitivity
 from analysis.cli import main
-from analysis.executors import ExecutorSpec
 from analysis.sensitivity import (
     Analysis,
     Design,
@@ -47,6 +46,7 @@ from analysis.sensitivity import (
 )
 from analysis.sensitivity_report import write_results
 from simulation import Results, Scenario
+from simulation.executors import ExecutorSpec
 
 REPO = Path(__file__).resolve().parent.parent
 ENRICH_SPEC = REPO / "analysis" / "sensitivity_enrich.toml"

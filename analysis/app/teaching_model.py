@@ -18,9 +18,9 @@ import mesa
 import numpy as np
 from pydantic import ValidationError
 
-from analysis.cli import DEFAULT_SEED
 from scenarios.loader import load_scenario
 from simulation import PeerSupportModel, Results, Scenario, replicate_seed
+from simulation.rng import DEFAULT_SEED
 
 __all__ = ["DEFAULT_SEED", "SITE_CONTROLS", "TeachingModel", "with_conditions"]
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.cli import (
+from analysis.cli.main import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     PROG,
@@ -36,7 +36,6 @@ from analysis.cli import (
     _scheduler,
     _write_record,
 )
-from analysis.io import is_free
 from calibration.settings import (
     DEFAULT_GENERATIONS,
     DEFAULT_POPULATION,
@@ -45,14 +44,15 @@ from calibration.settings import (
     DEFAULT_REPORT_REPLICATES,
     DEFAULT_SEED,
 )
+from simulation.outputs import is_free
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
-    from analysis.executors import Backend
     from calibration.inference import AbcResult
     from calibration.priors import PriorSet
     from calibration.settings import Settings
     from calibration.targets import TargetSet
     from simulation import Scenario
+    from simulation.executors import Backend
 
 _RECORD = "calibration.json"
 _RECORD_FORMAT = "peersim-calibration-run/1"
@@ -243,8 +243,8 @@ def calibrate(args: argparse.Namespace, command: list[str]) -> int:
 
         print(describe_statistics())
         return EXIT_OK
-    from analysis.executors import ExecutorError, ExecutorSpec, open_executor
-    from analysis.runner import SweepError, SweepInterrupted
+    from simulation.executors import ExecutorError, ExecutorSpec, open_executor
+    from simulation.runner import SweepError, SweepInterrupted
 
     plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
     spec = ExecutorSpec(workers=args.workers, scheduler=args.scheduler)
@@ -276,12 +276,12 @@ def calibrate(args: argparse.Namespace, command: list[str]) -> int:
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
-    from analysis.io import git_state
     from calibration.files import CalibrationFileError
     from calibration.priors import default_priors_path, load_priors
     from calibration.settings import Settings
     from calibration.targets import default_targets_path, load_targets
     from scenarios import ScenarioError, default_scenario_path, load_scenario
+    from simulation.outputs import git_state
 
     try:
         targets = load_targets(args.targets)
@@ -461,10 +461,10 @@ def _execute(plan: _Plan, backend: Backend, command: list[str]) -> int:
 
 
 def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> int:
-    from analysis.io import atomic_directory, git_state, scenario_sha256, write_manifest
     from calibration import report
     from calibration.inference import DB_NAME
     from calibration.posterior import Posterior
+    from simulation.outputs import atomic_directory, git_state, scenario_sha256, write_manifest
 
     posterior = Posterior(result.posterior, tuple(plan.priors.parameters))
     calibrated = posterior.median_scenario(plan.scenario).model_copy(
@@ -678,7 +678,7 @@ def _write_new_file(path: Path, text: str) -> None:
 
 
 def _default_out() -> Path:
-    from analysis.cli import _default_out as default_out
+    from analysis.cli.main import _default_out as default_out
 
     return default_out("calibration")
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.cli import (
+from analysis.cli.main import (
     EXIT_FAILURE,
     EXIT_OK,
     PROG,
@@ -40,8 +40,8 @@ from analysis.cli import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from analysis.executors import Backend
     from analysis.sensitivity import Design
+    from simulation.executors import Backend
 
 _RECORD = "sensitivity.json"
 _RECORD_FORMAT = "peersim-sensitivity/1"
@@ -163,8 +163,8 @@ class _Plan:
 
 def run_sensitivity_command(args: argparse.Namespace, command: list[str]) -> int:
     """The ``peersim sensitivity`` handler; returns the exit status."""
-    from analysis.executors import ExecutorSpec
-    from analysis.runner import auto_spec
+    from simulation.executors import ExecutorSpec
+    from simulation.runner import auto_spec
 
     plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
     design = plan.design
@@ -184,8 +184,8 @@ def run_sensitivity_command(args: argparse.Namespace, command: list[str]) -> int
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
-    from analysis.io import git_state
     from analysis.sensitivity import SpecError, load_spec, make_design
+    from simulation.outputs import git_state
 
     if args.spec is None:
         raise UsageError("give a SPEC file, or --resume DIR (see 'peersim sensitivity --help')")
@@ -285,9 +285,9 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
 
 
 def _execute(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
-    from analysis.io import OutputExistsError, atomic_directory, write_manifest
     from analysis.sensitivity import EvaluationError, analyze, evaluate
     from analysis.sensitivity_report import format_summary, write_results
+    from simulation.outputs import OutputExistsError, atomic_directory, write_manifest
 
     design = plan.design
     if plan.resumed:
@@ -323,8 +323,8 @@ def _execute(plan: _Plan, backend: Backend, progress: bool | None, command: list
 
 
 def _manifest(plan: _Plan, backend: Backend) -> dict[str, Any]:
-    from analysis.io import _version, build_manifest
     from analysis.sensitivity import salib_seed
+    from simulation.outputs import _version, build_manifest
 
     design, record = plan.design, plan.record
     spec, s = design.spec, design.settings

@@ -1,7 +1,7 @@
 """Where a sweep's tasks run: this process, a local process pool, or a Dask cluster.
 
 Every back end is driven through the ``concurrent.futures.Executor`` interface, so
-the runner (``analysis.runner``) has one code path for all of them:
+the runner (``simulation.runner``) has one code path for all of them:
 
 - ``ExecutorSpec(workers=1)``: in this process (``InlineExecutor``), no pickling;
 - ``ExecutorSpec(workers=W)`` (``W=None``: all cores): a pool of W worker
@@ -10,7 +10,7 @@ the runner (``analysis.runner``) has one code path for all of them:
   single-threaded worker processes, started here and closed afterwards;
 - ``ExecutorSpec(scheduler="tcp://HOST:PORT")``: an existing Dask distributed
   cluster; its workers must have peersim installed (they import
-  ``analysis.runner`` to run tasks).
+  ``simulation.runner`` to run tasks).
 
 ``open_executor(spec)`` is a context manager yielding a ``Backend``: the executor
 plus what the runner needs to know about it (how many tasks run at once, how to

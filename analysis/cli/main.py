@@ -22,27 +22,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from analysis.io import is_free
+from simulation.outputs import is_free
+from simulation.rng import DEFAULT_SEED
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     import pandas as pd
 
-    from analysis.executors import Backend, ExecutorSpec
     from calibration.posterior import Posterior
     from simulation import Scenario
+    from simulation.executors import Backend, ExecutorSpec
 
 PROG = "peersim"
 # Subcommands defined in their own modules: each has register(commands), which adds
 # its parser with set_defaults(handler=fn); fn(args, command_line) returns the exit code.
 COMMAND_MODULES: tuple[str, ...] = (
-    "analysis.cli_app",
-    "analysis.cli_calibrate",
-    "analysis.cli_compare",
-    "analysis.cli_scenarios",
-    "analysis.cli_sensitivity",
+    "analysis.cli.app",
+    "analysis.cli.calibrate",
+    "analysis.cli.compare",
+    "analysis.cli.scenarios",
+    "analysis.cli.sensitivity",
 )
 DEFAULT_REPLICATES = 10
-DEFAULT_SEED = 20241
 DEFAULT_RESULTS_DIR = Path("results")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # `peersim run` keeps an unfinished run's record and replicates in DIR.partial/.
@@ -206,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, command: list[str]) -> int:
     # Imported here, not at the top, so that --help answers at once and Ctrl-C during
     # the (slow) imports is already inside main's handler.
-    from analysis.executors import ExecutorSpec
-    from analysis.runner import auto_spec
+    from simulation.executors import ExecutorSpec
+    from simulation.runner import auto_spec
 
     plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
     spec = auto_spec(ExecutorSpec(workers=args.workers, scheduler=args.scheduler), plan.n)
@@ -240,8 +240,8 @@ def drive_sweep(
     mistakes (exit 2). Ctrl-C stops the workers at once (leaving the ``with``
     block does), then says where the finished work is and how to resume (130).
     """
-    from analysis.executors import ExecutorError, open_executor
-    from analysis.runner import SweepError, SweepInterrupted
+    from simulation.executors import ExecutorError, open_executor
+    from simulation.runner import SweepError, SweepInterrupted
 
     try:
         with open_executor(spec) as backend:
@@ -298,8 +298,8 @@ def load_checked_posterior(directory: Path, scenario: Scenario) -> Posterior:
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
-    from analysis.io import git_state
     from scenarios import ScenarioError, default_scenario_path, load_scenario
+    from simulation.outputs import git_state
 
     try:
         scenario = load_scenario(args.scenario)
@@ -394,15 +394,15 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
 
 def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
     from analysis.figures import make_figures, save_figures
-    from analysis.io import (
+    from analysis.summary import format_summary
+    from simulation.outputs import (
         OutputExistsError,
         atomic_directory,
         build_manifest,
         write_manifest,
         write_tables,
     )
-    from analysis.runner import ReplicateSet, replicate_jobs, run_jobs
-    from analysis.summary import format_summary
+    from simulation.runner import ReplicateSet, replicate_jobs, run_jobs
 
     if plan.resumed:
         plan.record["resumed"].append(
@@ -543,7 +543,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def _scheduler(text: str) -> str:
-    from analysis.executors import check_scheduler
+    from simulation.executors import check_scheduler
 
     try:
         return check_scheduler(text)

@@ -89,7 +89,7 @@ def solara_environment() -> dict[str, str]:
 
 
 def serve(args: argparse.Namespace, command_line: list[str]) -> int:
-    from analysis.cli import UsageError
+    from analysis.cli.main import UsageError
 
     if importlib.util.find_spec("solara") is None:
         raise UsageError(

@@ -2,7 +2,7 @@
 
 Every scenario runs the same replicates with the same seeds (common random
 numbers, ``analysis.compare``), through the experiment runner
-(``analysis.runner.run_jobs``). The output folder is written like ``peersim
+(``simulation.runner.run_jobs``). The output folder is written like ``peersim
 run``'s: all at once when complete, never over existing results; until then the
 finished replicates are kept in ``DIR.partial`` and ``--resume DIR`` continues.
 """
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.cli import (
+from analysis.cli.main import (
     DEFAULT_SEED,
     EXIT_FAILURE,
     EXIT_OK,
@@ -40,13 +40,13 @@ from analysis.cli import (
     drive_sweep,
     load_checked_posterior,
 )
-from analysis.io import is_free
+from simulation.outputs import is_free
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     import pandas as pd
 
-    from analysis.executors import Backend
     from simulation import Scenario
+    from simulation.executors import Backend
 
 DEFAULT_REPLICATES = 20
 MIN_REPLICATES = 2  # an interval needs at least two paired differences
@@ -199,8 +199,8 @@ class _Plan:
 
 def compare(args: argparse.Namespace, command: list[str]) -> int:
     """The ``compare`` subcommand; returns the exit status."""
-    from analysis.executors import ExecutorSpec
-    from analysis.runner import auto_spec
+    from simulation.executors import ExecutorSpec
+    from simulation.runner import auto_spec
 
     plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
     n_jobs = plan.n * len(plan.labels)
@@ -220,8 +220,8 @@ def compare(args: argparse.Namespace, command: list[str]) -> int:
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     from analysis.compare import OVERALL, scenario_labels
-    from analysis.io import git_state
     from scenarios import ScenarioError, load_scenario
+    from simulation.outputs import git_state
 
     if args.base is None or not args.whatifs:
         raise UsageError(
@@ -364,8 +364,8 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
     )
     from analysis.compare_figures import make_comparison_figures
     from analysis.figures import save_figures
-    from analysis.io import OutputExistsError, atomic_directory
-    from analysis.runner import run_jobs
+    from simulation.outputs import OutputExistsError, atomic_directory
+    from simulation.runner import run_jobs
 
     if plan.resumed:
         plan.record["resumed"].append(
@@ -429,7 +429,7 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
 
 
 def _write_manifest(directory: Path, plan: _Plan, backend: Backend) -> None:
-    from analysis.io import build_manifest, scenario_sha256, write_manifest
+    from simulation.outputs import build_manifest, scenario_sha256, write_manifest
 
     manifest = build_manifest(
         plan.scenarios[plan.base],

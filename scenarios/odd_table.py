@@ -1,6 +1,6 @@
 """The ODD parameter table, generated from the parameter classes.
 
-``docs/ODD.md`` pastes the output of ``python -m simulation.odd_table``;
+``docs/ODD.md`` pastes the output of ``python -m scenarios.odd_table``;
 ``tests/test_docs.py`` parses it back and compares it with these rows, so the
 document and the code cannot drift apart.
 """

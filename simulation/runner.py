@@ -4,7 +4,7 @@
 (comparisons, calibration, sensitivity analysis). One job is one call of the
 model, ``simulation.run(scenario, seed)``::
 
-    from analysis.runner import ExecutorSpec, Job, run_jobs
+    from simulation.runner import ExecutorSpec, Job, run_jobs
 
     jobs = [
         Job(f"{name}/{i}", scenario, replicate_seed(seed, i), {"scenario": name, "replicate": i})
@@ -43,7 +43,7 @@ The API
     ``.iter_parts(name)`` yields the shards one at a time (unordered) for
     summaries that must not hold everything in memory; ``.failures``, ``.n_ok``,
     ``.n_failed``, ``.complete``.
-``open_executor(spec)``, ``ExecutorSpec`` (from ``analysis.executors``)
+``open_executor(spec)``, ``ExecutorSpec`` (from ``simulation.executors``)
     Start workers once and pass the open ``Backend`` to several ``run_jobs``.
 
 Guarantees
@@ -108,10 +108,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from analysis.executors import Backend, ExecutorSpec, as_backend, open_executor
-from analysis.io import scenario_sha256
 from simulation import Results, Scenario, replicate_seed
 from simulation import run_batch as simulate_side_by_side
+from simulation.executors import Backend, ExecutorSpec, as_backend, open_executor
+from simulation.outputs import scenario_sha256
 
 __all__ = [
     "BUILT_IN_TABLES",
