@@ -321,19 +321,6 @@ def test_trajectories_draw_every_site_for_the_weeks_so_far():
 
 
 # ---------------------------------------------------------------- boundaries
-def test_the_model_never_imports_the_app():
-    code = (
-        "import sys, simulation, simulation.model, simulation.agents, scenarios.loader\n"
-        "bad = sorted(m for m in sys.modules if m.startswith(('analysis', 'solara', "
-        "'mesa.visualization')))\n"
-        "print(','.join(bad))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "", f"importing the model imported {done.stdout.strip()}"
-
-
 def test_the_command_line_does_not_import_solara():
     code = (
         "import sys\nfrom analysis.cli import build_parser\nbuild_parser()\n"
