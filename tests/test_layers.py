@@ -10,7 +10,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # The `lint-imports` console script, run by this interpreter (no PATH lookup).
-_LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+_LINT_IMPORTS = (
+    "import sys; from importlinter.cli import lint_imports_command; "
+    "sys.exit(lint_imports_command())"
+)
 
 
 def test_import_contracts_hold():
