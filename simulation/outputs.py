@@ -102,7 +102,7 @@ def build_manifest(
     """Everything needed to reproduce (and trust) a run's output."""
     resolved = scenario.model_dump(mode="json")
     return {
-        "peersim_version": _version("peersim"),
+        "peersim_version": package_version("peersim"),
         "git": git_state(),
         "scenario_name": scenario.name,
         "scenario_path": str(scenario_path) if scenario_path is not None else None,
@@ -115,7 +115,7 @@ def build_manifest(
         "command": list(command),
         "versions": {
             "python": platform.python_version(),
-            **{pkg: _version(pkg) for pkg in ("numpy", "mesa", "pandas", "pyarrow")},
+            **{pkg: package_version(pkg) for pkg in ("numpy", "mesa", "pandas", "pyarrow")},
         },
         "scenario": resolved,
     }
@@ -154,7 +154,8 @@ def _git(repo: Path, *args: str) -> str | None:
     return done.stdout.strip()
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """The installed version of ``package``, or None if it is not installed."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:

@@ -89,7 +89,7 @@ def solara_environment() -> dict[str, str]:
 
 
 def serve(args: argparse.Namespace, command_line: list[str]) -> int:
-    from analysis.cli.main import UsageError
+    from analysis.cli.common import UsageError
 
     if importlib.util.find_spec("solara") is None:
         raise UsageError(

@@ -10,31 +10,28 @@ generation with ``--resume DIR``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import math
 import os
 import shutil
-import signal
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.cli.main import (
-    EXIT_INTERRUPTED,
+from analysis.cli.common import (
     EXIT_OK,
     PROG,
+    Resumable,
     UsageError,
-    _check_out,
-    _describe,
-    _error,
-    _non_negative_int,
-    _partial,
-    _positive_int,
-    _scheduler,
-    _write_record,
+    describe_backend,
+    drive_sweep,
+    executor_options,
+    non_negative_float,
+    non_negative_int,
+    output_options,
+    positive_int,
+    seed_option,
+    sweep_manifest,
 )
 from calibration.settings import (
     DEFAULT_GENERATIONS,
@@ -44,7 +41,6 @@ from calibration.settings import (
     DEFAULT_REPORT_REPLICATES,
     DEFAULT_SEED,
 )
-from simulation.outputs import is_free
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     from calibration.inference import AbcResult
@@ -54,8 +50,7 @@ if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     from simulation import Scenario
     from simulation.executors import Backend
 
-_RECORD = "calibration.json"
-_RECORD_FORMAT = "peersim-calibration-run/1"
+RESUMABLE = Resumable("calibrate", "calibration", "calibration.json", "peersim-calibration-run/1")
 _MANIFEST_FORMAT = "peersim-calibration/1"
 _TARGETS_COPY = "targets.toml"
 _PRIORS_COPY = "priors.toml"
@@ -103,6 +98,15 @@ def register(commands: Any) -> None:
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[
+            seed_option(),
+            executor_options(),
+            output_options(
+                RESUMABLE,
+                "results/calibration-<UTC time>",
+                " (--workers and --scheduler may differ)",
+            ),
+        ],
     )
     parser.set_defaults(handler=calibrate)
     parser.add_argument(
@@ -126,33 +130,26 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--population",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"particles per generation (default: {DEFAULT_POPULATION})",
     )
     parser.add_argument(
         "--generations",
-        type=_positive_int,
+        type=positive_int,
         metavar="G",
         help=f"most generations; the run stops earlier once epsilon reaches its floor "
         f"(default: {DEFAULT_GENERATIONS})",
     )
     parser.add_argument(
         "--replicates",
-        type=_positive_int,
+        type=positive_int,
         metavar="R",
         help=f"simulated trials per particle, run side by side (default: {DEFAULT_REPLICATES})",
     )
     parser.add_argument(
-        "-s",
-        "--seed",
-        type=_non_negative_int,
-        metavar="S",
-        help=f"master seed (default: {DEFAULT_SEED})",
-    )
-    parser.add_argument(
         "--min-epsilon",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="E",
         help="the epsilon floor: epsilon never goes below E and the run stops there, after "
         "--refine more generations (default: the 95%% sampling-error threshold of the "
@@ -160,39 +157,17 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--refine",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="K",
         help=f"generations to add at the epsilon floor once it is reached, each raising "
         f"the posterior sample's effective size (default: {DEFAULT_REFINE})",
     )
     parser.add_argument(
         "--report-replicates",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"simulated trials for the fit report, of each kind "
         f"(default: {DEFAULT_REPORT_REPLICATES})",
-    )
-    parser.add_argument(
-        "-w",
-        "--workers",
-        type=_positive_int,
-        metavar="W",
-        help=f"worker processes (1: this process) (default: all cores, {os.cpu_count() or 1} here)",
-    )
-    parser.add_argument(
-        "--scheduler",
-        type=_scheduler,
-        metavar="ADDR",
-        help="run on Dask: 'local' starts a cluster of W processes on this machine, "
-        "tcp://HOST:PORT uses a running cluster (its workers need peersim installed)",
-    )
-    parser.add_argument(
-        "-o",
-        "--out",
-        type=Path,
-        metavar="DIR",
-        help="output folder; must not exist or be empty "
-        "(default: a new results/calibration-<UTC time>)",
     )
     parser.add_argument(
         "--calibrated-scenario",
@@ -205,13 +180,6 @@ def register(commands: Any) -> None:
         "--keep-db",
         action="store_true",
         help="keep pyabc's database (abc.db) in the output folder",
-    )
-    parser.add_argument(
-        "--resume",
-        type=Path,
-        metavar="DIR",
-        help="continue the interrupted calibration whose output folder is DIR, as it was "
-        "started (--workers and --scheduler may differ)",
     )
     parser.add_argument(
         "--list-statistics",
@@ -243,36 +211,24 @@ def calibrate(args: argparse.Namespace, command: list[str]) -> int:
 
         print(describe_statistics())
         return EXIT_OK
-    from simulation.executors import ExecutorError, ExecutorSpec, open_executor
-    from simulation.runner import SweepError, SweepInterrupted
+    from simulation.executors import ExecutorSpec
 
     plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
-    spec = ExecutorSpec(workers=args.workers, scheduler=args.scheduler)
-    try:
-        with contextlib.ExitStack() as stack, open_executor(spec) as backend:
-            print(
-                f"{PROG}: {'resuming' if plan.resumed else 'calibrating'} "
-                f"{len(plan.priors.priors)} parameters of {plan.scenario.name!r} against "
-                f"{len(plan.targets.fitted)} targets ({plan.settings.population} particles, "
-                f"at most {plan.settings.generations} generations, "
-                f"{plan.settings.replicates} trials each; {_describe(backend)})",
-                file=sys.stderr,
-            )
-            try:
-                return _execute(plan, backend, command)
-            except (SweepInterrupted, KeyboardInterrupt):
-                # A second Ctrl-C (uv run forwards one too) must not interrupt the clean-up.
-                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-                stack.callback(signal.signal, signal.SIGINT, previous)
-                _error(
-                    f"interrupted; finished generations are saved in {plan.partial}; "
-                    f"continue with: {PROG} calibrate --resume {plan.out}"
-                )
-                return EXIT_INTERRUPTED
-    except ExecutorError as e:
-        raise UsageError(f"--scheduler {args.scheduler}: {e}") from None
-    except SweepError as e:
-        raise UsageError(str(e)) from None
+    return drive_sweep(
+        ExecutorSpec(workers=args.workers, scheduler=args.scheduler),
+        announce=lambda backend: (
+            f"{'resuming' if plan.resumed else 'calibrating'} "
+            f"{len(plan.priors.priors)} parameters of {plan.scenario.name!r} against "
+            f"{len(plan.targets.fitted)} targets ({plan.settings.population} particles, "
+            f"at most {plan.settings.generations} generations, "
+            f"{plan.settings.replicates} trials each; {describe_backend(backend)})"
+        ),
+        execute=lambda backend: _execute(plan, backend, command),
+        resumable=RESUMABLE,
+        out=plan.out,
+        unit="generations",
+        count_done=False,
+    )
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
@@ -281,7 +237,6 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     from calibration.settings import Settings
     from calibration.targets import default_targets_path, load_targets
     from scenarios import ScenarioError, default_scenario_path, load_scenario
-    from simulation.outputs import git_state
 
     try:
         targets = load_targets(args.targets)
@@ -290,14 +245,7 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     except (CalibrationFileError, ScenarioError) as e:
         raise UsageError(str(e)) from None
     targets, priors = _bind(targets, priors, scenario)
-    out = args.out if args.out is not None else _default_out()
-    _check_out(out)
-    partial = _partial(out)
-    if partial.exists():
-        raise UsageError(
-            f"--out {out}: {partial} holds an interrupted calibration; continue it with "
-            f"'{PROG} calibrate --resume {out}' or delete it"
-        )
+    out, partial = RESUMABLE.new_output(args.out, "calibration")
     if args.calibrated_scenario is not None and args.calibrated_scenario.exists():
         raise UsageError(
             f"--calibrated-scenario {args.calibrated_scenario}: file exists; "
@@ -313,26 +261,22 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     )
     scenario_path = (args.scenario or default_scenario_path()).resolve()
     report_replicates: int = args.report_replicates or DEFAULT_REPORT_REPLICATES
-    record: dict[str, Any] = {
-        "format": _RECORD_FORMAT,
-        "command": command,
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git": git_state(),
-        "settings": settings.as_dict(),
-        "report_replicates": report_replicates,
-        "targets_path": str((args.targets or default_targets_path()).resolve()),
-        "priors_path": str((args.priors or default_priors_path()).resolve()),
-        "scenario_path": str(scenario_path),
-        "scenario": scenario.model_dump(mode="json"),
-        "calibrated_scenario": str(args.calibrated_scenario) if args.calibrated_scenario else None,
-        "keep_db": bool(args.keep_db),
-        "resumed": [],
-    }
+    record = RESUMABLE.new_record(
+        command,
+        settings=settings.as_dict(),
+        report_replicates=report_replicates,
+        targets_path=str((args.targets or default_targets_path()).resolve()),
+        priors_path=str((args.priors or default_priors_path()).resolve()),
+        scenario_path=str(scenario_path),
+        scenario=scenario.model_dump(mode="json"),
+        calibrated_scenario=str(args.calibrated_scenario) if args.calibrated_scenario else None,
+        keep_db=bool(args.keep_db),
+    )
     partial.mkdir(parents=True)
     # Copies of the inputs: --resume reads these, so edits to the originals cannot leak in.
     shutil.copyfile(args.targets or default_targets_path(), partial / _TARGETS_COPY)
     shutil.copyfile(args.priors or default_priors_path(), partial / _PRIORS_COPY)
-    _write_record(partial / _RECORD, record)
+    RESUMABLE.save_record(partial, record, command, resumed=False)
     return _Plan(
         scenario,
         targets,
@@ -349,8 +293,6 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
-    from pydantic import ValidationError
-
     from calibration.files import CalibrationFileError
     from calibration.priors import load_priors
     from calibration.settings import Settings
@@ -358,9 +300,9 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
     from simulation import Scenario
 
     out: Path = args.resume
-    given = [
-        name
-        for name, value in [
+    partial, record = RESUMABLE.open_record(
+        out,
+        [
             ("TARGETS", args.targets),
             ("--priors", args.priors),
             ("--scenario", args.scenario),
@@ -373,36 +315,14 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
             ("--report-replicates", args.report_replicates),
             ("--out", args.out),
             ("--calibrated-scenario", args.calibrated_scenario),
-            ("--keep-db", args.keep_db or None),
-        ]
-        if value is not None
-    ]
-    if given:
-        raise UsageError(
-            f"--resume {out} continues the calibration as it was started; leave out "
-            f"{', '.join(given)}"
-        )
-    partial = _partial(out)
-    record_path = partial / _RECORD
-    if not record_path.is_file():
-        if out.is_dir() and (out / "manifest.json").is_file():
-            raise UsageError(f"--resume {out}: that calibration is already complete")
-        raise UsageError(
-            f"--resume {out}: no interrupted calibration there ({record_path} not found)"
-        )
-    if not is_free(out):
-        raise UsageError(f"--resume {out}: folder exists and is not empty")
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("format") != _RECORD_FORMAT:
-            raise ValueError(f"unknown format {record.get('format')!r}")
+            ("--keep-db", args.keep_db),
+        ],
+    )
+    with RESUMABLE.reading(out, partial, CalibrationFileError):
         scenario = Scenario.model_validate(record["scenario"])
         settings = Settings(**record["settings"])
         targets = load_targets(partial / _TARGETS_COPY)
         priors = load_priors(partial / _PRIORS_COPY)
-    except (OSError, ValueError, KeyError, TypeError, ValidationError, CalibrationFileError) as e:
-        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UsageError(f"--resume {out}: cannot read {partial}: {first_line}") from None
     targets, priors = _bind(targets, priors, scenario)
     calibrated = record.get("calibrated_scenario")
     return _Plan(
@@ -440,10 +360,7 @@ def _execute(plan: _Plan, backend: Backend, command: list[str]) -> int:
     from calibration.problem import Problem
 
     if plan.resumed:
-        plan.record["resumed"].append(
-            {"utc": datetime.now(UTC).isoformat(timespec="seconds"), "command": command}
-        )
-        _write_record(plan.partial / _RECORD, plan.record)
+        RESUMABLE.save_record(plan.partial, plan.record, command, resumed=True)
     problem = Problem(
         plan.scenario, plan.targets, plan.priors, plan.settings.replicates, plan.settings.seed
     )
@@ -464,7 +381,7 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
     from calibration import report
     from calibration.inference import DB_NAME
     from calibration.posterior import Posterior
-    from simulation.outputs import atomic_directory, git_state, scenario_sha256, write_manifest
+    from simulation.outputs import git_state, package_version, scenario_sha256, write_manifest
 
     posterior = Posterior(result.posterior, tuple(plan.priors.parameters))
     calibrated = posterior.median_scenario(plan.scenario).model_copy(
@@ -519,10 +436,11 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
         "calibrated_scenario": str(plan.calibrated_scenario or "scenario.toml"),
         "scales": result.scales,
         "outputs": outputs,
-        "pyabc_version": _version("pyabc"),
+        "pyabc_version": package_version("pyabc"),
     }
     toml_text = _calibrated_toml(plan, calibrated, posterior, info)
-    with atomic_directory(plan.out) as tmp:
+
+    def write(tmp: Path) -> None:
         posterior.save(tmp)
         result.generations.to_parquet(tmp / "generations.parquet", index=False)
         pred.posterior.to_parquet(tmp / "predictive_posterior.parquet", index=False)
@@ -546,15 +464,18 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
         )
         if plan.keep_db:
             shutil.copyfile(plan.partial / DB_NAME, tmp / DB_NAME)
+        manifest = sweep_manifest(
+            plan.scenario,
+            Path(plan.record["scenario_path"]),
+            plan.record,
+            backend,
+            master_seed=plan.settings.seed,
+            n_replicates=plan.settings.replicates,
+            versions=("pyabc", "scipy"),
+        )
         manifest = {
             "format": _MANIFEST_FORMAT,
-            "peersim_version": _version("peersim"),
-            "command": plan.record["command"],
-            "resumed": plan.record["resumed"],
-            "started_utc": plan.record["started_utc"],
-            "finished_utc": info["finished_utc"],
-            "git": git,
-            "executor": {"kind": backend.kind, "description": backend.description},
+            **manifest,
             "settings": plan.settings.as_dict(),
             "epsilon_floor": result.epsilon_floor,
             "stop_reason": result.stop_reason,
@@ -573,15 +494,6 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
                 "name": calibrated.name,
                 "sha256": scenario_sha256(calibrated),
             },
-            "scenario_path": plan.record["scenario_path"],
-            "scenario_sha256": scenario_sha256(plan.scenario),
-            "scenario": plan.record["scenario"],
-            "versions": {
-                "python": sys.version.split()[0],
-                **{
-                    p: _version(p) for p in ("numpy", "mesa", "pandas", "pyarrow", "pyabc", "scipy")
-                },
-            },
             "outputs": outputs,
             "reproducibility": (
                 "Each particle's simulations are seeded from the master seed and its parameter "
@@ -592,9 +504,12 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
             ),
         }
         write_manifest(tmp, manifest)
+
+    status = RESUMABLE.write_output(plan.out, plan.partial, write)
+    if status != EXIT_OK:
+        return status
     if plan.calibrated_scenario is not None:
         _write_new_file(plan.calibrated_scenario, toml_text)
-    shutil.rmtree(plan.partial, ignore_errors=True)
     _print_summary(plan, result, targets_table, parameters_table)
     return EXIT_OK
 
@@ -677,32 +592,7 @@ def _write_new_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _default_out() -> Path:
-    from analysis.cli.main import _default_out as default_out
-
-    return default_out("calibration")
-
-
 def _duration(total: Any, resumed: list[Any]) -> str:
     minutes = total.total_seconds() / 60
     text = f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
     return text + (f", resumed {len(resumed)} time(s)" if resumed else "")
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def _version(package: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None

@@ -10,37 +10,28 @@ finished replicates are kept in ``DIR.partial`` and ``--resume DIR`` continues.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
-import json
 import math
-import shutil
-import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.cli.main import (
-    DEFAULT_SEED,
-    EXIT_FAILURE,
+from analysis.cli.common import (
     EXIT_OK,
-    POSTERIOR_HELP,
     PROG,
+    Resumable,
     UsageError,
-    _check_out,
-    _default_out,
-    _describe,
-    _error,
-    _non_negative_int,
-    _partial,
-    _positive_int,
-    _scheduler,
-    _write_record,
+    describe_backend,
     drive_sweep,
+    executor_options,
     load_checked_posterior,
+    output_options,
+    positive_int,
+    posterior_option,
+    progress_option,
+    seed_option,
+    sweep_manifest,
 )
-from simulation.outputs import is_free
+from simulation.rng import DEFAULT_SEED
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     import pandas as pd
@@ -50,9 +41,7 @@ if TYPE_CHECKING:  # kept out of the import so that --help answers at once
 
 DEFAULT_REPLICATES = 20
 MIN_REPLICATES = 2  # an interval needs at least two paired differences
-_RECORD = "compare.json"
-_RECORD_FORMAT = "peersim-compare/1"
-_MAX_FAILURES_LISTED = 10
+RESUMABLE = Resumable("compare", "comparison", "compare.json", "peersim-compare/1")
 _MAX_SITES_NAMED = 5
 # The outcomes printed per site (all of them are in comparison.csv).
 _SITE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -96,6 +85,13 @@ examples:
 """
 
 
+RESUME_HELP = " (the same scenarios, seed and replicates)"
+POSTERIOR_EXTRA = (
+    "; replicate i of every scenario uses the same draw, and a what-if that changes a "
+    "calibrated parameter is refused"
+)
+
+
 def register(commands: Any) -> None:
     """Add the ``compare`` subcommand to ``peersim``'s subparsers."""
     parser = commands.add_parser(
@@ -105,6 +101,13 @@ def register(commands: Any) -> None:
         epilog=COMPARE_EPILOG,
         usage=f"{PROG} compare [options] BASE WHATIF [WHATIF ...]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[
+            seed_option(),
+            executor_options(),
+            output_options(RESUMABLE, "results/compare-<BASE>-<UTC time>", RESUME_HELP),
+            posterior_option(POSTERIOR_EXTRA),
+            progress_option(),
+        ],
     )
     parser.set_defaults(handler=compare)
     parser.add_argument("base", nargs="?", type=Path, metavar="BASE", help="baseline scenario")
@@ -118,58 +121,10 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "-n",
         "--replicates",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"replicates per scenario, at least {MIN_REPLICATES} (default: "
         f"{DEFAULT_REPLICATES}); more replicates, narrower intervals",
-    )
-    parser.add_argument(
-        "-s",
-        "--seed",
-        type=_non_negative_int,
-        metavar="S",
-        help=f"master seed, a whole number >= 0 (default: {DEFAULT_SEED})",
-    )
-    parser.add_argument(
-        "-w",
-        "--workers",
-        type=_positive_int,
-        metavar="W",
-        help="worker processes (1: this process); results are identical for any W "
-        "(default: all cores)",
-    )
-    parser.add_argument(
-        "--scheduler",
-        type=_scheduler,
-        metavar="ADDR",
-        help="run on Dask: 'local' or tcp://HOST:PORT, as for 'peersim run'",
-    )
-    parser.add_argument(
-        "-o",
-        "--out",
-        type=Path,
-        metavar="DIR",
-        help="output folder; must not exist or be empty "
-        "(default: a new results/compare-<BASE>-<UTC time>)",
-    )
-    parser.add_argument(
-        "--resume",
-        type=Path,
-        metavar="DIR",
-        help="continue the interrupted comparison whose output folder is DIR, with the "
-        "scenarios, seed and replicates it was started with",
-    )
-    parser.add_argument(
-        "--posterior",
-        type=Path,
-        metavar="DIR",
-        help=POSTERIOR_HELP + "; replicate i of every scenario uses the same draw, and a "
-        "what-if that changes a calibrated parameter is refused",
-    )
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        help="show a progress bar with rate and ETA (default: on a terminal)",
     )
 
 
@@ -210,18 +165,17 @@ def compare(args: argparse.Namespace, command: list[str]) -> int:
         announce=lambda backend: (
             f"{'resuming' if plan.resumed else 'comparing'} {len(plan.whatifs)} what-if(s) "
             f"with {plan.base!r}, {plan.n} paired replicates each (seed {plan.seed}, "
-            f"{_describe(backend)})"
+            f"{describe_backend(backend)})"
         ),
         execute=lambda backend: _run_plan(plan, backend, args.progress, command),
-        partial=plan.partial,
-        resume_hint=f"{PROG} compare --resume {plan.out}",
+        resumable=RESUMABLE,
+        out=plan.out,
     )
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     from analysis.compare import OVERALL, scenario_labels
     from scenarios import ScenarioError, load_scenario
-    from simulation.outputs import git_state
 
     if args.base is None or not args.whatifs:
         raise UsageError(
@@ -269,18 +223,11 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
                     "--posterior or leave them as in the baseline"
                 )
         posterior = args.posterior.resolve()
-    out = args.out if args.out is not None else _default_out(f"compare-{labels[0]}")
-    _check_out(out)
-    partial = _partial(out)
-    if partial.exists():
-        raise UsageError(
-            f"--out {out}: {partial} holds an interrupted comparison; continue it with "
-            f"'{PROG} compare --resume {out}' or delete it"
-        )
+    out, partial = RESUMABLE.new_output(args.out, f"compare-{labels[0]}")
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    record = {
-        "format": _RECORD_FORMAT,
-        "scenarios": [
+    record = RESUMABLE.new_record(
+        command,
+        scenarios=[
             {
                 "label": label,
                 "path": str(path.resolve()),
@@ -288,14 +235,10 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
             }
             for label, path in zip(labels, paths, strict=True)
         ],
-        "master_seed": seed,
-        "replicates": n,
-        "started_utc": datetime.now(UTC).isoformat(),
-        "command": command,
-        "git": git_state(),
-        "resumed": [],
-        "posterior": str(posterior) if posterior is not None else None,
-    }
+        master_seed=seed,
+        replicates=n,
+        posterior=str(posterior) if posterior is not None else None,
+    )
     resolved_paths: dict[str, Path | None] = {
         label: path.resolve() for label, path in zip(labels, paths, strict=True)
     }
@@ -303,42 +246,21 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
-    from pydantic import ValidationError
-
     from simulation import Scenario
 
     out: Path = args.resume
-    given = [
-        name
-        for name, value in [
+    partial, record = RESUMABLE.open_record(
+        out,
+        [
             ("BASE", args.base),
             ("WHATIF", args.whatifs or None),
             ("--replicates", args.replicates),
             ("--seed", args.seed),
             ("--out", args.out),
             ("--posterior", args.posterior),
-        ]
-        if value is not None
-    ]
-    if given:
-        raise UsageError(
-            f"--resume {out} continues the comparison as it was started; "
-            f"leave out {', '.join(given)}"
-        )
-    partial = _partial(out)
-    record_path = partial / _RECORD
-    if not record_path.is_file():
-        if out.is_dir() and (out / "manifest.json").is_file():
-            raise UsageError(f"--resume {out}: that comparison is already complete")
-        raise UsageError(
-            f"--resume {out}: no interrupted comparison there ({record_path} not found)"
-        )
-    if not is_free(out):
-        raise UsageError(f"--resume {out}: folder exists and is not empty")
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("format") != _RECORD_FORMAT:
-            raise ValueError(f"unknown format {record.get('format')!r}")
+        ],
+    )
+    with RESUMABLE.reading(out, partial / RESUMABLE.record_name):
         entries = record["scenarios"]
         labels = [str(e["label"]) for e in entries]
         scenarios = {str(e["label"]): Scenario.model_validate(e["scenario"]) for e in entries}
@@ -346,9 +268,6 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
             str(e["label"]): Path(e["path"]) if e.get("path") else None for e in entries
         }
         seed, n = int(record["master_seed"]), int(record["replicates"])
-    except (OSError, ValueError, KeyError, TypeError, ValidationError) as e:
-        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UsageError(f"--resume {out}: cannot read {record_path}: {first_line}") from None
     posterior = Path(record["posterior"]) if record.get("posterior") else None
     if posterior is not None:
         load_checked_posterior(posterior, scenarios[labels[0]])
@@ -364,15 +283,10 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
     )
     from analysis.compare_figures import make_comparison_figures
     from analysis.figures import save_figures
-    from simulation.outputs import OutputExistsError, atomic_directory
+    from simulation.outputs import write_manifest
     from simulation.runner import run_jobs
 
-    if plan.resumed:
-        plan.record["resumed"].append(
-            {"utc": datetime.now(UTC).isoformat(timespec="seconds"), "command": command}
-        )
-    plan.partial.mkdir(parents=True, exist_ok=True)
-    _write_record(plan.partial / _RECORD, plan.record)
+    RESUMABLE.save_record(plan.partial, plan.record, command, resumed=plan.resumed)
     if plan.posterior is not None:
         from calibration.posterior import load_posterior
 
@@ -396,53 +310,53 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         desc="compare",
     )
     if not sweep.complete:
-        _report_failures(plan, sweep.failures)
-        return EXIT_FAILURE
+        return RESUMABLE.report_failures(
+            plan.out,
+            plan.partial,
+            sweep.failures,
+            plan.n * len(plan.labels),
+            "runs",
+            lambda row: f"{row.scenario} replicate {row.replicate} (seed {row.seed})",
+        )
     tables = {name: sweep.table(name) for name in COMPARE_TABLES}
     outcomes = replicate_outcomes(
         plan.scenarios, tables["trial"], tables["site_weeks"], tables["readmission_counts"]
     )
     comparison = paired_differences(outcomes, plan.base, plan.whatifs)
-    try:
-        with atomic_directory(plan.out) as tmp:
-            comparison.to_csv(tmp / "comparison.csv", index=False)
-            comparison.to_parquet(tmp / "comparison.parquet", index=False)
-            replicates = tmp / "replicates"
-            replicates.mkdir()
-            outcomes.to_parquet(replicates / "outcomes.parquet", index=False)
-            for name, frame in tables.items():
-                frame.to_parquet(replicates / f"{name}.parquet", index=False)
-            figures = make_comparison_figures(
-                comparison, tables["site_weeks"], plan.base, plan.whatifs, plan.n
-            )
-            save_figures(figures, tmp / "figures")
-            _write_manifest(tmp, plan, backend)
-    except OutputExistsError as e:  # appeared while we were running
-        raise UsageError(str(e)) from None
-    except OSError as e:
-        _error(f"cannot write results to {plan.out}: {e}")
-        return EXIT_FAILURE
-    shutil.rmtree(plan.partial, ignore_errors=True)
-    print(format_comparison(comparison, plan.base, plan.whatifs, plan.n, plan.seed))
-    print(f"\nResults written to {plan.out}")
-    return EXIT_OK
+
+    def write(folder: Path) -> None:
+        comparison.to_csv(folder / "comparison.csv", index=False)
+        comparison.to_parquet(folder / "comparison.parquet", index=False)
+        replicates = folder / "replicates"
+        replicates.mkdir()
+        outcomes.to_parquet(replicates / "outcomes.parquet", index=False)
+        for name, frame in tables.items():
+            frame.to_parquet(replicates / f"{name}.parquet", index=False)
+        figures = make_comparison_figures(
+            comparison, tables["site_weeks"], plan.base, plan.whatifs, plan.n
+        )
+        save_figures(figures, folder / "figures")
+        write_manifest(folder, _manifest(plan, backend))
+
+    status = RESUMABLE.write_output(plan.out, plan.partial, write)
+    if status == EXIT_OK:
+        print(format_comparison(comparison, plan.base, plan.whatifs, plan.n, plan.seed))
+        print(f"\nResults written to {plan.out}")
+    return status
 
 
-def _write_manifest(directory: Path, plan: _Plan, backend: Backend) -> None:
-    from simulation.outputs import build_manifest, scenario_sha256, write_manifest
+def _manifest(plan: _Plan, backend: Backend) -> dict[str, Any]:
+    from simulation.outputs import scenario_sha256
 
-    manifest = build_manifest(
+    manifest = sweep_manifest(
         plan.scenarios[plan.base],
         plan.paths[plan.base],
+        plan.record,
+        backend,
         master_seed=plan.seed,
         n_replicates=plan.n,
-        workers=backend.slots,
-        started=datetime.fromisoformat(plan.record["started_utc"]),
-        finished=datetime.now(UTC),
-        command=plan.record["command"],
+        versions=("scipy",),  # the t quantiles
     )
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):  # the t quantiles
-        manifest["versions"]["scipy"] = importlib.metadata.version("scipy")
     manifest["comparison"] = {
         "baseline": plan.base,
         "whatifs": plan.whatifs,
@@ -461,33 +375,8 @@ def _write_manifest(directory: Path, plan: _Plan, backend: Backend) -> None:
         }
         for label in plan.labels
     ]
-    manifest["executor"] = {"kind": backend.kind, "description": backend.description}
-    manifest["resumed"] = plan.record["resumed"]
     manifest["posterior"] = str(plan.posterior) if plan.posterior is not None else None
-    if plan.resumed:
-        manifest["git_at_start"] = plan.record.get("git")
-    write_manifest(directory, manifest)
-
-
-def _report_failures(plan: _Plan, failures: pd.DataFrame) -> None:
-    _error(
-        f"{len(failures)} of {plan.n * len(plan.labels)} runs failed "
-        f"(details in {plan.partial / 'sweep' / 'failures.parquet'}):"
-    )
-    for row in failures.head(_MAX_FAILURES_LISTED).itertuples(index=False):
-        message = (str(row.error_message).splitlines() or [""])[0]
-        print(
-            f"  {row.scenario} replicate {row.replicate} (seed {row.seed}): "
-            f"{row.error_type}: {message}",
-            file=sys.stderr,
-        )
-    if len(failures) > _MAX_FAILURES_LISTED:
-        print(f"  ... and {len(failures) - _MAX_FAILURES_LISTED} more", file=sys.stderr)
-    print(
-        f"{PROG}: the other runs are saved in {plan.partial}; once the cause is fixed, "
-        f"run the failed ones with: {PROG} compare --resume {plan.out}",
-        file=sys.stderr,
-    )
+    return manifest
 
 
 # --- the printed table ---------------------------------------------------------------

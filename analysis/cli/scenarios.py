@@ -89,7 +89,7 @@ def register(commands: Any) -> None:
 
 
 def validate_files(args: argparse.Namespace, command_line: list[str]) -> int:
-    from analysis.cli.main import UsageError
+    from analysis.cli.common import UsageError
     from scenarios import ScenarioError, library, load_scenario
 
     paths: list[Path] = list(args.files)

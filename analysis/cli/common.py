@@ -1,0 +1,498 @@
+"""What every ``peersim`` command shares: exit codes, one-line errors, argument types,
+the common options (as argparse parents) and the life of a resumable command.
+
+A command that sweeps (run, compare, sensitivity, calibrate) works in ``DIR.partial``
+beside its output folder, with a JSON record of how it was started; ``--resume DIR``
+continues from that record, and ``DIR`` appears, whole, only at the end
+(:class:`Resumable`). User mistakes raise :class:`UsageError`: one
+``peersim: error: ...`` line, exit status 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from simulation.outputs import is_free
+from simulation.rng import DEFAULT_SEED
+
+if TYPE_CHECKING:  # kept out of the import so that --help answers at once
+    import pandas as pd
+
+    from calibration.posterior import Posterior
+    from simulation import Scenario
+    from simulation.executors import Backend, ExecutorSpec
+
+PROG = "peersim"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_RESULTS_DIR = Path("results")
+MAX_FAILURES_LISTED = 10
+POSTERIOR_HELP = (
+    "posterior-ensemble mode: each replicate draws its parameters from the calibration "
+    "posterior in DIR (e.g. docs/calibration, written by 'peersim calibrate'), "
+    "propagating calibration uncertainty into the results"
+)
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in its inputs: exit status 2, no traceback."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse would print the usage block and exit; we want one line and control of
+    the exit status."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def error(message: str) -> None:
+    """Print ``peersim: error: message`` on stderr."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type's name if it has none."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+# --- argument types ------------------------------------------------------------------
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def scheduler(text: str) -> str:
+    from simulation.executors import check_scheduler
+
+    try:
+        return check_scheduler(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+# --- the common options, as argparse parents -----------------------------------------
+
+
+def _parent() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(add_help=False)
+
+
+def seed_option(default: str = str(DEFAULT_SEED)) -> argparse.ArgumentParser:
+    """``-s/--seed``; ``default`` says what an absent seed means."""
+    parent = _parent()
+    parent.add_argument(
+        "-s",
+        "--seed",
+        type=non_negative_int,
+        metavar="S",
+        help=f"master seed, a whole number >= 0 (default: {default})",
+    )
+    return parent
+
+
+def executor_options() -> argparse.ArgumentParser:
+    """``-w/--workers`` and ``--scheduler``."""
+    parent = _parent()
+    parent.add_argument(
+        "-w",
+        "--workers",
+        type=positive_int,
+        metavar="W",
+        help="worker processes (1: this process); results are identical for any W "
+        f"(default: all cores, {os.cpu_count() or 1} here)",
+    )
+    parent.add_argument(
+        "--scheduler",
+        type=scheduler,
+        metavar="ADDR",
+        help="run on Dask: 'local' starts a cluster of W processes on this machine, "
+        "tcp://HOST:PORT uses a running cluster (its workers need peersim installed)",
+    )
+    return parent
+
+
+def output_options(
+    resumable: Resumable, default_out: str, resume: str = ""
+) -> argparse.ArgumentParser:
+    """``-o/--out`` (``default_out`` says where results go without it) and ``--resume``
+    (``resume`` adds what else a resumed command keeps or may change)."""
+    parent = _parent()
+    parent.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help=f"output folder; must not exist or be empty (default: a new {default_out})",
+    )
+    parent.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help=f"continue the interrupted {resumable.noun} whose output folder is DIR (its "
+        f"finished work is in DIR.partial), as it was started{resume}",
+    )
+    return parent
+
+
+def progress_option() -> argparse.ArgumentParser:
+    """``--progress/--no-progress``."""
+    parent = _parent()
+    parent.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar with rate and ETA (default: on a terminal)",
+    )
+    return parent
+
+
+def posterior_option(extra: str = "") -> argparse.ArgumentParser:
+    """``--posterior DIR``, posterior-ensemble mode."""
+    parent = _parent()
+    parent.add_argument("--posterior", type=Path, metavar="DIR", help=POSTERIOR_HELP + extra)
+    return parent
+
+
+# --- output folders --------------------------------------------------------------------
+
+
+def partial_path(out: Path) -> Path:
+    """Where a command writing into ``out`` keeps its finished work until it completes."""
+    path = Path(os.path.normpath(out))
+    if path.name in ("", ".", ".."):
+        path = Path(os.path.abspath(path))
+    return path.with_name(f"{path.name}.partial")
+
+
+def default_out(name: str) -> Path:
+    """A new folder ``results/<name>-<UTC time>`` that no run uses yet."""
+    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "scenario"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = DEFAULT_RESULTS_DIR / f"{safe_name}-{stamp}"
+    suffix = 1
+    # Two runs in the same second: never reuse a folder (or its interrupted run).
+    while not is_free(out) or partial_path(out).exists():
+        suffix += 1
+        out = DEFAULT_RESULTS_DIR / f"{safe_name}-{stamp}-{suffix}"
+    return out
+
+
+def check_out(out: Path) -> None:
+    """Fail before running, not after, if the results could not be written."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
+    if not is_free(out):
+        raise UsageError(
+            f"--out {out}: folder exists and is not empty; results are never overwritten"
+        )
+    existing = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: no permission to write in {existing}")
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` to ``path`` atomically (a reader sees the old or the new one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- a resumable command ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """The on-disk life of a command whose work survives an interruption.
+
+    ``peersim COMMAND`` keeps a record (``RECORD``, JSON with a ``format`` key) and its
+    finished work in ``DIR.partial``; ``--resume DIR`` reads the record back, and
+    :meth:`write_output` turns the results into ``DIR`` all at once.
+    """
+
+    command: str  # the subcommand, for hints: "compare"
+    noun: str  # what it makes, for messages: "comparison"
+    record_name: str  # the record's file name in DIR.partial
+    record_format: str  # its "format" value, checked on resume
+
+    def resume_hint(self, out: Path) -> str:
+        return f"{PROG} {self.command} --resume {out}"
+
+    def new_output(self, out: Path | None, default_name: str) -> tuple[Path, Path]:
+        """The output folder (``out``, or a new default one) and its partial folder;
+        ``UsageError`` if results could not be written there."""
+        out = out if out is not None else default_out(default_name)
+        check_out(out)
+        partial = partial_path(out)
+        if partial.exists():
+            raise UsageError(
+                f"--out {out}: {partial} holds an interrupted {self.noun}; continue it with "
+                f"'{self.resume_hint(out)}' or delete it"
+            )
+        return out, partial
+
+    def new_record(self, command_line: list[str], **fields: Any) -> dict[str, Any]:
+        """The record of a new start: ``fields`` plus when, how and from which commit."""
+        from simulation.outputs import git_state
+
+        return {
+            "format": self.record_format,
+            **fields,
+            "started_utc": now_utc(),
+            "command": command_line,
+            "git": git_state(),
+            "resumed": [],
+        }
+
+    def open_record(
+        self, out: Path, given: Sequence[tuple[str, object]]
+    ) -> tuple[Path, dict[str, Any]]:
+        """The partial folder and record of the interrupted command into ``out``.
+
+        ``given`` pairs each option that a resume must not repeat with its value (None
+        or False: not given).
+        """
+        repeated = [name for name, value in given if value is not None and value is not False]
+        if repeated:
+            raise UsageError(
+                f"--resume {out} continues the {self.noun} as it was started; "
+                f"leave out {', '.join(repeated)}"
+            )
+        partial = partial_path(out)
+        record_path = partial / self.record_name
+        if not record_path.is_file():
+            if out.is_dir() and (out / "manifest.json").is_file():
+                raise UsageError(f"--resume {out}: that {self.noun} is already complete")
+            raise UsageError(
+                f"--resume {out}: no interrupted {self.noun} there ({record_path} not found)"
+            )
+        if not is_free(out):
+            raise UsageError(f"--resume {out}: folder exists and is not empty")
+        with self.reading(out, record_path):
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict) or record.get("format") != self.record_format:
+                found = record.get("format") if isinstance(record, dict) else record
+                raise ValueError(f"unknown format {found!r}")
+        return partial, record
+
+    @contextlib.contextmanager
+    def reading(self, out: Path, where: Path, *errors: type[Exception]) -> Iterator[None]:
+        """Turn a failure to read an interrupted command's files (and ``errors``) into
+        one ``UsageError`` line naming ``where``."""
+        from pydantic import ValidationError
+
+        caught: tuple[type[Exception], ...] = (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            ValidationError,
+            *errors,
+        )
+        try:
+            yield
+        except caught as e:
+            raise UsageError(f"--resume {out}: cannot read {where}: {first_line(e)}") from None
+
+    def save_record(
+        self, partial: Path, record: dict[str, Any], command_line: list[str], *, resumed: bool
+    ) -> None:
+        """Write the record into ``partial`` (created if need be), noting a resume."""
+        if resumed:
+            record["resumed"].append({"utc": now_utc(), "command": command_line})
+        partial.mkdir(parents=True, exist_ok=True)
+        write_json(partial / self.record_name, record)
+
+    def report_failures(
+        self,
+        out: Path,
+        partial: Path,
+        failures: pd.DataFrame,
+        n_runs: int,
+        unit: str,
+        describe: Callable[[Any], str],
+    ) -> int:
+        """List failed runs (``describe`` names one row of ``failures``) and say how to
+        run them again; returns the exit status."""
+        error(
+            f"{len(failures)} of {n_runs} {unit} failed "
+            f"(details in {partial / 'sweep' / 'failures.parquet'}):"
+        )
+        for row in failures.head(MAX_FAILURES_LISTED).itertuples(index=False):
+            message = (str(row.error_message).splitlines() or [""])[0]
+            print(f"  {describe(row)}: {row.error_type}: {message}", file=sys.stderr)
+        if len(failures) > MAX_FAILURES_LISTED:
+            print(f"  ... and {len(failures) - MAX_FAILURES_LISTED} more", file=sys.stderr)
+        print(
+            f"{PROG}: the other {unit} are saved in {partial}; once the cause is fixed, "
+            f"run the failed ones with: {self.resume_hint(out)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+    def write_output(self, out: Path, partial: Path, write: Callable[[Path], None]) -> int:
+        """Build the results with ``write(folder)`` and move them to ``out`` at once,
+        then drop ``partial``; returns the exit status."""
+        from simulation.outputs import OutputExistsError, atomic_directory
+
+        try:
+            with atomic_directory(out) as tmp:
+                write(tmp)
+        except OutputExistsError as e:  # appeared while we were running
+            raise UsageError(str(e)) from None
+        except OSError as e:
+            error(f"cannot write results to {out}: {e}")
+            return EXIT_FAILURE
+        shutil.rmtree(partial, ignore_errors=True)
+        return EXIT_OK
+
+
+def sweep_manifest(
+    scenario: Scenario,
+    scenario_path: Path | None,
+    record: dict[str, Any],
+    backend: Backend,
+    *,
+    master_seed: int,
+    n_replicates: int,
+    versions: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The manifest of a resumable command's results: ``simulation.outputs``'s, plus
+    the executor, the resumes and the versions of ``versions``."""
+    from simulation.outputs import build_manifest, package_version
+
+    manifest = build_manifest(
+        scenario,
+        scenario_path,
+        master_seed=master_seed,
+        n_replicates=n_replicates,
+        workers=backend.slots,
+        started=datetime.fromisoformat(record["started_utc"]),
+        finished=datetime.now(UTC),
+        command=record["command"],
+    )
+    manifest["versions"].update({package: package_version(package) for package in versions})
+    manifest["executor"] = {"kind": backend.kind, "description": backend.description}
+    manifest["resumed"] = record["resumed"]
+    if record["resumed"]:
+        manifest["git_at_start"] = record.get("git")
+    return manifest
+
+
+# --- running a sweep ----------------------------------------------------------------------
+
+
+def describe_backend(backend: Backend) -> str:
+    if backend.kind == "in-process":
+        return "1 worker"
+    if backend.kind == "process-pool":
+        return f"{backend.slots} workers"
+    return backend.description
+
+
+def drive_sweep(
+    spec: ExecutorSpec,
+    *,
+    announce: Callable[[Backend], str],
+    execute: Callable[[Backend], int],
+    resumable: Resumable,
+    out: Path,
+    unit: str = "runs",
+    count_done: bool = True,
+) -> int:
+    """Open the executor, say what will run, run it: the shared ending of every command
+    that sweeps.
+
+    A bad or unreachable scheduler and a sweep folder that does not fit are user
+    mistakes (exit 2). Ctrl-C stops the workers (leaving the ``with`` block does; a
+    second Ctrl-C, which ``uv run`` forwards too, is ignored meanwhile so that the
+    clean-up finishes), then says where the finished work is and how to resume (130).
+    ``count_done``: say how many of the sweep's jobs are done (False where the sweep
+    is not what the user counts, as in a calibration's generations).
+    """
+    from simulation.executors import ExecutorError, open_executor
+    from simulation.runner import SweepError, SweepInterrupted
+
+    partial = partial_path(out)
+    interrupted: BaseException
+    try:
+        with contextlib.ExitStack() as stack, open_executor(spec) as backend:
+            print(f"{PROG}: {announce(backend)}", file=sys.stderr)
+            try:
+                return execute(backend)
+            except KeyboardInterrupt as e:  # SweepInterrupted is one
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                stack.callback(signal.signal, signal.SIGINT, previous)
+                interrupted = e
+    except ExecutorError as e:
+        raise UsageError(f"--scheduler {spec.scheduler}: {e}") from None
+    except SweepError as e:
+        raise UsageError(str(e)) from None
+    if isinstance(interrupted, SweepInterrupted) and count_done:
+        saved = f"{interrupted.n_done} of {interrupted.n_jobs} {unit} are saved in {partial}"
+    elif partial.exists():
+        saved = f"the finished {unit} are saved in {partial}"
+    else:
+        raise interrupted
+    error(f"interrupted; {saved}; continue with: {resumable.resume_hint(out)}")
+    return EXIT_INTERRUPTED
+
+
+def load_checked_posterior(directory: Path, scenario: Scenario) -> Posterior:
+    """The posterior in ``directory``, checked against ``scenario``; ``UsageError`` if
+    not usable."""
+    from pydantic import ValidationError
+
+    from calibration.posterior import PosteriorError, load_posterior
+
+    try:
+        posterior = load_posterior(directory)
+        posterior.median_scenario(scenario)
+    except (PosteriorError, KeyError, ValidationError) as e:
+        raise UsageError(f"--posterior {directory}: {first_line(e)}") from None
+    return posterior
