@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any
 
+from analysis.cli.common import Command, UsageError, whole_number
+
 APP_MODULE = "analysis.app.page"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -39,15 +41,14 @@ examples:
 """
 
 
+COMMAND = Command(
+    "app", "serve the interactive teaching app in a browser", APP_DESCRIPTION, APP_EPILOG
+)
+
+
 def register(commands: Any) -> None:
     """Add the ``app`` subcommand to ``peersim``'s subparsers."""
-    parser = commands.add_parser(
-        "app",
-        help="serve the interactive teaching app in a browser",
-        description=APP_DESCRIPTION,
-        epilog=APP_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = COMMAND.add(commands, serve)
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,
@@ -60,7 +61,6 @@ def register(commands: Any) -> None:
         default=DEFAULT_PORT,
         help=f"port to listen on, 1-65535 (default: {DEFAULT_PORT})",
     )
-    parser.set_defaults(handler=serve)
 
 
 def solara_command(host: str, port: int) -> list[str]:
@@ -89,8 +89,6 @@ def solara_environment() -> dict[str, str]:
 
 
 def serve(args: argparse.Namespace, command_line: list[str]) -> int:
-    from analysis.cli.common import UsageError
-
     if importlib.util.find_spec("solara") is None:
         raise UsageError(
             "the app needs the 'app' extra: install peersim with 'pip install peersim[app]' "
@@ -120,10 +118,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    value = whole_number(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be between 1 and 65535, got {text!r}")
     return value

@@ -18,21 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.cli.common import (
-    EXIT_OK,
-    PROG,
-    Resumable,
-    UsageError,
-    describe_backend,
-    drive_sweep,
-    executor_options,
-    non_negative_float,
-    non_negative_int,
-    output_options,
-    positive_int,
-    seed_option,
-    sweep_manifest,
-)
+from analysis.cli import common
+from analysis.cli.common import EXIT_OK, PROG, Command, Resumable, UsageError, Workspace
 from calibration.settings import (
     DEFAULT_GENERATIONS,
     DEFAULT_POPULATION,
@@ -50,11 +37,21 @@ if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     from simulation import Scenario
     from simulation.executors import Backend
 
-RESUMABLE = Resumable("calibrate", "calibration", "calibration.json", "peersim-calibration-run/1")
+# The sweeps inside a generation are not what the user counts: no "N of M saved".
+RESUMABLE = Resumable(
+    "calibrate",
+    "calibration",
+    "calibrating",
+    "calibration.json",
+    "peersim-calibration-run/1",
+    unit="generations",
+    count_done=False,
+)
 _MANIFEST_FORMAT = "peersim-calibration/1"
 _TARGETS_COPY = "targets.toml"
 _PRIORS_COPY = "priors.toml"
 
+HELP = "fit the free parameters to the trial's published summaries (ABC-SMC)"
 DESCRIPTION = f"""\
 Calibrate the model's free parameters (the [M] assumptions) against what the trial
 and the seed study report, by ABC-SMC (pyabc). TARGETS lists the sourced targets
@@ -90,25 +87,19 @@ examples:
 """
 
 
+COMMAND = Command("calibrate", HELP, DESCRIPTION, EPILOG, positionals=(("targets", "TARGETS"),))
+
+
 def register(commands: Any) -> None:
     """Add the ``calibrate`` subcommand to ``peersim``'s subparsers."""
-    parser = commands.add_parser(
-        "calibrate",
-        help="fit the free parameters to the trial's published summaries (ABC-SMC)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[
-            seed_option(),
-            executor_options(),
-            output_options(
-                RESUMABLE,
-                "results/calibration-<UTC time>",
-                " (--workers and --scheduler may differ)",
-            ),
-        ],
-    )
-    parser.set_defaults(handler=calibrate)
+    options = [
+        common.seed_option(),
+        common.executor_options(),
+        common.output_options(
+            RESUMABLE, "results/calibration-<UTC time>", " (--workers and --scheduler may differ)"
+        ),
+    ]
+    parser = COMMAND.add(commands, calibrate, options)
     parser.add_argument(
         "targets",
         nargs="?",
@@ -130,26 +121,26 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--population",
-        type=positive_int,
+        type=common.positive_int,
         metavar="N",
         help=f"particles per generation (default: {DEFAULT_POPULATION})",
     )
     parser.add_argument(
         "--generations",
-        type=positive_int,
+        type=common.positive_int,
         metavar="G",
         help=f"most generations; the run stops earlier once epsilon reaches its floor "
         f"(default: {DEFAULT_GENERATIONS})",
     )
     parser.add_argument(
         "--replicates",
-        type=positive_int,
+        type=common.positive_int,
         metavar="R",
         help=f"simulated trials per particle, run side by side (default: {DEFAULT_REPLICATES})",
     )
     parser.add_argument(
         "--min-epsilon",
-        type=non_negative_float,
+        type=common.non_negative_float,
         metavar="E",
         help="the epsilon floor: epsilon never goes below E and the run stops there, after "
         "--refine more generations (default: the 95%% sampling-error threshold of the "
@@ -157,14 +148,14 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--refine",
-        type=non_negative_int,
+        type=common.non_negative_int,
         metavar="K",
         help=f"generations to add at the epsilon floor once it is reached, each raising "
         f"the posterior sample's effective size (default: {DEFAULT_REFINE})",
     )
     parser.add_argument(
         "--report-replicates",
-        type=positive_int,
+        type=common.positive_int,
         metavar="N",
         help=f"simulated trials for the fit report, of each kind "
         f"(default: {DEFAULT_REPORT_REPLICATES})",
@@ -197,12 +188,24 @@ class _Plan:
     priors: PriorSet
     settings: Settings
     report_replicates: int
-    out: Path
-    partial: Path
     calibrated_scenario: Path | None
     keep_db: bool
-    record: dict[str, Any]
-    resumed: bool
+    ws: Workspace
+
+    def describe(self) -> tuple[str, str]:
+        s = self.settings
+        return (
+            f"{len(self.priors.priors)} parameters of {self.scenario.name!r} against "
+            f"{len(self.targets.fitted)} targets",
+            f"{s.population} particles, at most {s.generations} generations, "
+            f"{s.replicates} trials each, seed {s.seed}",
+        )
+
+    def n_jobs(self) -> None:
+        return None  # particles come a generation at a time: always the executor asked for
+
+    def execute(self, backend: Backend, progress: bool | None, command: list[str]) -> int:
+        return _execute(self, backend, command)
 
 
 def calibrate(args: argparse.Namespace, command: list[str]) -> int:
@@ -211,24 +214,7 @@ def calibrate(args: argparse.Namespace, command: list[str]) -> int:
 
         print(describe_statistics())
         return EXIT_OK
-    from simulation.executors import ExecutorSpec
-
-    plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
-    return drive_sweep(
-        ExecutorSpec(workers=args.workers, scheduler=args.scheduler),
-        announce=lambda backend: (
-            f"{'resuming' if plan.resumed else 'calibrating'} "
-            f"{len(plan.priors.priors)} parameters of {plan.scenario.name!r} against "
-            f"{len(plan.targets.fitted)} targets ({plan.settings.population} particles, "
-            f"at most {plan.settings.generations} generations, "
-            f"{plan.settings.replicates} trials each; {describe_backend(backend)})"
-        ),
-        execute=lambda backend: _execute(plan, backend, command),
-        resumable=RESUMABLE,
-        out=plan.out,
-        unit="generations",
-        count_done=False,
-    )
+    return RESUMABLE.run(args, command, _new_plan, _resume_plan)
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
@@ -245,7 +231,6 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     except (CalibrationFileError, ScenarioError) as e:
         raise UsageError(str(e)) from None
     targets, priors = _bind(targets, priors, scenario)
-    out, partial = RESUMABLE.new_output(args.out, "calibration")
     if args.calibrated_scenario is not None and args.calibrated_scenario.exists():
         raise UsageError(
             f"--calibrated-scenario {args.calibrated_scenario}: file exists; "
@@ -261,7 +246,9 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     )
     scenario_path = (args.scenario or default_scenario_path()).resolve()
     report_replicates: int = args.report_replicates or DEFAULT_REPORT_REPLICATES
-    record = RESUMABLE.new_record(
+    ws = RESUMABLE.start(
+        args.out,
+        "calibration",
         command,
         settings=settings.as_dict(),
         report_replicates=report_replicates,
@@ -272,23 +259,20 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         calibrated_scenario=str(args.calibrated_scenario) if args.calibrated_scenario else None,
         keep_db=bool(args.keep_db),
     )
-    partial.mkdir(parents=True)
+    ws.partial.mkdir(parents=True)
     # Copies of the inputs: --resume reads these, so edits to the originals cannot leak in.
-    shutil.copyfile(args.targets or default_targets_path(), partial / _TARGETS_COPY)
-    shutil.copyfile(args.priors or default_priors_path(), partial / _PRIORS_COPY)
-    RESUMABLE.save_record(partial, record, command, resumed=False)
+    shutil.copyfile(args.targets or default_targets_path(), ws.partial / _TARGETS_COPY)
+    shutil.copyfile(args.priors or default_priors_path(), ws.partial / _PRIORS_COPY)
+    RESUMABLE.save(ws, command)
     return _Plan(
         scenario,
         targets,
         priors,
         settings,
         report_replicates,
-        out,
-        partial,
         args.calibrated_scenario,
         bool(args.keep_db),
-        record,
-        resumed=False,
+        ws,
     )
 
 
@@ -299,26 +283,9 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
     from calibration.targets import load_targets
     from simulation import Scenario
 
-    out: Path = args.resume
-    partial, record = RESUMABLE.open_record(
-        out,
-        [
-            ("TARGETS", args.targets),
-            ("--priors", args.priors),
-            ("--scenario", args.scenario),
-            ("--population", args.population),
-            ("--generations", args.generations),
-            ("--replicates", args.replicates),
-            ("--seed", args.seed),
-            ("--min-epsilon", args.min_epsilon),
-            ("--refine", args.refine),
-            ("--report-replicates", args.report_replicates),
-            ("--out", args.out),
-            ("--calibrated-scenario", args.calibrated_scenario),
-            ("--keep-db", args.keep_db),
-        ],
-    )
-    with RESUMABLE.reading(out, partial, CalibrationFileError):
+    ws = RESUMABLE.reopen(args)
+    record, partial = ws.record, ws.partial
+    with RESUMABLE.reading(ws, partial, CalibrationFileError):
         scenario = Scenario.model_validate(record["scenario"])
         settings = Settings(**record["settings"])
         targets = load_targets(partial / _TARGETS_COPY)
@@ -331,12 +298,9 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
         priors,
         settings,
         int(record["report_replicates"]),
-        out,
-        partial,
         Path(calibrated) if calibrated else None,
         bool(record.get("keep_db")),
-        record,
-        resumed=True,
+        ws,
     )
 
 
@@ -359,17 +323,17 @@ def _execute(plan: _Plan, backend: Backend, command: list[str]) -> int:
     from calibration.inference import DB_NAME, run_abc
     from calibration.problem import Problem
 
-    if plan.resumed:
-        RESUMABLE.save_record(plan.partial, plan.record, command, resumed=True)
+    if plan.ws.resumed:
+        RESUMABLE.save(plan.ws, command)
     problem = Problem(
         plan.scenario, plan.targets, plan.priors, plan.settings.replicates, plan.settings.seed
     )
     result = run_abc(
         problem,
         plan.settings,
-        plan.partial / DB_NAME,
+        plan.ws.partial / DB_NAME,
         backend,
-        resume=plan.resumed,
+        resume=plan.ws.resumed,
         report=lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True),
     )
     print(f"{PROG}: {result.stop_reason}", file=sys.stderr)
@@ -393,14 +357,14 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
         plan.scenario,
         calibrated,
         backend,
-        plan.partial / "predictive",
+        plan.ws.partial / "predictive",
         plan.report_replicates,
         plan.settings.seed,
     )
     targets_table = report.target_table(plan.targets, pred)
     parameters_table = report.parameter_table(plan.priors, posterior, plan.scenario)
     finished = datetime.now(UTC)
-    started = datetime.fromisoformat(plan.record["started_utc"])
+    started = datetime.fromisoformat(plan.ws.record["started_utc"])
     outputs = [
         "manifest.json",
         "report.md",
@@ -414,14 +378,14 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
         _PRIORS_COPY,
         *([DB_NAME] if plan.keep_db else []),
     ]
-    git = plan.record.get("git") or git_state()
+    git = plan.ws.record.get("git") or git_state()
     info = {
         "scenario_name": plan.scenario.name,
-        "scenario_path": _shown(plan.record["scenario_path"]),
-        "command": plan.record["command"],
-        "started_utc": plan.record["started_utc"],
+        "scenario_path": _shown(plan.ws.record["scenario_path"]),
+        "command": plan.ws.record["command"],
+        "started_utc": plan.ws.record["started_utc"],
         "finished_utc": finished.isoformat(timespec="seconds"),
-        "duration": _duration(finished - started, plan.record["resumed"]),
+        "duration": _duration(finished - started, plan.ws.record["resumed"]),
         "executor": backend.description,
         "git": (
             f"{git['commit'] or 'no commit'}{' (uncommitted changes)' if git['dirty'] else ''}"
@@ -446,8 +410,8 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
         pred.posterior.to_parquet(tmp / "predictive_posterior.parquet", index=False)
         pred.median.to_parquet(tmp / "predictive_calibrated.parquet", index=False)
         (tmp / "scenario.toml").write_text(toml_text, encoding="utf-8")
-        shutil.copyfile(plan.partial / _TARGETS_COPY, tmp / _TARGETS_COPY)
-        shutil.copyfile(plan.partial / _PRIORS_COPY, tmp / _PRIORS_COPY)
+        shutil.copyfile(plan.ws.partial / _TARGETS_COPY, tmp / _TARGETS_COPY)
+        shutil.copyfile(plan.ws.partial / _PRIORS_COPY, tmp / _PRIORS_COPY)
         figures = report.make_figures(
             plan.targets, plan.priors, posterior, pred, result.generations, result.epsilon_floor
         )
@@ -463,14 +427,14 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
             figures=list(figures),
         )
         if plan.keep_db:
-            shutil.copyfile(plan.partial / DB_NAME, tmp / DB_NAME)
-        manifest = sweep_manifest(
+            shutil.copyfile(plan.ws.partial / DB_NAME, tmp / DB_NAME)
+        manifest = common.sweep_manifest(
             plan.scenario,
-            Path(plan.record["scenario_path"]),
-            plan.record,
+            Path(plan.ws.record["scenario_path"]),
+            plan.ws,
             backend,
-            master_seed=plan.settings.seed,
-            n_replicates=plan.settings.replicates,
+            seed=plan.settings.seed,
+            replicates=plan.settings.replicates,
             versions=("pyabc", "scipy"),
         )
         manifest = {
@@ -482,8 +446,8 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
             "reached_floor": result.reached_floor,
             "simulations": info["simulations"],
             "report_replicates": plan.report_replicates,
-            "targets": {"path": plan.record["targets_path"], "entries": plan.targets.as_dicts()},
-            "priors": {"path": plan.record["priors_path"], "entries": plan.priors.as_dicts()},
+            "targets": {"path": plan.ws.record["targets_path"], "entries": plan.targets.as_dicts()},
+            "priors": {"path": plan.ws.record["priors_path"], "entries": plan.priors.as_dicts()},
             "parameters": list(posterior.parameters),
             "posterior_median": posterior.median_values(),
             "targets_met": {
@@ -505,7 +469,7 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
         }
         write_manifest(tmp, manifest)
 
-    status = RESUMABLE.write_output(plan.out, plan.partial, write)
+    status = RESUMABLE.write_output(plan.ws, write)
     if status != EXIT_OK:
         return status
     if plan.calibrated_scenario is not None:
@@ -538,8 +502,8 @@ def _calibrated_toml(
     header = [
         f"{calibrated.name}: {plan.scenario.name} with its free parameters calibrated against",
         "the trial's published summaries (posterior medians). Written by:",
-        f"  {' '.join(plan.record['command'])}",
-        f"on {info['finished_utc']}; fit report, posterior and manifest in {plan.out}.",
+        f"  {' '.join(plan.ws.record['command'])}",
+        f"on {info['finished_utc']}; fit report, posterior and manifest in {plan.ws.out}.",
         f"Every other value is the base scenario's ({info['scenario_path']}): see its",
         "comments and docs/ODD.md for grades. Calibrated values are estimates under the model",
         "with the uncertainty the fit report gives (and the [M] assumptions it rests on), not",
@@ -575,7 +539,7 @@ def _print_summary(
             f"  {r.parameter.ljust(width)}  {r.posterior_median:.4g}  "
             f"[{r.posterior_lo:.4g}, {r.posterior_hi:.4g}]  {r.width_ratio:.0%}"
         )
-    print(f"\nResults written to {plan.out}")
+    print(f"\nResults written to {plan.ws.out}")
     if plan.calibrated_scenario is not None:
         print(f"Calibrated scenario written to {plan.calibrated_scenario}")
 

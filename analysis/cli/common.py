@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from simulation.outputs import is_free
 from simulation.rng import DEFAULT_SEED
@@ -193,6 +193,50 @@ def posterior_option(extra: str = "") -> argparse.ArgumentParser:
     return parent
 
 
+def sweep_options(
+    resumable: Resumable, default_out: str, *, resume: str = "", posterior: str | None = None
+) -> list[argparse.ArgumentParser]:
+    """The options of every command that sweeps: seed, executor, output folder and
+    resume, progress, and (with ``posterior``, extra help for it) ``--posterior``."""
+    parents = [seed_option(), executor_options(), output_options(resumable, default_out, resume)]
+    if posterior is not None:
+        parents.append(posterior_option(posterior))
+    return [*parents, progress_option()]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand's words: its name, one-line help, description and examples
+    (``epilog``), and the names of its positional arguments (by dest) in messages."""
+
+    name: str
+    help: str
+    description: str
+    epilog: str
+    positionals: tuple[tuple[str, str], ...] = ()
+    usage: str | None = None
+
+    def add(
+        self,
+        commands: Any,
+        handler: Callable[[argparse.Namespace, list[str]], int],
+        parents: Sequence[argparse.ArgumentParser] = (),
+    ) -> argparse.ArgumentParser:
+        """Add it to ``peersim``'s subparsers ``commands``, with the options of
+        ``parents``; ``handler(args, command_line)`` returns the exit status."""
+        parser: argparse.ArgumentParser = commands.add_parser(
+            self.name,
+            help=self.help,
+            description=self.description,
+            epilog=self.epilog,
+            usage=self.usage,
+            parents=list(parents),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.set_defaults(handler=handler, positionals=dict(self.positionals))
+        return parser
+
+
 # --- output folders --------------------------------------------------------------------
 
 
@@ -245,27 +289,76 @@ def now_utc() -> str:
 
 # --- a resumable command ------------------------------------------------------------------
 
+# Options a resumed command may be given again: where and how it runs, not what.
+_MAY_CHANGE_ON_RESUME = frozenset(
+    {"handler", "positionals", "command", "resume", "workers", "scheduler", "progress"}
+)
+
+
+@dataclass
+class Workspace:
+    """Where a resumable command works (``partial``, with its record) and delivers
+    (``out``), and whether this process continues an interrupted start."""
+
+    out: Path
+    partial: Path
+    record: dict[str, Any]
+    resumed: bool
+
+    @property
+    def sweep_dir(self) -> Path:
+        """The runner's shards: this command's own, so a run continues whatever is
+        there (``resume=True``), interrupted or not."""
+        return self.partial / "sweep"
+
+
+class SweepPlan(Protocol):
+    """What a resumable command is to do, from its command line or its record."""
+
+    ws: Workspace
+
+    def describe(self) -> tuple[str, str]:
+        """What it does and, for the brackets, its details (seed, sizes)."""
+        ...
+
+    def n_jobs(self) -> int | None:
+        """Its jobs, if few enough to run in this process (None: use workers anyway)."""
+        ...
+
+    def execute(self, backend: Backend, progress: bool | None, command_line: list[str]) -> int:
+        """Do it on ``backend``; returns the exit status."""
+        ...
+
 
 @dataclass(frozen=True)
 class Resumable:
     """The on-disk life of a command whose work survives an interruption.
 
-    ``peersim COMMAND`` keeps a record (``RECORD``, JSON with a ``format`` key) and its
-    finished work in ``DIR.partial``; ``--resume DIR`` reads the record back, and
-    :meth:`write_output` turns the results into ``DIR`` all at once.
+    ``peersim COMMAND`` keeps a record (``record_name``, JSON with a ``format`` key)
+    and its finished work in ``DIR.partial``; ``--resume DIR`` reads the record back,
+    and :meth:`write_output` turns the results into ``DIR`` all at once. A command's
+    positional arguments are named for messages by ``set_defaults(positionals=...)``.
     """
 
     command: str  # the subcommand, for hints: "compare"
     noun: str  # what it makes, for messages: "comparison"
+    verb: str  # what it says it is doing: "comparing"
     record_name: str  # the record's file name in DIR.partial
     record_format: str  # its "format" value, checked on resume
+    unit: str = "runs"  # what its jobs are called in messages
+    count_done: bool = True  # whether "N of M jobs are saved" means something to the user
 
     def resume_hint(self, out: Path) -> str:
         return f"{PROG} {self.command} --resume {out}"
 
-    def new_output(self, out: Path | None, default_name: str) -> tuple[Path, Path]:
-        """The output folder (``out``, or a new default one) and its partial folder;
-        ``UsageError`` if results could not be written there."""
+    def start(
+        self, out: Path | None, default_name: str, command_line: list[str], **fields: Any
+    ) -> Workspace:
+        """A new start into ``out`` (or a new default folder), recording ``fields`` and
+        when, how and from which commit; ``UsageError`` if results could not be
+        written there."""
+        from simulation.outputs import git_state
+
         out = out if out is not None else default_out(default_name)
         check_out(out)
         partial = partial_path(out)
@@ -274,13 +367,7 @@ class Resumable:
                 f"--out {out}: {partial} holds an interrupted {self.noun}; continue it with "
                 f"'{self.resume_hint(out)}' or delete it"
             )
-        return out, partial
-
-    def new_record(self, command_line: list[str], **fields: Any) -> dict[str, Any]:
-        """The record of a new start: ``fields`` plus when, how and from which commit."""
-        from simulation.outputs import git_state
-
-        return {
+        record = {
             "format": self.record_format,
             **fields,
             "started_utc": now_utc(),
@@ -288,16 +375,19 @@ class Resumable:
             "git": git_state(),
             "resumed": [],
         }
+        return Workspace(out, partial, record, resumed=False)
 
-    def open_record(
-        self, out: Path, given: Sequence[tuple[str, object]]
-    ) -> tuple[Path, dict[str, Any]]:
-        """The partial folder and record of the interrupted command into ``out``.
-
-        ``given`` pairs each option that a resume must not repeat with its value (None
-        or False: not given).
-        """
-        repeated = [name for name, value in given if value is not None and value is not False]
+    def reopen(self, args: argparse.Namespace) -> Workspace:
+        """The interrupted command into ``args.resume``, with its record; refuses the
+        options that would change what it does."""
+        out: Path = args.resume
+        names: dict[str, str] = getattr(args, "positionals", {})
+        repeated = [
+            names.get(dest, f"--{dest.replace('_', '-')}")
+            for dest, value in vars(args).items()
+            if dest not in _MAY_CHANGE_ON_RESUME
+            and not (value is None or value is False or value == [])
+        ]
         if repeated:
             raise UsageError(
                 f"--resume {out} continues the {self.noun} as it was started; "
@@ -313,19 +403,24 @@ class Resumable:
             )
         if not is_free(out):
             raise UsageError(f"--resume {out}: folder exists and is not empty")
-        with self.reading(out, record_path):
+        ws = Workspace(out, partial, {}, resumed=True)
+        with self.reading(ws):
             record = json.loads(record_path.read_text(encoding="utf-8"))
             if not isinstance(record, dict) or record.get("format") != self.record_format:
                 found = record.get("format") if isinstance(record, dict) else record
                 raise ValueError(f"unknown format {found!r}")
-        return partial, record
+        ws.record = record
+        return ws
 
     @contextlib.contextmanager
-    def reading(self, out: Path, where: Path, *errors: type[Exception]) -> Iterator[None]:
-        """Turn a failure to read an interrupted command's files (and ``errors``) into
-        one ``UsageError`` line naming ``where``."""
+    def reading(
+        self, ws: Workspace, where: Path | None = None, *errors: type[Exception]
+    ) -> Iterator[None]:
+        """Turn a failure to read an interrupted command's files (``where``, default its
+        record; also ``errors``) into one ``UsageError`` line."""
         from pydantic import ValidationError
 
+        where = where if where is not None else ws.partial / self.record_name
         caught: tuple[type[Exception], ...] = (
             OSError,
             ValueError,
@@ -337,21 +432,69 @@ class Resumable:
         try:
             yield
         except caught as e:
-            raise UsageError(f"--resume {out}: cannot read {where}: {first_line(e)}") from None
+            raise UsageError(f"--resume {ws.out}: cannot read {where}: {first_line(e)}") from None
 
-    def save_record(
-        self, partial: Path, record: dict[str, Any], command_line: list[str], *, resumed: bool
-    ) -> None:
-        """Write the record into ``partial`` (created if need be), noting a resume."""
-        if resumed:
-            record["resumed"].append({"utc": now_utc(), "command": command_line})
-        partial.mkdir(parents=True, exist_ok=True)
-        write_json(partial / self.record_name, record)
+    def save(self, ws: Workspace, command_line: list[str]) -> None:
+        """Write the record into the partial folder (made if need be), noting a resume."""
+        if ws.resumed:
+            ws.record["resumed"].append({"utc": now_utc(), "command": command_line})
+        ws.partial.mkdir(parents=True, exist_ok=True)
+        write_json(ws.partial / self.record_name, ws.record)
+
+    def run(
+        self,
+        args: argparse.Namespace,
+        command_line: list[str],
+        new_plan: Callable[[argparse.Namespace, list[str]], SweepPlan],
+        resume_plan: Callable[[argparse.Namespace], SweepPlan],
+    ) -> int:
+        """The whole of a resumable command: a plan from the command line (or from the
+        record of the interrupted one ``--resume`` names), run on the executor asked for."""
+        plan = resume_plan(args) if args.resume is not None else new_plan(args, command_line)
+        what, detail = plan.describe()
+        progress: bool | None = getattr(args, "progress", None)
+        return self.sweep(
+            args,
+            plan.ws,
+            what=what,
+            detail=detail,
+            execute=lambda backend: plan.execute(backend, progress, command_line),
+            n_jobs=plan.n_jobs(),
+        )
+
+    def sweep(
+        self,
+        args: argparse.Namespace,
+        ws: Workspace,
+        *,
+        what: str,
+        detail: str,
+        execute: Callable[[Backend], int],
+        n_jobs: int | None = None,
+    ) -> int:
+        """Run ``execute`` on the executor ``args`` ask for (this process, where
+        ``n_jobs`` is too few to pay for workers), announcing ``what`` it does (and in
+        brackets ``detail`` and the executor)."""
+        from simulation.executors import ExecutorSpec
+        from simulation.runner import auto_spec
+
+        spec = ExecutorSpec(workers=args.workers, scheduler=args.scheduler)
+        return drive_sweep(
+            spec if n_jobs is None else auto_spec(spec, n_jobs),
+            announce=lambda backend: (
+                f"{'resuming' if ws.resumed else self.verb} {what} "
+                f"({detail}, {describe_backend(backend)})"
+            ),
+            execute=execute,
+            resume_hint=self.resume_hint(ws.out),
+            partial=ws.partial,
+            unit=self.unit,
+            count_done=self.count_done,
+        )
 
     def report_failures(
         self,
-        out: Path,
-        partial: Path,
+        ws: Workspace,
         failures: pd.DataFrame,
         n_runs: int,
         unit: str,
@@ -361,7 +504,7 @@ class Resumable:
         run them again; returns the exit status."""
         error(
             f"{len(failures)} of {n_runs} {unit} failed "
-            f"(details in {partial / 'sweep' / 'failures.parquet'}):"
+            f"(details in {ws.sweep_dir / 'failures.parquet'}):"
         )
         for row in failures.head(MAX_FAILURES_LISTED).itertuples(index=False):
             message = (str(row.error_message).splitlines() or [""])[0]
@@ -369,37 +512,37 @@ class Resumable:
         if len(failures) > MAX_FAILURES_LISTED:
             print(f"  ... and {len(failures) - MAX_FAILURES_LISTED} more", file=sys.stderr)
         print(
-            f"{PROG}: the other {unit} are saved in {partial}; once the cause is fixed, "
-            f"run the failed ones with: {self.resume_hint(out)}",
+            f"{PROG}: the other {unit} are saved in {ws.partial}; once the cause is fixed, "
+            f"run the failed ones with: {self.resume_hint(ws.out)}",
             file=sys.stderr,
         )
         return EXIT_FAILURE
 
-    def write_output(self, out: Path, partial: Path, write: Callable[[Path], None]) -> int:
-        """Build the results with ``write(folder)`` and move them to ``out`` at once,
-        then drop ``partial``; returns the exit status."""
+    def write_output(self, ws: Workspace, write: Callable[[Path], None]) -> int:
+        """Build the results with ``write(folder)`` and move them to ``ws.out`` at once,
+        then drop the partial folder; returns the exit status."""
         from simulation.outputs import OutputExistsError, atomic_directory
 
         try:
-            with atomic_directory(out) as tmp:
+            with atomic_directory(ws.out) as tmp:
                 write(tmp)
         except OutputExistsError as e:  # appeared while we were running
             raise UsageError(str(e)) from None
         except OSError as e:
-            error(f"cannot write results to {out}: {e}")
+            error(f"cannot write results to {ws.out}: {e}")
             return EXIT_FAILURE
-        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(ws.partial, ignore_errors=True)
         return EXIT_OK
 
 
 def sweep_manifest(
     scenario: Scenario,
     scenario_path: Path | None,
-    record: dict[str, Any],
+    ws: Workspace,
     backend: Backend,
     *,
-    master_seed: int,
-    n_replicates: int,
+    seed: int,
+    replicates: int,
     versions: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The manifest of a resumable command's results: ``simulation.outputs``'s, plus
@@ -409,18 +552,18 @@ def sweep_manifest(
     manifest = build_manifest(
         scenario,
         scenario_path,
-        master_seed=master_seed,
-        n_replicates=n_replicates,
+        master_seed=seed,
+        n_replicates=replicates,
         workers=backend.slots,
-        started=datetime.fromisoformat(record["started_utc"]),
+        started=datetime.fromisoformat(ws.record["started_utc"]),
         finished=datetime.now(UTC),
-        command=record["command"],
+        command=ws.record["command"],
     )
     manifest["versions"].update({package: package_version(package) for package in versions})
     manifest["executor"] = {"kind": backend.kind, "description": backend.description}
-    manifest["resumed"] = record["resumed"]
-    if record["resumed"]:
-        manifest["git_at_start"] = record.get("git")
+    manifest["resumed"] = ws.record["resumed"]
+    if ws.record["resumed"]:
+        manifest["git_at_start"] = ws.record.get("git")
     return manifest
 
 
@@ -440,8 +583,8 @@ def drive_sweep(
     *,
     announce: Callable[[Backend], str],
     execute: Callable[[Backend], int],
-    resumable: Resumable,
-    out: Path,
+    resume_hint: str,
+    partial: Path,
     unit: str = "runs",
     count_done: bool = True,
 ) -> int:
@@ -458,29 +601,28 @@ def drive_sweep(
     from simulation.executors import ExecutorError, open_executor
     from simulation.runner import SweepError, SweepInterrupted
 
-    partial = partial_path(out)
-    interrupted: BaseException
     try:
         with contextlib.ExitStack() as stack, open_executor(spec) as backend:
             print(f"{PROG}: {announce(backend)}", file=sys.stderr)
             try:
                 return execute(backend)
-            except KeyboardInterrupt as e:  # SweepInterrupted is one
+            except KeyboardInterrupt:  # SweepInterrupted is one
                 previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
                 stack.callback(signal.signal, signal.SIGINT, previous)
-                interrupted = e
+                raise  # through open_executor, which stops the running tasks
     except ExecutorError as e:
         raise UsageError(f"--scheduler {spec.scheduler}: {e}") from None
     except SweepError as e:
         raise UsageError(str(e)) from None
-    if isinstance(interrupted, SweepInterrupted) and count_done:
-        saved = f"{interrupted.n_done} of {interrupted.n_jobs} {unit} are saved in {partial}"
-    elif partial.exists():
-        saved = f"the finished {unit} are saved in {partial}"
-    else:
-        raise interrupted
-    error(f"interrupted; {saved}; continue with: {resumable.resume_hint(out)}")
-    return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupted:
+        if isinstance(interrupted, SweepInterrupted) and count_done:
+            saved = f"{interrupted.n_done} of {interrupted.n_jobs} {unit} are saved in {partial}"
+        elif partial.exists():
+            saved = f"the finished {unit} are saved in {partial}"
+        else:
+            raise
+        error(f"interrupted; {saved}; continue with: {resume_hint}")
+        return EXIT_INTERRUPTED
 
 
 def load_checked_posterior(directory: Path, scenario: Scenario) -> Posterior:

@@ -15,22 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.cli.common import (
-    EXIT_OK,
-    PROG,
-    Resumable,
-    UsageError,
-    describe_backend,
-    drive_sweep,
-    executor_options,
-    load_checked_posterior,
-    output_options,
-    positive_int,
-    posterior_option,
-    progress_option,
-    seed_option,
-    sweep_manifest,
-)
+from analysis.cli import common
+from analysis.cli.common import EXIT_OK, PROG, Command, Resumable, UsageError, Workspace
 from simulation.rng import DEFAULT_SEED
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
@@ -41,7 +27,7 @@ if TYPE_CHECKING:  # kept out of the import so that --help answers at once
 
 DEFAULT_REPLICATES = 20
 MIN_REPLICATES = 2  # an interval needs at least two paired differences
-RESUMABLE = Resumable("compare", "comparison", "compare.json", "peersim-compare/1")
+RESUMABLE = Resumable("compare", "comparison", "comparing", "compare.json", "peersim-compare/1")
 _MAX_SITES_NAMED = 5
 # The outcomes printed per site (all of them are in comparison.csv).
 _SITE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -85,31 +71,29 @@ examples:
 """
 
 
-RESUME_HELP = " (the same scenarios, seed and replicates)"
-POSTERIOR_EXTRA = (
-    "; replicate i of every scenario uses the same draw, and a what-if that changes a "
-    "calibrated parameter is refused"
+HELP = "compare what-if scenarios with a baseline, paired by common random numbers"
+
+
+COMMAND = Command(
+    "compare",
+    HELP,
+    COMPARE_DESCRIPTION,
+    COMPARE_EPILOG,
+    positionals=(("base", "BASE"), ("whatifs", "WHATIF")),
+    usage=f"{PROG} compare [options] BASE WHATIF [WHATIF ...]",
 )
 
 
 def register(commands: Any) -> None:
     """Add the ``compare`` subcommand to ``peersim``'s subparsers."""
-    parser = commands.add_parser(
-        "compare",
-        help="compare what-if scenarios with a baseline, paired by common random numbers",
-        description=COMPARE_DESCRIPTION,
-        epilog=COMPARE_EPILOG,
-        usage=f"{PROG} compare [options] BASE WHATIF [WHATIF ...]",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[
-            seed_option(),
-            executor_options(),
-            output_options(RESUMABLE, "results/compare-<BASE>-<UTC time>", RESUME_HELP),
-            posterior_option(POSTERIOR_EXTRA),
-            progress_option(),
-        ],
+    options = common.sweep_options(
+        RESUMABLE,
+        "results/compare-<BASE>-<UTC time>",
+        resume=" (the same scenarios, seed and replicates)",
+        posterior="; replicate i of every scenario uses the same draw, and a what-if "
+        "that changes a calibrated parameter is refused",
     )
-    parser.set_defaults(handler=compare)
+    parser = COMMAND.add(commands, compare, options)
     parser.add_argument("base", nargs="?", type=Path, metavar="BASE", help="baseline scenario")
     parser.add_argument(
         "whatifs",
@@ -121,7 +105,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "-n",
         "--replicates",
-        type=positive_int,
+        type=common.positive_int,
         metavar="N",
         help=f"replicates per scenario, at least {MIN_REPLICATES} (default: "
         f"{DEFAULT_REPLICATES}); more replicates, narrower intervals",
@@ -137,11 +121,21 @@ class _Plan:
     paths: dict[str, Path | None]
     seed: int
     n: int
-    out: Path
-    partial: Path
-    record: dict[str, Any]
-    resumed: bool
+    ws: Workspace
     posterior: Path | None = None
+
+    def describe(self) -> tuple[str, str]:
+        n_whatifs = len(self.whatifs)
+        return (
+            f"{n_whatifs} what-if(s) with {self.base!r}, {self.n} paired replicates each",
+            f"seed {self.seed}",
+        )
+
+    def n_jobs(self) -> int:
+        return self.n * len(self.labels)
+
+    def execute(self, backend: Backend, progress: bool | None, command: list[str]) -> int:
+        return _run_plan(self, backend, progress, command)
 
     @property
     def base(self) -> str:
@@ -154,28 +148,11 @@ class _Plan:
 
 def compare(args: argparse.Namespace, command: list[str]) -> int:
     """The ``compare`` subcommand; returns the exit status."""
-    from simulation.executors import ExecutorSpec
-    from simulation.runner import auto_spec
-
-    plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
-    n_jobs = plan.n * len(plan.labels)
-    spec = auto_spec(ExecutorSpec(workers=args.workers, scheduler=args.scheduler), n_jobs)
-    return drive_sweep(
-        spec,
-        announce=lambda backend: (
-            f"{'resuming' if plan.resumed else 'comparing'} {len(plan.whatifs)} what-if(s) "
-            f"with {plan.base!r}, {plan.n} paired replicates each (seed {plan.seed}, "
-            f"{describe_backend(backend)})"
-        ),
-        execute=lambda backend: _run_plan(plan, backend, args.progress, command),
-        resumable=RESUMABLE,
-        out=plan.out,
-    )
+    return RESUMABLE.run(args, command, _new_plan, _resume_plan)
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
-    from analysis.compare import OVERALL, scenario_labels
-    from scenarios import ScenarioError, load_scenario
+    from analysis.compare import scenario_labels
 
     if args.base is None or not args.whatifs:
         raise UsageError(
@@ -187,45 +164,17 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
             f"argument -n/--replicates: must be at least {MIN_REPLICATES} for a paired "
             f"interval, got {n}"
         )
-    paths: list[Path] = [args.base, *args.whatifs]
-    seen: dict[Path, Path] = {}
-    for path in paths:
-        resolved = path.resolve()
-        if resolved in seen:
-            raise UsageError(
-                f"{path}: given twice (as {seen[resolved]}); to check the pairing, compare "
-                "with a copy of the file under another name"
-            )
-        seen[resolved] = path
+    paths: list[Path] = _distinct([args.base, *args.whatifs])
     labels = scenario_labels(paths)
-    scenarios: dict[str, Scenario] = {}
-    for label, path in zip(labels, paths, strict=True):
-        try:
-            scenarios[label] = load_scenario(path)
-        except ScenarioError as e:
-            raise UsageError(str(e)) from None
-        if OVERALL in scenarios[label].sites:
-            raise UsageError(
-                f"{path}: a site named {OVERALL!r} would be confused with the whole trial "
-                "in the comparison; rename it"
-            )
+    scenarios = _load_scenarios(labels, paths)
     posterior = None
     if args.posterior is not None:
-        base_scenario = scenarios[labels[0]]
-        checked = load_checked_posterior(args.posterior, base_scenario)
-        for label, path in zip(labels[1:], paths[1:], strict=True):
-            load_checked_posterior(args.posterior, scenarios[label])
-            overridden = checked.overridden(base_scenario, scenarios[label])
-            if overridden:
-                raise UsageError(
-                    f"{path}: changes calibrated parameter(s) {', '.join(overridden)}, which "
-                    f"--posterior {args.posterior} would overwrite; compare without "
-                    "--posterior or leave them as in the baseline"
-                )
+        _check_posterior(args.posterior, scenarios, paths)
         posterior = args.posterior.resolve()
-    out, partial = RESUMABLE.new_output(args.out, f"compare-{labels[0]}")
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    record = RESUMABLE.new_record(
+    ws = RESUMABLE.start(
+        args.out,
+        f"compare-{labels[0]}",
         command,
         scenarios=[
             {
@@ -242,36 +191,73 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     resolved_paths: dict[str, Path | None] = {
         label: path.resolve() for label, path in zip(labels, paths, strict=True)
     }
-    return _Plan(labels, scenarios, resolved_paths, seed, n, out, partial, record, False, posterior)
+    return _Plan(labels, scenarios, resolved_paths, seed, n, ws, posterior)
+
+
+def _distinct(paths: list[Path]) -> list[Path]:
+    """``paths``, refused if one file is given twice (it would compare with itself)."""
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        resolved = path.resolve()
+        if resolved in seen:
+            raise UsageError(
+                f"{path}: given twice (as {seen[resolved]}); to check the pairing, compare "
+                "with a copy of the file under another name"
+            )
+        seen[resolved] = path
+    return paths
+
+
+def _load_scenarios(labels: list[str], paths: list[Path]) -> dict[str, Scenario]:
+    from analysis.compare import OVERALL
+    from scenarios import ScenarioError, load_scenario
+
+    scenarios: dict[str, Scenario] = {}
+    for label, path in zip(labels, paths, strict=True):
+        try:
+            scenarios[label] = load_scenario(path)
+        except ScenarioError as e:
+            raise UsageError(str(e)) from None
+        if OVERALL in scenarios[label].sites:
+            raise UsageError(
+                f"{path}: a site named {OVERALL!r} would be confused with the whole trial "
+                "in the comparison; rename it"
+            )
+    return scenarios
+
+
+def _check_posterior(directory: Path, scenarios: dict[str, Scenario], paths: list[Path]) -> None:
+    """Refuse a posterior that does not fit every scenario, and what-ifs that change a
+    parameter the posterior would overwrite (the change would silently vanish)."""
+    base, *whatifs = scenarios.values()
+    checked = common.load_checked_posterior(directory, base)
+    for scenario, path in zip(whatifs, paths[1:], strict=True):
+        common.load_checked_posterior(directory, scenario)
+        overridden = checked.overridden(base, scenario)
+        if overridden:
+            raise UsageError(
+                f"{path}: changes calibrated parameter(s) {', '.join(overridden)}, which "
+                f"--posterior {directory} would overwrite; compare without "
+                "--posterior or leave them as in the baseline"
+            )
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
     from simulation import Scenario
 
-    out: Path = args.resume
-    partial, record = RESUMABLE.open_record(
-        out,
-        [
-            ("BASE", args.base),
-            ("WHATIF", args.whatifs or None),
-            ("--replicates", args.replicates),
-            ("--seed", args.seed),
-            ("--out", args.out),
-            ("--posterior", args.posterior),
-        ],
-    )
-    with RESUMABLE.reading(out, partial / RESUMABLE.record_name):
-        entries = record["scenarios"]
+    ws = RESUMABLE.reopen(args)
+    with RESUMABLE.reading(ws):
+        entries = ws.record["scenarios"]
         labels = [str(e["label"]) for e in entries]
         scenarios = {str(e["label"]): Scenario.model_validate(e["scenario"]) for e in entries}
         paths: dict[str, Path | None] = {
             str(e["label"]): Path(e["path"]) if e.get("path") else None for e in entries
         }
-        seed, n = int(record["master_seed"]), int(record["replicates"])
-    posterior = Path(record["posterior"]) if record.get("posterior") else None
+        seed, n = int(ws.record["master_seed"]), int(ws.record["replicates"])
+    posterior = Path(ws.record["posterior"]) if ws.record.get("posterior") else None
     if posterior is not None:
-        load_checked_posterior(posterior, scenarios[labels[0]])
-    return _Plan(labels, scenarios, paths, seed, n, out, partial, record, True, posterior)
+        common.load_checked_posterior(posterior, scenarios[labels[0]])
+    return _Plan(labels, scenarios, paths, seed, n, ws, posterior)
 
 
 def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
@@ -286,7 +272,8 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
     from simulation.outputs import write_manifest
     from simulation.runner import run_jobs
 
-    RESUMABLE.save_record(plan.partial, plan.record, command, resumed=plan.resumed)
+    ws = plan.ws
+    RESUMABLE.save(ws, command)
     if plan.posterior is not None:
         from calibration.posterior import load_posterior
 
@@ -302,17 +289,16 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         jobs = comparison_jobs(plan.scenarios, plan.seed, plan.n)
     sweep = run_jobs(
         jobs,
-        plan.partial / "sweep",
+        ws.sweep_dir,
         tables=COMPARE_TABLES,
         executor=backend,
         progress=progress,
-        resume=True,  # the folder is this comparison's own: continue whatever it holds
+        resume=True,
         desc="compare",
     )
     if not sweep.complete:
         return RESUMABLE.report_failures(
-            plan.out,
-            plan.partial,
+            plan.ws,
             sweep.failures,
             plan.n * len(plan.labels),
             "runs",
@@ -338,23 +324,23 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         save_figures(figures, folder / "figures")
         write_manifest(folder, _manifest(plan, backend))
 
-    status = RESUMABLE.write_output(plan.out, plan.partial, write)
+    status = RESUMABLE.write_output(plan.ws, write)
     if status == EXIT_OK:
         print(format_comparison(comparison, plan.base, plan.whatifs, plan.n, plan.seed))
-        print(f"\nResults written to {plan.out}")
+        print(f"\nResults written to {plan.ws.out}")
     return status
 
 
 def _manifest(plan: _Plan, backend: Backend) -> dict[str, Any]:
     from simulation.outputs import scenario_sha256
 
-    manifest = sweep_manifest(
+    manifest = common.sweep_manifest(
         plan.scenarios[plan.base],
         plan.paths[plan.base],
-        plan.record,
+        plan.ws,
         backend,
-        master_seed=plan.seed,
-        n_replicates=plan.n,
+        seed=plan.seed,
+        replicates=plan.n,
         versions=("scipy",),  # the t quantiles
     )
     manifest["comparison"] = {

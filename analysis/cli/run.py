@@ -7,23 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.cli.common import (
-    DEFAULT_RESULTS_DIR,
-    EXIT_OK,
-    PROG,
-    Resumable,
-    UsageError,
-    describe_backend,
-    drive_sweep,
-    executor_options,
-    load_checked_posterior,
-    output_options,
-    positive_int,
-    posterior_option,
-    progress_option,
-    seed_option,
-    sweep_manifest,
-)
+from analysis.cli import common
+from analysis.cli.common import EXIT_OK, PROG, Command, Resumable, UsageError, Workspace
 from simulation.rng import DEFAULT_SEED
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
@@ -31,8 +16,9 @@ if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     from simulation.executors import Backend
 
 DEFAULT_REPLICATES = 10
-RESUMABLE = Resumable("run", "run", "run.json", "peersim-run/1")
+RESUMABLE = Resumable("run", "run", "running", "run.json", "peersim-run/1", unit="replicates")
 
+HELP = "run replicates of a scenario and write tables, figures and a manifest"
 DESCRIPTION = """\
 Run replicates of one scenario and write, into a new output folder:
   manifest.json          how the run was made (versions, git commit, scenario, seeds)
@@ -57,23 +43,13 @@ examples:
 """
 
 
+COMMAND = Command("run", HELP, DESCRIPTION, EPILOG, positionals=(("scenario", "SCENARIO"),))
+
+
 def register(commands: Any) -> None:
     """Add the ``run`` subcommand to ``peersim``'s subparsers."""
-    parser = commands.add_parser(
-        "run",
-        help="run replicates of a scenario and write tables, figures and a manifest",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[
-            seed_option(),
-            executor_options(),
-            output_options(RESUMABLE, f"{DEFAULT_RESULTS_DIR}/<scenario name>-<UTC time>"),
-            posterior_option(),
-            progress_option(),
-        ],
-    )
-    parser.set_defaults(handler=run_command)
+    out = "results/<scenario name>-<UTC time>"
+    parser = COMMAND.add(commands, run_command, common.sweep_options(RESUMABLE, out, posterior=""))
     parser.add_argument(
         "scenario",
         nargs="?",
@@ -84,7 +60,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "-n",
         "--replicates",
-        type=positive_int,
+        type=common.positive_int,
         metavar="N",
         help=f"number of replicates (default: {DEFAULT_REPLICATES})",
     )
@@ -98,33 +74,22 @@ class _Plan:
     scenario_path: Path | None
     seed: int
     n: int
-    out: Path
-    partial: Path
-    record: dict[str, Any]
-    resumed: bool
+    ws: Workspace
     posterior: Path | None = None
+
+    def describe(self) -> tuple[str, str]:
+        return f"{self.n} replicates of {self.scenario.name!r}", f"seed {self.seed}"
+
+    def n_jobs(self) -> int:
+        return self.n
+
+    def execute(self, backend: Backend, progress: bool | None, command: list[str]) -> int:
+        return _run_plan(self, backend, progress, command)
 
 
 def run_command(args: argparse.Namespace, command: list[str]) -> int:
     """The ``run`` subcommand; returns the exit status."""
-    # Imported here, not at the top, so that --help answers at once and Ctrl-C during
-    # the (slow) imports is already inside main's handler.
-    from simulation.executors import ExecutorSpec
-    from simulation.runner import auto_spec
-
-    plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
-    spec = auto_spec(ExecutorSpec(workers=args.workers, scheduler=args.scheduler), plan.n)
-    return drive_sweep(
-        spec,
-        announce=lambda backend: (
-            f"{'resuming' if plan.resumed else 'running'} {plan.n} replicates of "
-            f"{plan.scenario.name!r} (seed {plan.seed}, {describe_backend(backend)})"
-        ),
-        execute=lambda backend: _run_plan(plan, backend, args.progress, command),
-        resumable=RESUMABLE,
-        out=plan.out,
-        unit="replicates",
-    )
+    return RESUMABLE.run(args, command, _new_plan, _resume_plan)
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
@@ -136,13 +101,14 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         raise UsageError(str(e)) from None
     posterior = None
     if args.posterior is not None:
-        load_checked_posterior(args.posterior, scenario)
+        common.load_checked_posterior(args.posterior, scenario)
         posterior = args.posterior.resolve()
     scenario_path = (args.scenario or default_scenario_path()).resolve()
-    out, partial = RESUMABLE.new_output(args.out, scenario.name)
     seed = DEFAULT_SEED if args.seed is None else args.seed
     n = DEFAULT_REPLICATES if args.replicates is None else args.replicates
-    record = RESUMABLE.new_record(
+    ws = RESUMABLE.start(
+        args.out,
+        scenario.name,
         command,
         scenario_path=str(scenario_path),
         master_seed=seed,
@@ -150,33 +116,21 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         scenario=scenario.model_dump(mode="json"),
         posterior=str(posterior) if posterior is not None else None,
     )
-    return _Plan(scenario, scenario_path, seed, n, out, partial, record, False, posterior)
+    return _Plan(scenario, scenario_path, seed, n, ws, posterior)
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
     from simulation import Scenario
 
-    out: Path = args.resume
-    partial, record = RESUMABLE.open_record(
-        out,
-        [
-            ("SCENARIO", args.scenario),
-            ("--replicates", args.replicates),
-            ("--seed", args.seed),
-            ("--out", args.out),
-            ("--posterior", args.posterior),
-        ],
-    )
-    with RESUMABLE.reading(out, partial / RESUMABLE.record_name):
-        scenario = Scenario.model_validate(record["scenario"])
-        seed, n = int(record["master_seed"]), int(record["replicates"])
-    path = record.get("scenario_path")
-    posterior = Path(record["posterior"]) if record.get("posterior") else None
+    ws = RESUMABLE.reopen(args)
+    with RESUMABLE.reading(ws):
+        scenario = Scenario.model_validate(ws.record["scenario"])
+        seed, n = int(ws.record["master_seed"]), int(ws.record["replicates"])
+    path = ws.record.get("scenario_path")
+    posterior = Path(ws.record["posterior"]) if ws.record.get("posterior") else None
     if posterior is not None:
-        load_checked_posterior(posterior, scenario)
-    return _Plan(
-        scenario, Path(path) if path else None, seed, n, out, partial, record, True, posterior
-    )
+        common.load_checked_posterior(posterior, scenario)
+    return _Plan(scenario, Path(path) if path else None, seed, n, ws, posterior)
 
 
 def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
@@ -185,25 +139,20 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
     from simulation.outputs import write_manifest, write_tables
     from simulation.runner import ReplicateSet, replicate_jobs, run_jobs
 
-    RESUMABLE.save_record(plan.partial, plan.record, command, resumed=plan.resumed)
+    RESUMABLE.save(plan.ws, command)
     if plan.posterior is not None:
         from calibration.posterior import load_posterior
 
         jobs = load_posterior(plan.posterior).jobs(plan.scenario, plan.seed, plan.n)
     else:
         jobs = replicate_jobs(plan.scenario, plan.seed, plan.n)
+    desc = plan.scenario.name  # the progress bar's label
     sweep = run_jobs(
-        jobs,
-        plan.partial / "sweep",
-        executor=backend,
-        progress=progress,
-        resume=True,  # the folder is this run's own: continue whatever it holds
-        desc=plan.scenario.name,
+        jobs, plan.ws.sweep_dir, executor=backend, progress=progress, resume=True, desc=desc
     )
     if not sweep.complete:
         return RESUMABLE.report_failures(
-            plan.out,
-            plan.partial,
+            plan.ws,
             sweep.failures,
             plan.n,
             "replicates",
@@ -214,19 +163,14 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
     def write(folder: Path) -> None:
         write_tables(folder, replicates.tables())
         save_figures(make_figures(replicates), folder / "figures")
-        manifest = sweep_manifest(
-            plan.scenario,
-            plan.scenario_path,
-            plan.record,
-            backend,
-            master_seed=plan.seed,
-            n_replicates=plan.n,
+        manifest = common.sweep_manifest(
+            plan.scenario, plan.scenario_path, plan.ws, backend, seed=plan.seed, replicates=plan.n
         )
         manifest["posterior"] = str(plan.posterior) if plan.posterior is not None else None
         write_manifest(folder, manifest)
 
-    status = RESUMABLE.write_output(plan.out, plan.partial, write)
+    status = RESUMABLE.write_output(plan.ws, write)
     if status == EXIT_OK:
         print(format_summary(replicates))
-        print(f"\nResults written to {plan.out}")
+        print(f"\nResults written to {plan.ws.out}")
     return status

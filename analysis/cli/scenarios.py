@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from analysis.cli.common import Command, UsageError
+
+VALIDATE_HELP = "check scenario files and list every problem, without running them"
 VALIDATE_DESCRIPTION = """\
 Check scenario files without running them: read each file, resolve what it
 inherits ('extends', [sites.NAME], 'sites_remove', [[sites_where]]) and check
@@ -32,6 +35,7 @@ examples:
   peersim validate --library             every scenario shipped with peersim
 """
 
+SCHEMA_HELP = "print the JSON Schema of scenario files, for editors"
 SCHEMA_DESCRIPTION = """\
 Print the JSON Schema of scenario files, for editors that complete and check
 TOML against a schema (e.g. the Even Better TOML extension, taplo). One schema
@@ -54,15 +58,13 @@ examples:
 """
 
 
+VALIDATE = Command("validate", VALIDATE_HELP, VALIDATE_DESCRIPTION, VALIDATE_EPILOG)
+SCHEMA = Command("schema", SCHEMA_HELP, SCHEMA_DESCRIPTION, SCHEMA_EPILOG)
+
+
 def register(commands: Any) -> None:
     """Add the ``validate`` and ``schema`` subcommands to ``peersim``'s subparsers."""
-    validate = commands.add_parser(
-        "validate",
-        help="check scenario files and list every problem, without running them",
-        description=VALIDATE_DESCRIPTION,
-        epilog=VALIDATE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    validate = VALIDATE.add(commands, validate_files)
     validate.add_argument(
         "files", nargs="*", type=Path, metavar="FILE", help="scenario TOML files to check"
     )
@@ -72,24 +74,15 @@ def register(commands: Any) -> None:
         help="also check every scenario file shipped with peersim (the ENRICH trial and "
         "the ready what-ifs)",
     )
-    validate.set_defaults(handler=validate_files)
-    schema = commands.add_parser(
-        "schema",
-        help="print the JSON Schema of scenario files, for editors",
-        description=SCHEMA_DESCRIPTION,
-        epilog=SCHEMA_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    schema = SCHEMA.add(commands, print_schema)
     schema.add_argument(
         "--resolved",
         action="store_true",
         help="the schema of a loaded scenario (inheritance resolved), not of a file",
     )
-    schema.set_defaults(handler=print_schema)
 
 
 def validate_files(args: argparse.Namespace, command_line: list[str]) -> int:
-    from analysis.cli.common import UsageError
     from scenarios import ScenarioError, library, load_scenario
 
     paths: list[Path] = list(args.files)

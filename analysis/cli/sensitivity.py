@@ -17,31 +17,21 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.cli.common import (
-    EXIT_OK,
-    PROG,
-    Resumable,
-    UsageError,
-    describe_backend,
-    drive_sweep,
-    executor_options,
-    output_options,
-    positive_int,
-    progress_option,
-    seed_option,
-    sweep_manifest,
-)
-from simulation.rng import DEFAULT_SEED
+from analysis.cli import common
+from analysis.cli.common import EXIT_OK, PROG, Command, Resumable, UsageError, Workspace
 
 if TYPE_CHECKING:
     from analysis.sensitivity import Design
     from simulation.executors import Backend
 
-RESUMABLE = Resumable("sensitivity", "analysis", "sensitivity.json", "peersim-sensitivity/1")
+RESUMABLE = Resumable(
+    "sensitivity", "analysis", "running", "sensitivity.json", "peersim-sensitivity/1"
+)
 _SAMPLES = "samples.parquet"
 # Command-line flags of the settings the command line can override.
 _FLAGS = {"n": "--n", "replicates": "--replicates", "seed": "--seed"}
 
+HELP = "global sensitivity analysis of a scenario (Morris or Sobol', with SALib)"
 DESCRIPTION = """\
 Global sensitivity analysis: which parameters of a scenario drive engagement,
 fidelity and readmission. SPEC (TOML) names the base scenario, the parameters
@@ -72,22 +62,13 @@ examples:
 """
 
 
+COMMAND = Command("sensitivity", HELP, DESCRIPTION, EPILOG, positionals=(("spec", "SPEC"),))
+
+
 def register(commands: Any) -> None:
     """Add the ``sensitivity`` subcommand to ``peersim``'s subparsers."""
-    parser = commands.add_parser(
-        "sensitivity",
-        help="global sensitivity analysis of a scenario (Morris or Sobol', with SALib)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[
-            seed_option(f"the spec's, else {DEFAULT_SEED}"),
-            executor_options(),
-            output_options(RESUMABLE, "results/<spec name>-<method>-<UTC time>"),
-            progress_option(),
-        ],
-    )
-    parser.set_defaults(handler=run_sensitivity_command)
+    out = "results/<spec name>-<method>-<UTC time>"
+    parser = COMMAND.add(commands, run_sensitivity_command, common.sweep_options(RESUMABLE, out))
     parser.add_argument("spec", nargs="?", type=Path, metavar="SPEC", help="spec TOML file")
     parser.add_argument(
         "--method",
@@ -97,14 +78,14 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--n",
-        type=positive_int,
+        type=common.positive_int,
         metavar="N",
         help="Morris: trajectories; Sobol': base samples, a power of 2 "
         "(default: the spec's [morris] or [sobol] n, else 20 or 512)",
     )
     parser.add_argument(
         "--replicates",
-        type=positive_int,
+        type=common.positive_int,
         metavar="R",
         help="replicates per parameter set (default: the spec's, else 5)",
     )
@@ -113,32 +94,26 @@ def register(commands: Any) -> None:
 @dataclass
 class _Plan:
     design: Design
-    out: Path
-    partial: Path
-    record: dict[str, Any]
-    resumed: bool
+    ws: Workspace
+
+    def describe(self) -> tuple[str, str]:
+        design, s = self.design, self.design.settings
+        return (
+            f"{s.method} sensitivity analysis {design.spec.name!r}: {design.n_samples} "
+            f"parameter sets x {s.replicates} replicates = {design.n_runs} runs",
+            f"seed {s.seed}",
+        )
+
+    def n_jobs(self) -> int:
+        return self.design.n_runs
+
+    def execute(self, backend: Backend, progress: bool | None, command: list[str]) -> int:
+        return _execute(self, backend, progress, command)
 
 
 def run_sensitivity_command(args: argparse.Namespace, command: list[str]) -> int:
     """The ``peersim sensitivity`` handler; returns the exit status."""
-    from simulation.executors import ExecutorSpec
-    from simulation.runner import auto_spec
-
-    plan = _resume_plan(args) if args.resume is not None else _new_plan(args, command)
-    design = plan.design
-    s = design.settings
-    spec = auto_spec(ExecutorSpec(workers=args.workers, scheduler=args.scheduler), design.n_runs)
-    return drive_sweep(
-        spec,
-        announce=lambda backend: (
-            f"{'resuming' if plan.resumed else 'running'} {s.method} sensitivity analysis "
-            f"{design.spec.name!r}: {design.n_samples} parameter sets x {s.replicates} "
-            f"replicates = {design.n_runs} runs (seed {s.seed}, {describe_backend(backend)})"
-        ),
-        execute=lambda backend: _execute(plan, backend, args.progress, command),
-        resumable=RESUMABLE,
-        out=plan.out,
-    )
+    return RESUMABLE.run(args, command, _new_plan, _resume_plan)
 
 
 def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
@@ -160,12 +135,9 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     ]
     if problems:
         raise UsageError("; ".join(problems))
-    out, partial = RESUMABLE.new_output(args.out, f"{spec.name}-{method}")
-    try:
-        design = make_design(spec, settings)
-    except SpecError as e:
-        raise UsageError(str(e)) from None
-    record = RESUMABLE.new_record(
+    ws = RESUMABLE.start(
+        args.out,
+        f"{spec.name}-{method}",
         command,
         spec_path=str(args.spec.resolve()),
         spec=_json_safe(spec.resolved_raw()),
@@ -174,7 +146,11 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         scenario=spec.base.model_dump(mode="json"),
         settings=asdict(settings),
     )
-    return _Plan(design, out, partial, record, resumed=False)
+    try:
+        design = make_design(spec, settings)
+    except SpecError as e:
+        raise UsageError(str(e)) from None
+    return _Plan(design, ws)
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
@@ -183,19 +159,9 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
     from analysis.sensitivity import Settings, SpecError, make_design, parse_spec
     from simulation import Scenario
 
-    out: Path = args.resume
-    partial, record = RESUMABLE.open_record(
-        out,
-        [
-            ("SPEC", args.spec),
-            ("--method", args.method),
-            ("--n", args.n),
-            ("--replicates", args.replicates),
-            ("--seed", args.seed),
-            ("--out", args.out),
-        ],
-    )
-    with RESUMABLE.reading(out, partial, SpecError):
+    ws = RESUMABLE.reopen(args)
+    record = ws.record
+    with RESUMABLE.reading(ws, ws.partial, SpecError):
         base = Scenario.model_validate(record["scenario"])
         spec = parse_spec(record["spec"], Path(record["spec_path"]), base=base)
         if record.get("scenario_path"):
@@ -204,11 +170,11 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
         parameters = tuple(replace(p, origin=origins.get(p.path, "")) for p in spec.parameters)
         spec = replace(spec, parameters=parameters)
         settings = Settings(**record["settings"])
-        samples = pd.read_parquet(partial / _SAMPLES)
+        samples = pd.read_parquet(ws.partial / _SAMPLES)
         if list(samples.columns) != ["sample", *spec.names]:
             raise ValueError(f"{_SAMPLES} does not hold the spec's parameters")
         design = make_design(spec, settings, samples[spec.names].to_numpy(dtype="float64"))
-    return _Plan(design, out, partial, record, resumed=True)
+    return _Plan(design, ws)
 
 
 def _execute(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
@@ -217,19 +183,17 @@ def _execute(plan: _Plan, backend: Backend, progress: bool | None, command: list
     from simulation.outputs import write_manifest
 
     design = plan.design
-    if not plan.resumed:
-        plan.partial.mkdir(parents=True, exist_ok=True)
+    ws = plan.ws
+    if not ws.resumed:
+        ws.partial.mkdir(parents=True, exist_ok=True)
         # The samples first: a resumed analysis reuses them rather than sampling again.
-        design.samples_frame().to_parquet(plan.partial / _SAMPLES, index=False)
-    RESUMABLE.save_record(plan.partial, plan.record, command, resumed=plan.resumed)
+        design.samples_frame().to_parquet(ws.partial / _SAMPLES, index=False)
+    RESUMABLE.save(ws, command)
     try:
-        runs = evaluate(
-            design, plan.partial / "sweep", executor=backend, progress=progress, resume=True
-        )
+        runs = evaluate(design, ws.sweep_dir, executor=backend, progress=progress, resume=True)
     except EvaluationError as e:
         return RESUMABLE.report_failures(
-            plan.out,
-            plan.partial,
+            ws,
             e.failures,
             design.n_runs,
             "runs",
@@ -241,25 +205,25 @@ def _execute(plan: _Plan, backend: Backend, progress: bool | None, command: list
         write_results(folder, design, runs, analysis)
         write_manifest(folder, _manifest(plan, backend))
 
-    status = RESUMABLE.write_output(plan.out, plan.partial, write)
+    status = RESUMABLE.write_output(ws, write)
     if status == EXIT_OK:
         print(format_summary(design, analysis))
-        print(f"\nResults written to {plan.out}")
+        print(f"\nResults written to {ws.out}")
     return status
 
 
 def _manifest(plan: _Plan, backend: Backend) -> dict[str, Any]:
     from analysis.sensitivity import salib_seed
 
-    design, record = plan.design, plan.record
+    design, record = plan.design, plan.ws.record
     spec, s = design.spec, design.settings
-    manifest = sweep_manifest(
+    manifest = common.sweep_manifest(
         spec.base,
         spec.base_path,
-        record,
+        plan.ws,
         backend,
-        master_seed=s.seed,
-        n_replicates=s.replicates,
+        seed=s.seed,
+        replicates=s.replicates,
         versions=("salib", "scipy"),
     )
     canonical = json.dumps(record["spec"], sort_keys=True, separators=(",", ":"))
