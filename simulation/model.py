@@ -277,7 +277,9 @@ class PeerSupportModel(mesa.Model):
         self.pw_adequacy = adequacy
         self.pw_pull = (p.fidelity.rate_pull_per_week * adequacy)[:, None]
 
-    def _init_service_users(self) -> None:
+    def _participant_draws(self) -> dict[str, np.ndarray]:
+        """Every participant's random draws, site by site and replicate by replicate,
+        each from its own named stream (common random numbers)."""
         p = self.params
         tr = p.trial
         parts: dict[str, list[np.ndarray]] = {}
@@ -317,7 +319,12 @@ class PeerSupportModel(mesa.Model):
                 streams.get(f"community/{name}").random((n, max(self.n_support_weeks, 1))),
             )
 
-        a = {k: np.concatenate(v) for k, v in parts.items()}
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def _init_service_users(self) -> None:
+        p = self.params
+        tr = p.trial
+        a = self._participant_draws()
         n = len(a["site"])
         u_diag = a.pop("u_diag")
         a["diagnosis"] = np.where(

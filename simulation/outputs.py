@@ -92,6 +92,7 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
 def build_manifest(
     scenario: Scenario,
     scenario_path: Path | None,
+    *,
     master_seed: int,
     n_replicates: int,
     workers: int,

@@ -289,10 +289,17 @@ def run_jobs(
             _backend(spec) as backend,
         ):
             tasks = _tasks(
-                job_list, pending, prepared, tag_names, table_spec, simulate, batch_size, backend
+                job_list,
+                pending,
+                prepared,
+                tag_names=tag_names,
+                tables=table_spec,
+                simulate=simulate,
+                batch_size=batch_size,
+                backend=backend,
             )
             try:
-                _drive(backend, tasks, store, job_list, prepared, bar)
+                _drive(backend, tasks, store=store, jobs=job_list, prepared=prepared, bar=bar)
             except KeyboardInterrupt:
                 n_ok = len(store.ok_keys() & {job.key for job in job_list})
                 raise SweepInterrupted(out, n_ok, len(job_list)) from None
@@ -313,6 +320,7 @@ def auto_spec(spec: ExecutorSpec, n_jobs: int, batch_size: int = SIDE_BY_SIDE) -
 def _drive(
     backend: Backend,
     tasks: list[_Task],
+    *,
     store: _SweepStore,
     jobs: list[Job],
     prepared: _Prepared,
@@ -332,13 +340,10 @@ def _drive(
             lost: list[_Task] = []
             for future in sorted(finished, key=lambda f: in_flight[f].index):
                 task = in_flight.pop(future)
-                try:
-                    output = future.result()
-                except BrokenProcessPool:  # a worker process died; the pool is unusable
+                output = _task_output(future, task)
+                if output is None:
                     lost.append(task)
                     continue
-                except Exception as e:  # the task could not run at all: record its jobs
-                    output = _all_failed(task, e)
                 store.commit(output, jobs, prepared)
                 n_failed += len(output.failed)
                 bar.update(len(task.keys))
@@ -358,6 +363,16 @@ def _drive(
         for future in in_flight:
             future.cancel()
         raise
+
+
+def _task_output(future: Future[_TaskOutput], task: _Task) -> _TaskOutput | None:
+    """What a finished task gave; None if its worker died (the pool is then unusable)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return None
+    except Exception as e:  # the task could not run at all: record its jobs as failed
+        return _all_failed(task, e)
 
 
 @contextlib.contextmanager
@@ -451,6 +466,7 @@ def _tasks(
     jobs: list[Job],
     pending: list[int],
     prepared: _Prepared,
+    *,
     tag_names: tuple[str, ...],
     tables: Mapping[str, TableFn | None],
     simulate: SimulateFn,
@@ -993,6 +1009,7 @@ def run_replicates(
     scenario: Scenario,
     master_seed: int,
     n_replicates: int,
+    *,
     workers: int = 1,
     progress: bool | None = None,
     executor: ExecutorSpec | Backend | Executor | None = None,

@@ -95,22 +95,18 @@ def Page() -> None:
                 use_threads=use_threads,
             ).key(f"controller-{generation.value}")
             RunStatus(model.value, params.value)
-            LabelledSlider("Weeks per step", weeks_per_step.value, weeks_per_step.set, 1, 12, 1)
+            LabelledSlider("Weeks per step", weeks_per_step.value, weeks_per_step.set, (1, 12, 1))
             LabelledSlider(
                 "Pause between steps when playing (ms)",
                 play_interval_ms.value,
                 play_interval_ms.set,
-                0,
-                1000,
-                50,
+                (0, 1000, 50),
             )
             LabelledSlider(
                 "Trials side by side (the charts show their average)",
                 params.value["trials"],
                 lambda n: params.set({**params.value, "trials": n}),
-                1,
-                MAX_TRIALS,
-                1,
+                (1, MAX_TRIALS, 1),
             )
             solara.InputInt(
                 "Seed (the same seed gives the same trials)",
@@ -178,9 +174,7 @@ def SiteControls(params: solara.Reactive[Params], site: str) -> None:
                 control.label,
                 value,
                 setter(control),
-                minimum=control.min,
-                maximum=control.max,
-                step=control.step,
+                (control.min, control.max, control.step),
                 whole=control.kind == "int",
             )
 
@@ -190,13 +184,12 @@ def LabelledSlider(
     label: str,
     value: float,
     on_value: Callable[[Any], None],
-    minimum: float,
-    maximum: float,
-    step: float,
+    bounds: tuple[float, float, float],
     whole: bool = True,
 ) -> None:
     """A slider under its label and current value: the sidebar is too narrow for both
-    on one line."""
+    on one line. ``bounds``: minimum, maximum and step."""
+    minimum, maximum, step = bounds
     shown = f"{round(value)}" if whole else f"{value:.1f}"
     with solara.Column(gap="0px", classes=[f"peersim-slider-{_css_name(label)}"]):
         solara.Text(f"{label}: {shown}", classes=["peersim-slider-label"])
