@@ -69,7 +69,7 @@ CONFIDENCE = 0.95
 # of every table and figure.
 COMPARED_OUTCOMES: tuple[Outcome, ...] = tuple(REGISTRY[name] for name in COMPARED)
 # Thin aliases for callers: (name, label with unit), and the whole-trial-only names.
-OUTCOMES: tuple[tuple[str, str], ...] = tuple((o.name, o.heading) for o in COMPARED_OUTCOMES)
+OUTCOMES: tuple[tuple[str, str], ...] = tuple((o.name, o.heading()) for o in COMPARED_OUTCOMES)
 OUTCOME_LABELS: dict[str, str] = dict(OUTCOMES)
 # Outcomes of the whole trial only: a per-site odds ratio is no trial quantity.
 OVERALL_ONLY: frozenset[str] = frozenset(o.name for o in COMPARED_OUTCOMES if not o.per_site)

@@ -75,7 +75,14 @@ from analysis.sensitivity_spec import (
     parse_spec,
 )
 from simulation import Results, Scenario, replicate_seed
-from simulation.outcomes import FIDELITY_DOMAINS, SENSITIVITY_SITE_OUTPUTS, canonical, note, outcome
+from simulation.outcomes import (
+    FIDELITY_DOMAINS,
+    OUTCOMES,
+    SENSITIVITY_SITE_OUTPUTS,
+    canonical,
+    note,
+    outcome,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -103,6 +110,7 @@ __all__ = [
     "noise_table",
     "output_description",
     "output_names",
+    "output_unit",
     "parse_spec",
     "sample_scenarios",
     "sensitivity_outputs",
@@ -240,6 +248,15 @@ def sample_scenarios(spec: Spec, X: np.ndarray) -> list[Scenario]:
 
 
 # --- evaluation on the runner ------------------------------------------------------------
+
+
+def output_unit(name: str) -> str:
+    """The unit of an output (a per-site output's is its outcome's); "" if unknown."""
+    for base in SENSITIVITY_SITE_OUTPUTS:
+        if name.startswith(f"{base}_") and canonical(name) not in OUTCOMES:
+            return outcome(base).unit_for()
+    found = OUTCOMES.get(canonical(name))
+    return found.unit_for() if found is not None else ""
 
 
 def sensitivity_outputs(results: Results) -> pd.DataFrame:

@@ -97,10 +97,9 @@ METHODS: tuple[Method, ...] = ("morris", "sobol")
 
 # Outputs computed for every run; per-site outputs are added for the base's sites.
 # Names and descriptions are the outcome registry's (simulation.outcomes).
-OUTPUTS: dict[str, str] = {name: outcome(name).heading for name in SENSITIVITY_OUTPUTS}
+OUTPUTS: dict[str, str] = {name: outcome(name).heading() for name in SENSITIVITY_OUTPUTS}
 SITE_OUTPUTS: dict[str, str] = {
-    f"{name}_": f"{outcome(name).label} ({outcome(name).unit}) at site "
-    for name in SENSITIVITY_SITE_OUTPUTS
+    f"{name}_": f"{outcome(name).heading()} at site " for name in SENSITIVITY_SITE_OUTPUTS
 }
 DEFAULT_METHOD: Method = "morris"
 DEFAULT_REPLICATES = 5

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from simulation.outcomes import Outcome, canonical, note, outcome
+from simulation.outcomes import OUTCOMES, Outcome, canonical, note, outcome
 from simulation.results import Results
 from simulation.stats import logistic_regression
 
@@ -84,7 +84,7 @@ class Statistic:
     @property
     def description(self) -> str:
         """Label and unit from the outcome registry, then how it is computed."""
-        return f"{self.outcome.heading}: {self.detail}" if self.detail else self.outcome.heading
+        return f"{self.outcome.heading()}: {self.detail}" if self.detail else self.outcome.heading()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -394,6 +394,15 @@ _STATISTICS: tuple[Statistic, ...] = (
     ),
 )
 STATISTICS: Statistics = Statistics({s.name: s for s in _STATISTICS})
+
+
+def statistic_unit(name: str) -> str | None:
+    """The unit of a statistic, or of ``trial:KEY`` when KEY is an outcome; ``None``
+    for a key the outcome registry does not know."""
+    if name.startswith(TRIAL_PREFIX):
+        found = OUTCOMES.get(canonical(name.removeprefix(TRIAL_PREFIX)))
+        return found.unit_for() if found is not None else None
+    return STATISTICS[name].outcome.unit_for() if name in STATISTICS else None
 
 
 def describe_statistics() -> str:

@@ -23,6 +23,9 @@ How an outcome is computed:
   with a ``site_week_column`` and no ``trial_key`` is, for the whole trial, the
   mean over sites (fidelity).
 
+Labels and units may name ``{followup}`` and ``{dose}``: ``label_for``,
+``unit_for`` and ``heading`` fill in a scenario's follow-up and 2+ sessions dose.
+
 Old spellings (``ALIASES``) are accepted in input files for one release; ``note``
 says how to write them now.
 """
@@ -30,7 +33,7 @@ says how to write them now.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,10 +53,12 @@ FIDELITY_DOMAINS: tuple[str, ...] = (
     "fid_leadership",
     "fid_strengths",
 )
+# The dose of the "2+ sessions" group the ENRICH trial reported on.
+DEFAULT_DOSE = 2
 # Units, named once so that the same unit reads the same everywhere.
 SHARE_PS = "share of the peer support arm"
-SHARE_UC = "share of the usual care arm"
-SHARE_DOSE = "share of peer support participants with 2+ sessions"
+SHARE_ARM = "share of the arm"  # of the arm the label names
+SHARE_GROUP = "share of the group"  # of the group the label names
 SHARE_SITE_PS = "share of the site's peer support arm"
 INDEX_01 = "0-1 index"
 ODDS_RATIO = "odds ratio"
@@ -66,7 +71,7 @@ class Outcome:
     """One outcome (see the module docstring for how it is computed)."""
 
     name: str
-    label: str  # plain language, without the unit
+    label: str  # plain language, without the unit; see ``label_for``
     unit: str
     better: Better
     per_site: bool = False  # False: the whole trial only
@@ -76,10 +81,17 @@ class Outcome:
     site_week_column: str | None = None
     readmitted: Group | None = None
 
-    @property
-    def heading(self) -> str:
-        """The label with its unit, for table headings and axis labels."""
-        return f"{self.label} ({self.unit})"
+    def label_for(self, scenario: Scenario | None = None) -> str:
+        """The label with the scenario's follow-up and dose filled in (without a
+        scenario: "follow-up" and ENRICH's 2+ sessions)."""
+        return _filled(self.label, scenario)
+
+    def unit_for(self, scenario: Scenario | None = None) -> str:
+        return _filled(self.unit, scenario)
+
+    def heading(self, scenario: Scenario | None = None) -> str:
+        """Label and unit, for table rows and headings and figure axes."""
+        return f"{self.label_for(scenario)} ({self.unit_for(scenario)})"
 
     def of_trial(self, results: Results) -> float:
         """The whole trial's value in one replicate."""
@@ -92,6 +104,15 @@ class Outcome:
         if self.site_values is None:
             raise ValueError(f"{self.name} is an outcome of the whole trial only")
         return self.site_values(results, scenario)
+
+
+def _filled(text: str, scenario: Scenario | None) -> str:
+    if scenario is None:
+        followup, dose = "follow-up", DEFAULT_DOSE
+    else:
+        followup = f"{scenario.trial.dur_followup_weeks} weeks"
+        dose = scenario.readmission.n_sessions_dose
+    return text.replace("{followup}", followup).replace("{dose}", str(dose))
 
 
 # --- how values are read -------------------------------------------------------------
@@ -275,18 +296,22 @@ _ALL: tuple[Outcome, ...] = (
     _domain("fid_strengths", "building on strengths"),
     _from_trial(
         "readmit_ps",
-        "readmitted within follow-up, peer support arm",
-        SHARE_PS,
+        "readmitted within {followup}, peer support arm",
+        SHARE_ARM,
         "lower",
         "peer_support",
     ),
     _from_trial(
-        "readmit_uc", "readmitted within follow-up, usual care arm", SHARE_UC, "lower", "usual_care"
+        "readmit_uc",
+        "readmitted within {followup}, usual care arm",
+        SHARE_ARM,
+        "lower",
+        "usual_care",
     ),
     _from_trial(
         "readmit_2plus",
-        "readmitted within follow-up, peer support with 2+ sessions",
-        SHARE_DOSE,
+        "readmitted within {followup}, peer support with {dose}+ sessions",
+        SHARE_GROUP,
         "lower",
         "dose",
     ),
@@ -339,7 +364,7 @@ _ALL: tuple[Outcome, ...] = (
     ),
     _described(
         "readmit_2plus_minus_uc",
-        "readmission of the 2+ sessions group minus readmission of the usual care arm",
+        "readmission of the {dose}+ sessions group minus readmission of the usual care arm",
         SHARE_DIFFERENCE,
         "lower",
     ),
@@ -423,7 +448,16 @@ def outcome(name: str) -> Outcome:
     return OUTCOMES[canonical(name)]
 
 
-def heading(name: str) -> str:
+def heading(name: str, scenario: Scenario | None = None) -> str:
     """``name``'s label and unit; the name itself if it is not an outcome."""
     found = OUTCOMES.get(canonical(name))
-    return found.heading if found is not None else name
+    return found.heading(scenario) if found is not None else name
+
+
+def units_line(columns: Iterable[tuple[str, str]]) -> str:
+    """The units of a table's columns, given as (outcome name, column heading) pairs,
+    in one line: ``units: HEADING, HEADING: UNIT; HEADING: UNIT``."""
+    by_unit: dict[str, list[str]] = {}
+    for name, column in columns:
+        by_unit.setdefault(outcome(name).unit_for(), []).append(column)
+    return "units: " + "; ".join(f"{', '.join(cols)}: {unit}" for unit, cols in by_unit.items())
