@@ -24,6 +24,7 @@ from analysis.sensitivity import (
     Analysis,
     Design,
     output_description,
+    output_unit,
 )
 
 DPI = 150
@@ -275,13 +276,13 @@ def format_report(design: Design, analysis: Analysis) -> str:
     lines += [f"- {w}" for w in analysis.warnings] or ["None."]
     lines += ["", "## Replicate noise", ""]
     lines += [
-        "| output | mean | variance of means | noise variance | noise share |",
-        "|---|---|---|---|---|",
+        "| output | unit | mean | variance of means | noise variance | noise share |",
+        "|---|---|---|---|---|---|",
     ]
     for row in analysis.noise.itertuples(index=False):
         flag = " (flagged)" if row.noisy else ""
         lines.append(
-            f"| `{row.output}` | {row.mean:.4g} | {row.variance:.3g} | "
+            f"| `{row.output}` | {output_unit(row.output)} | {row.mean:.4g} | {row.variance:.3g} | "
             f"{row.noise_variance:.3g} | {_share(row.noise_share, row.variance)}{flag} |"
         )
     lines += ["", "## How to read this", "", *_reading(design), ""]
