@@ -57,7 +57,7 @@ from scipy import stats
 
 from analysis.summary import end_of_delivery
 from simulation import Results, Scenario, replicate_seed
-from simulation.outcomes import COMPARED, Outcome
+from simulation.outcomes import COMPARED, Outcome, finite_mean
 from simulation.outcomes import OUTCOMES as REGISTRY
 from simulation.results import ARMS
 from simulation.runner import Job, TableFn
@@ -307,7 +307,7 @@ def paired_stats(
     n = int(both.sum())
     if n == 0:
         return PairedStats(
-            _finite_mean(b), _finite_mean(w), math.nan, math.nan, math.nan, math.nan, 0
+            finite_mean(b), finite_mean(w), math.nan, math.nan, math.nan, math.nan, 0
         )
     b, w = b[both], w[both]
     d = w - b
@@ -320,11 +320,6 @@ def paired_stats(
         # + 0.0 turns -0.0 into 0.0, so an identical what-if prints as exactly zero.
         lo, hi = mean - half + 0.0, mean + half + 0.0
     return PairedStats(float(b.mean()), float(w.mean()), mean + 0.0, sd, lo, hi, n)
-
-
-def _finite_mean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else math.nan
 
 
 def paired_differences(

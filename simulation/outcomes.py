@@ -13,7 +13,7 @@ How an outcome is computed:
   calibration statistics that need settings, such as a site or two other
   statistics: ``calibration.statistics`` computes those with their settings).
 - ``of_sites(results, scenario)``: one value per site, in site order, for the
-  outcomes with ``per_site``; the scenario gives the dose of the 2+ sessions group
+  outcomes with ``site_values`` (``per_site``); the scenario gives the dose of the 2+ sessions group
   (only readmission of that group needs it).
 - ``trial_key``, ``site_week_column``, ``readmitted``: where the value is read, so
   that ``analysis.compare`` can read it from the tables of many replicates at once
@@ -74,12 +74,16 @@ class Outcome:
     label: str  # plain language, without the unit; see ``label_for``
     unit: str
     better: Better
-    per_site: bool = False  # False: the whole trial only
     value: TrialFn | None = None
     site_values: SiteFn | None = None
     trial_key: str | None = None
     site_week_column: str | None = None
     readmitted: Group | None = None
+
+    @property
+    def per_site(self) -> bool:
+        """Per site too (``False``: the whole trial only)."""
+        return self.site_values is not None
 
     def label_for(self, scenario: Scenario | None = None) -> str:
         """The label with the scenario's follow-up and dose filled in (without a
@@ -231,7 +235,6 @@ def _from_trial(
         label,
         unit,
         better,
-        per_site=readmitted is not None,
         value=_trial(name),
         site_values=_readmitted(readmitted) if readmitted is not None else None,
         trial_key=name,
@@ -245,7 +248,6 @@ def _domain(name: str, label: str) -> Outcome:
         f"fidelity: {label}, end of delivery",
         INDEX_01,
         "higher",
-        per_site=True,
         value=_mean_over_sites(_end_of_delivery(name)),
         site_values=_site(_end_of_delivery(name)),
         site_week_column=name,
@@ -263,7 +265,6 @@ _ALL: tuple[Outcome, ...] = (
         "met their peer worker",
         SHARE_PS,
         "higher",
-        per_site=True,
         value=_trial("met_share"),
         site_values=_site(_end_of_delivery("met_share")),
         trial_key="met_share",
@@ -274,7 +275,6 @@ _ALL: tuple[Outcome, ...] = (
         "engaged with peer support",
         SHARE_PS,
         "higher",
-        per_site=True,
         value=_trial("engaged_share"),
         site_values=_site(_engaged),
         trial_key="engaged_share",
@@ -285,7 +285,6 @@ _ALL: tuple[Outcome, ...] = (
         "fidelity to peer support principles, mean of 4 domains, end of delivery",
         INDEX_01,
         "higher",
-        per_site=True,
         value=_mean_over_sites(_fidelity),
         site_values=_site(_fidelity),
         site_week_column="fidelity",
