@@ -53,14 +53,14 @@ def make_comparison_figures(
     figures = {}
     for whatif in whatifs:
         rows = comparison[comparison["whatif"] == whatif]
-        figures[f"forest_{whatif}.png"] = forestnew_figure(rows, base, whatif, n_replicates)
-        figures[f"trajectories_{whatif}.png"] = trajectoriesnew_figure(
+        figures[f"forest_{whatif}.png"] = forest_figure(rows, base, whatif, n_replicates)
+        figures[f"trajectories_{whatif}.png"] = trajectories_figure(
             site_weeks, base, whatif, n_replicates
         )
     return figures
 
 
-def forestnew_figure(rows: pd.DataFrame, base: str, whatif: str, n_replicates: int) -> Figure:
+def forest_figure(rows: pd.DataFrame, base: str, whatif: str, n_replicates: int) -> Figure:
     """Mean paired difference (what-if minus baseline) and its 95% confidence
     interval per outcome: the whole trial in black, each site below it.
 
@@ -176,7 +176,7 @@ def _extent(rows: pd.DataFrame) -> float:
     return largest * 1.15 if largest > 0 else 0.01
 
 
-def trajectoriesnew_figure(
+def trajectories_figure(
     site_weeks: pd.DataFrame, base: str, whatif: str, n_replicates: int
 ) -> Figure:
     """Engaged share and fidelity over the weeks of delivery, for the whole trial

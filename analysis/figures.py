@@ -53,9 +53,9 @@ FIDELITY_DOMAINS: tuple[tuple[str, str], ...] = (
 def make_figures(replicates: ReplicateSet) -> dict[str, Figure]:
     """All figures of a run, keyed by file name."""
     return {
-        "trajectories.png": trajectoriesnew_figure(replicates),
-        "readmission.png": readmissionnew_figure(replicates),
-        "fidelity_domains.png": fidelity_domainsnew_figure(replicates),
+        "trajectories.png": trajectories_figure(replicates),
+        "readmission.png": readmission_figure(replicates),
+        "fidelity_domains.png": fidelity_domains_figure(replicates),
     }
 
 
@@ -70,7 +70,7 @@ def save_figures(figures: dict[str, Figure], directory: Path) -> list[Path]:
     return paths
 
 
-def trajectoriesnew_figure(replicates: ReplicateSet) -> Figure:
+def trajectories_figure(replicates: ReplicateSet) -> Figure:
     """(a) Weekly delivery measures per site: median line and band across replicates."""
     site_weeks = replicates.site_weeks
     panels = [p for p in TRAJECTORIES if p[0] in site_weeks]
@@ -102,7 +102,7 @@ def trajectoriesnew_figure(replicates: ReplicateSet) -> Figure:
     return figure
 
 
-def readmissionnew_figure(replicates: ReplicateSet) -> Figure:
+def readmission_figure(replicates: ReplicateSet) -> Figure:
     """(b) Readmission by arm over follow-up, and the ITT odds ratio, across replicates."""
     trial = replicates.trial
     figure = new_figure(width_in=11.0, height_in=4.5)
@@ -130,7 +130,7 @@ def readmissionnew_figure(replicates: ReplicateSet) -> Figure:
     return figure
 
 
-def fidelity_domainsnew_figure(replicates: ReplicateSet) -> Figure:
+def fidelity_domains_figure(replicates: ReplicateSet) -> Figure:
     """(c) The four fidelity domains per site at the end of delivery."""
     end = end_of_delivery(replicates.site_weeks)
     sites = _sites(end)
