@@ -159,8 +159,9 @@ def _forest_panel(
 
 
 def _units(outcomes: list[str]) -> str:
-    """The outcomes' units, each once: a panel's axis is in all of them."""
-    return " or ".join(dict.fromkeys(REGISTRY[o].unit for o in outcomes)) or "the outcome"
+    """A panel's unit; where its outcomes have several, the tick labels give each."""
+    units = list(dict.fromkeys(REGISTRY[o].unit for o in outcomes))
+    return units[0] if len(units) == 1 else "each outcome's unit"
 
 
 def _colours(sites: list[str]) -> dict[str, str]:

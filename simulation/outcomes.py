@@ -245,7 +245,7 @@ def _from_trial(
 def _domain(name: str, label: str) -> Outcome:
     return Outcome(
         name,
-        f"fidelity: {label}, end of delivery",
+        f"fidelity: {label}",
         INDEX_01,
         "higher",
         value=_mean_over_sites(_end_of_delivery(name)),
@@ -282,7 +282,7 @@ _ALL: tuple[Outcome, ...] = (
     ),
     Outcome(
         "fidelity",
-        "fidelity to peer support principles, mean of 4 domains, end of delivery",
+        "fidelity, mean of 4 domains, end of delivery",
         INDEX_01,
         "higher",
         value=_mean_over_sites(_fidelity),
