@@ -28,14 +28,17 @@ The statistics, per what-if, outcome and scope (``"overall"`` or a site name):
   difference across replicates, and narrows as replicates are added; the spread
   of what one trial would show is wider (``diff_sd`` tells it).
 
-Outcomes (``OUTCOMES``): met and engaged shares of the peer support arm; fidelity
+Outcomes (``COMPARED`` of the outcome registry, ``simulation.outcomes``, which gives
+their labels, units and directions; ``OUTCOMES`` pairs each name with its label and
+unit): met and engaged shares of the peer support arm; fidelity
 (mean of the four domains) and each domain, at the end of delivery; readmission
 within follow-up per arm and in the peer support arm's 2+ sessions group (the
 scenario's ``readmission.n_sessions_dose``); and, overall only, the ITT odds ratio
 of readmission. The odds ratio is compared on its own scale (``itt_or``: a
 difference of odds ratios, as planners read it) and on the log scale
-(``itt_log_or``: the mean log ratio of the what-if's odds ratio to the
-baseline's, the better behaved of the two for intervals). Overall fidelity is the
+(``log_itt_or``, written ``itt_log_or`` before: the mean log ratio of the
+what-if's odds ratio to the baseline's, the better behaved of the two for
+intervals). Overall fidelity is the
 mean over sites of each site's peer worker mean; per-site shares are of the
 site's peer support arm.
 """
@@ -54,41 +57,30 @@ from scipy import stats
 
 from analysis.summary import end_of_delivery
 from simulation import Results, Scenario, replicate_seed
+from simulation.outcomes import COMPARED, Outcome, finite_mean
+from simulation.outcomes import OUTCOMES as REGISTRY
 from simulation.results import ARMS
 from simulation.runner import Job, TableFn
 
 OVERALL = "overall"
 CONFIDENCE = 0.95
 
-# (outcome key, label). Order is the order of every table and figure.
-OUTCOMES: tuple[tuple[str, str], ...] = (
-    ("met_share", "met their peer worker (share)"),
-    ("engaged_share", "engaged with peer support (share)"),
-    ("fidelity", "fidelity, mean of 4 domains (0-1)"),
-    ("fid_relationships", "fidelity: building relationships"),
-    ("fid_reciprocity", "fidelity: reciprocity and mutuality"),
-    ("fid_leadership", "fidelity: leadership, choice and control"),
-    ("fid_strengths", "fidelity: building on strengths"),
-    ("readmit_ps", "readmitted, peer support arm (share)"),
-    ("readmit_uc", "readmitted, usual care arm (share)"),
-    ("readmit_2plus", "readmitted, peer support with 2+ sessions (share)"),
-    ("itt_or", "ITT odds ratio of readmission"),
-    ("itt_log_or", "log ITT odds ratio of readmission"),
-)
+# The compared outcomes, from the registry (simulation.outcomes). Order is the order
+# of every table and figure.
+COMPARED_OUTCOMES: tuple[Outcome, ...] = tuple(REGISTRY[name] for name in COMPARED)
+# Thin aliases for callers: (name, label with unit), and the whole-trial-only names.
+OUTCOMES: tuple[tuple[str, str], ...] = tuple((o.name, o.heading()) for o in COMPARED_OUTCOMES)
 OUTCOME_LABELS: dict[str, str] = dict(OUTCOMES)
 # Outcomes of the whole trial only: a per-site odds ratio is no trial quantity.
-OVERALL_ONLY: frozenset[str] = frozenset({"itt_or", "itt_log_or"})
-# Read from site_weeks at the end of delivery, per site; overall is the mean over sites.
-SITE_WEEK_OUTCOMES: tuple[str, ...] = (
-    "met_share",
-    "engaged_share",
-    "fidelity",
-    "fid_relationships",
-    "fid_reciprocity",
-    "fid_leadership",
-    "fid_strengths",
+OVERALL_ONLY: frozenset[str] = frozenset(o.name for o in COMPARED_OUTCOMES if not o.per_site)
+# Read from site_weeks at the end of delivery, per site; overall fidelity is the
+# mean over sites (the registry gives it no trial key).
+SITE_WEEK_OUTCOMES: tuple[str, ...] = tuple(
+    o.name for o in COMPARED_OUTCOMES if o.site_week_column is not None
 )
-FIDELITY_OUTCOMES: tuple[str, ...] = SITE_WEEK_OUTCOMES[2:]
+FIDELITY_OUTCOMES: tuple[str, ...] = tuple(
+    o.name for o in COMPARED_OUTCOMES if o.site_week_column is not None and o.trial_key is None
+)
 
 COMPARISON_COLUMNS: tuple[str, ...] = (
     "whatif",
@@ -235,13 +227,14 @@ def _trial_outcomes(trial: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(VALUE_COLUMNS))
     wide = trial[["scenario", "replicate"]].copy()
     wide["scope"] = OVERALL
-    for key in ("met_share", "engaged_share", "readmit_ps", "readmit_uc", "readmit_2plus"):
-        wide[key] = trial[key].astype(float)
-    odds = trial["itt_or"].astype(float).to_numpy()
-    wide["itt_or"] = odds
+    for o in COMPARED_OUTCOMES:
+        if o.trial_key is not None:
+            wide[o.name] = trial[o.trial_key].astype(float)
+    # The log odds ratio, vectorised over the replicates (the registry's log_or_nan).
+    odds = wide["itt_or"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        wide["itt_log_or"] = np.where(odds > 0, np.log(odds), np.nan)
-    return _long(wide, [k for k, _ in OUTCOMES])
+        wide["log_itt_or"] = np.where(odds > 0, np.log(odds), np.nan)
+    return _long(wide, list(COMPARED))
 
 
 def _site_week_outcomes(site_weeks: pd.DataFrame) -> pd.DataFrame:
@@ -250,8 +243,9 @@ def _site_week_outcomes(site_weeks: pd.DataFrame) -> pd.DataFrame:
     end = end_of_delivery(site_weeks)
     per_site = end[["scenario", "replicate"]].copy()
     per_site["scope"] = end["site"].astype(str)
-    for key in SITE_WEEK_OUTCOMES:
-        per_site[key] = end[key].astype(float)
+    for o in COMPARED_OUTCOMES:
+        if o.site_week_column is not None:
+            per_site[o.name] = end[o.site_week_column].astype(float)
     # Overall fidelity: the mean over sites (shares overall come from the trial table).
     overall = per_site.groupby(["scenario", "replicate"], sort=False, as_index=False)[
         list(FIDELITY_OUTCOMES)
@@ -269,11 +263,8 @@ def _readmission_outcomes(counts: pd.DataFrame, dose: int) -> pd.DataFrame:
         return pd.DataFrame(columns=list(VALUE_COLUMNS))
     c = counts.assign(site=counts["site"].astype(str))
     ps = c["arm"] == ARMS[_PS]
-    groups = {
-        "readmit_ps": c[ps],
-        "readmit_uc": c[~ps],
-        "readmit_2plus": c[ps & (c["sessions"] >= dose)],
-    }
+    members = {"peer_support": ps, "usual_care": ~ps, "dose": ps & (c["sessions"] >= dose)}
+    groups = {o.name: c[members[o.readmitted]] for o in COMPARED_OUTCOMES if o.readmitted}
     keys = ["scenario", "replicate", "site"]
     every = c[keys].drop_duplicates()
     wide = every.rename(columns={"site": "scope"}).reset_index(drop=True)
@@ -316,7 +307,7 @@ def paired_stats(
     n = int(both.sum())
     if n == 0:
         return PairedStats(
-            _finite_mean(b), _finite_mean(w), math.nan, math.nan, math.nan, math.nan, 0
+            finite_mean(b), finite_mean(w), math.nan, math.nan, math.nan, math.nan, 0
         )
     b, w = b[both], w[both]
     d = w - b
@@ -331,11 +322,6 @@ def paired_stats(
     return PairedStats(float(b.mean()), float(w.mean()), mean + 0.0, sd, lo, hi, n)
 
 
-def _finite_mean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else math.nan
-
-
 def paired_differences(
     values: pd.DataFrame,
     base: str,
@@ -346,7 +332,7 @@ def paired_differences(
 
     ``values`` is long (``scenario, replicate, scope, outcome, value``, as from
     ``replicate_outcomes``); replicates pair by their ``replicate`` number. Rows
-    come in what-if order, then outcome order (``OUTCOMES``, unknown outcomes
+    come in what-if order, then outcome order (``COMPARED``, unknown outcomes
     after them), then ``"overall"`` and the sites in order of first appearance.
     Columns: ``COMPARISON_COLUMNS``.
     """
@@ -361,7 +347,7 @@ def paired_differences(
     frame = values.assign(
         scope=values["scope"].astype(str), scenario=values["scenario"].astype(str)
     )
-    outcome_order = _order([k for k, _ in OUTCOMES], frame["outcome"])
+    outcome_order = _order(list(COMPARED), frame["outcome"])
     scope_order = _order([OVERALL], frame["scope"])
     by_scenario = {
         label: rows.set_index(["outcome", "scope", "replicate"])["value"].astype(float)

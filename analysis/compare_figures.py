@@ -14,17 +14,19 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.compare import OUTCOME_LABELS, OUTCOMES, OVERALL, OVERALL_ONLY, paired_sites
-from analysis.figures import _band_by_week, _figure, _spread_label
+from analysis.compare import OVERALL, paired_sites
+from analysis.figures import band_by_week, new_figure, spread_label
+from simulation.outcomes import COMPARED, heading
+from simulation.outcomes import OUTCOMES as REGISTRY
 
 # The outcomes of the forest plot's main panel (shares and 0-1 scores) and of its
 # odds ratio panel, in the order of the comparison table.
-FOREST_MAIN: tuple[str, ...] = tuple(k for k, _ in OUTCOMES if k not in OVERALL_ONLY)
+FOREST_MAIN: tuple[str, ...] = tuple(k for k in COMPARED if REGISTRY[k].per_site)
 FOREST_ODDS: tuple[str, ...] = ("itt_or",)
 # (site_weeks column, panel title, y-axis label) of the trajectory figure.
-TRAJECTORY_MEASURES: tuple[tuple[str, str, str], ...] = (
-    ("engaged_share", "engaged", "engaged (share of peer support arm)"),
-    ("fidelity", "fidelity", "fidelity, mean of 4 domains (0-1)"),
+TRAJECTORY_MEASURES: tuple[tuple[str, str, str], ...] = tuple(
+    (name, title, f"{title} ({REGISTRY[name].unit})")
+    for name, title in (("engaged_share", "engaged"), ("fidelity", "fidelity"))
 )
 BASE_COLOUR = "#4d4d4d"
 WHATIF_COLOUR = "tab:orange"
@@ -74,14 +76,14 @@ def forest_figure(rows: pd.DataFrame, base: str, whatif: str, n_replicates: int)
     odds = [o for o in FOREST_ODDS if o in present]
     crowding = max(1.0, min(len(scopes) + 1, MAX_LABELLED_SITES + 2) / 8)
     height = 0.42 * (len(main) + 1.4 * len(odds)) * crowding + 2.4
-    figure = _figure(width_in=10.0, height_in=height)
+    figure = new_figure(width_in=10.0, height_in=height)
     ratios = [max(len(main), 1), max(len(odds), 0.01) * 1.4]
     top, bottom = figure.subplots(2, 1, gridspec_kw={"height_ratios": ratios})
     _forest_panel(top, rows, main, scopes, colours)
-    top.set_xlabel("difference in share or 0-1 score (what-if minus baseline)")
+    top.set_xlabel(f"difference in {_units(main)} (what-if minus baseline)")
     if odds:
         _forest_panel(bottom, rows, odds, scopes, colours)
-        bottom.set_xlabel("difference in odds ratio (what-if minus baseline)")
+        bottom.set_xlabel(f"difference in {_units(odds)} (what-if minus baseline)")
     else:
         bottom.set_visible(False)
     handles = [Line2D([], [], color=OVERALL_COLOUR, marker="D", lw=2, label="whole trial")]
@@ -147,13 +149,19 @@ def _forest_panel(
         if y > 0:
             ax.axhline(y - 0.5, color="0.85", lw=0.6)
     ax.axvline(0.0, color="black", lw=0.8, ls="--")
-    ax.set_yticks(range(len(outcomes)), [OUTCOME_LABELS.get(o, o) for o in outcomes])
+    ax.set_yticks(range(len(outcomes)), [heading(o) for o in outcomes])
     ax.set_ylim(len(outcomes) - 0.5, -0.5)
     ax.tick_params(axis="y", length=0)
     ax.grid(axis="x", alpha=0.3)
     # A symmetric axis keeps zero in the middle, so the direction reads at a glance.
     extent = _extent(rows[rows["outcome"].isin(outcomes)])
     ax.set_xlim(-extent, extent)
+
+
+def _units(outcomes: list[str]) -> str:
+    """A panel's unit; where its outcomes have several, the tick labels give each."""
+    units = list(dict.fromkeys(REGISTRY[o].unit for o in outcomes))
+    return units[0] if len(units) == 1 else "each outcome's unit"
 
 
 def _colours(sites: list[str]) -> dict[str, str]:
@@ -196,7 +204,7 @@ def trajectories_figure(
     chunks = [panels[i : i + PANELS_PER_ROW] for i in range(0, len(panels), PANELS_PER_ROW)]
     n_cols = max(len(c) for c in chunks)
     n_rows = len(chunks) * len(TRAJECTORY_MEASURES)
-    figure = _figure(width_in=max(2.4 * n_cols + 1.2, 9.0), height_in=2.3 * n_rows + 1.6)
+    figure = new_figure(width_in=max(2.4 * n_cols + 1.2, 9.0), height_in=2.3 * n_rows + 1.6)
     axes = figure.subplots(n_rows, n_cols, squeeze=False, sharex=True)
     # The baseline is drawn last, dashed, so where the two coincide both stay visible.
     styles = {whatif: (WHATIF_COLOUR, "-", 1.8), base: (BASE_COLOUR, "--", 1.2)}
@@ -213,7 +221,7 @@ def trajectories_figure(
                     frame = by_label[label]
                     if frame.empty:
                         continue
-                    band = _band_by_week(frame, column, n_replicates)
+                    band = band_by_week(frame, column, n_replicates)
                     ax.fill_between(
                         band.index, band["lo"], band["hi"], color=colour, alpha=0.18, lw=0
                     )
@@ -237,7 +245,7 @@ def trajectories_figure(
     note = f"; {left_out} sites not shown (not in both, or beyond {MAX_TRAJECTORY_SITES})"
     figure.suptitle(
         f"What-if {whatif!r} vs baseline {base!r}: engaged share and fidelity over time\n"
-        f"(median and {_spread_label(n_replicates)} of {n_replicates} replicates"
+        f"(median and {spread_label(n_replicates)} of {n_replicates} replicates"
         f"{note if left_out else ''})",
         fontsize=11,
     )

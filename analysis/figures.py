@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from analysis.summary import end_of_delivery
+from simulation.outcomes import INDEX_01, outcome
 from simulation.runner import ReplicateSet
 
 DPI = 150
@@ -26,13 +27,18 @@ DPI = 150
 MIN_REPLICATES_FOR_PERCENTILES = 20
 BAND_QUANTILES: tuple[float, float] = (0.05, 0.95)
 
-# (site_weeks column, panel title, y-axis label) for the trajectory figure.
+# (site_weeks column, panel title, y-axis label) for the trajectory figure; the
+# outcomes' units are the registry's (simulation.outcomes), the others are states.
 TRAJECTORIES: tuple[tuple[str, str, str], ...] = (
-    ("met_share", "Met their peer worker", "share of peer support arm recruited so far"),
-    ("engaged_share", "Engaged with peer support", "share of peer support arm recruited so far"),
-    ("fidelity", "Fidelity to peer support principles", "mean of 4 domains (0-1 score)"),
-    ("ward_relationship", "Ward staff relationship", "0-1 score"),
-    ("pw_morale", "Peer worker morale", "0-1 score"),
+    ("met_share", "Met their peer worker", f"{outcome('met_share').unit} recruited so far"),
+    (
+        "engaged_share",
+        "Engaged with peer support",
+        f"{outcome('engaged_share').unit} recruited so far",
+    ),
+    ("fidelity", "Fidelity to peer support principles", f"mean of 4 domains ({INDEX_01})"),
+    ("ward_relationship", "Ward staff relationship", INDEX_01),
+    ("pw_morale", "Peer worker morale", INDEX_01),
     ("caseload_mean", "Peer worker caseload", "participants per peer worker"),
 )
 
@@ -70,12 +76,12 @@ def trajectories_figure(replicates: ReplicateSet) -> Figure:
     panels = [p for p in TRAJECTORIES if p[0] in site_weeks]
     n_cols = 3
     n_rows = -(-len(panels) // n_cols)
-    figure = _figure(width_in=5.0 * n_cols, height_in=3.6 * n_rows + 0.8)
+    figure = new_figure(width_in=5.0 * n_cols, height_in=3.6 * n_rows + 0.8)
     axes = figure.subplots(n_rows, n_cols, squeeze=False, sharex=True).ravel()
     colours = _site_colours(_sites(site_weeks))
     for ax, (column, title, unit) in zip(axes, panels, strict=False):
         for site, frame in site_weeks.groupby("site", observed=True, sort=False):
-            band = _band_by_week(frame, column, replicates.n_replicates)
+            band = band_by_week(frame, column, replicates.n_replicates)
             colour = colours[str(site)]
             ax.fill_between(band.index, band["lo"], band["hi"], color=colour, alpha=0.2, lw=0)
             ax.plot(band.index, band["median"], color=colour, lw=1.5, label=f"site {site}")
@@ -90,7 +96,7 @@ def trajectories_figure(replicates: ReplicateSet) -> Figure:
     figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
     figure.suptitle(
         f"{replicates.scenario.name}: delivery by site over time "
-        f"(median and {_spread_label(replicates.n_replicates)} of replicates)"
+        f"(median and {spread_label(replicates.n_replicates)} of replicates)"
     )
     figure.tight_layout(rect=(0, 0.05, 1, 1))
     return figure
@@ -99,7 +105,7 @@ def trajectories_figure(replicates: ReplicateSet) -> Figure:
 def readmission_figure(replicates: ReplicateSet) -> Figure:
     """(b) Readmission by arm over follow-up, and the ITT odds ratio, across replicates."""
     trial = replicates.trial
-    figure = _figure(width_in=11.0, height_in=4.5)
+    figure = new_figure(width_in=11.0, height_in=4.5)
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
     arms = [(key, label) for key, label in _readmission_groups(replicates) if key in trial]
     for x, (key, _) in enumerate(arms):
@@ -108,15 +114,17 @@ def readmission_figure(replicates: ReplicateSet) -> Figure:
     left.set_xticks(range(len(arms)), [label for _, label in arms])
     left.set_xlim(-0.6, len(arms) - 0.4)
     left.set_ylim(bottom=0)
-    weeks = replicates.scenario.trial.dur_followup_weeks
-    left.set_ylabel(f"readmitted within {weeks} weeks of discharge (share)")
+    scenario = replicates.scenario
+    units = " or ".join(dict.fromkeys(outcome(key).unit_for(scenario) for key, _ in arms))
+    weeks = scenario.trial.dur_followup_weeks
+    left.set_ylabel(f"readmitted within {weeks} weeks of discharge ({units})")
     left.set_title("Readmission by arm")
     left.grid(axis="y", alpha=0.3)
     _odds_ratio_panel(right, trial)
     figure.suptitle(
         f"{replicates.scenario.name}: readmission over {replicates.n_replicates} replicates "
         f"(small dots: replicates; large dot and bar: median and "
-        f"{_spread_label(replicates.n_replicates)})"
+        f"{spread_label(replicates.n_replicates)})"
     )
     figure.tight_layout()
     return figure
@@ -128,7 +136,7 @@ def fidelity_domains_figure(replicates: ReplicateSet) -> Figure:
     sites = _sites(end)
     colours = _site_colours(sites)
     domains = [(c, label) for c, label in FIDELITY_DOMAINS if c in end]
-    figure = _figure(width_in=10.0, height_in=4.8)
+    figure = new_figure(width_in=10.0, height_in=4.8)
     ax = figure.subplots()
     width = 0.8 / max(len(sites), 1)
     for k, site in enumerate(sites):
@@ -143,10 +151,10 @@ def fidelity_domains_figure(replicates: ReplicateSet) -> Figure:
         ax.errorbar(x, means, yerr=errors, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
     ax.set_xticks(range(len(domains)), [label for _, label in domains])
     ax.set_ylim(0, 1)
-    ax.set_ylabel("fidelity domain score (0-1), peer worker mean")
+    ax.set_ylabel(f"fidelity domain, peer worker mean ({outcome('fid_relationships').unit})")
     ax.set_title(
         f"{replicates.scenario.name}: fidelity domains at the end of delivery "
-        f"(median and {_spread_label(replicates.n_replicates)} of replicates)"
+        f"(median and {spread_label(replicates.n_replicates)} of replicates)"
     )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=min(len(sites), 7), loc="upper center", bbox_to_anchor=(0.5, -0.15))
@@ -166,7 +174,7 @@ def _readmission_groups(replicates: ReplicateSet) -> list[tuple[str, str]]:
     ]
 
 
-def _figure(width_in: float, height_in: float) -> Figure:
+def new_figure(width_in: float, height_in: float) -> Figure:
     figure = Figure(figsize=(width_in, height_in))
     FigureCanvasAgg(figure)  # attach an Agg canvas explicitly; no global backend choice
     return figure
@@ -189,7 +197,7 @@ def _uses_percentiles(n_replicates: int) -> bool:
     return n_replicates >= MIN_REPLICATES_FOR_PERCENTILES
 
 
-def _spread_label(n_replicates: int) -> str:
+def spread_label(n_replicates: int) -> str:
     if _uses_percentiles(n_replicates):
         lo, hi = BAND_QUANTILES
         return f"{lo:.0%}-{hi:.0%} range"
@@ -205,7 +213,7 @@ def _spread(values: np.ndarray, n_replicates: int) -> tuple[float, float, float]
     return (float(median), float(lo), float(hi))
 
 
-def _band_by_week(frame: pd.DataFrame, column: str, n_replicates: int) -> pd.DataFrame:
+def band_by_week(frame: pd.DataFrame, column: str, n_replicates: int) -> pd.DataFrame:
     qs = BAND_QUANTILES if _uses_percentiles(n_replicates) else (0.0, 1.0)
     grouped = frame.groupby("week")[column]
     return pd.DataFrame(
@@ -250,7 +258,8 @@ def _odds_ratio_panel(ax: Axes, trial: pd.DataFrame) -> None:
         ax.axhline(float(np.median(estimate)), color="C3", lw=1, label="median across replicates")
     ax.set_xlabel("replicate")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("odds ratio, peer support vs usual care")
+    itt = outcome("itt_or")
+    ax.set_ylabel(f"{itt.unit}, peer support vs usual care")
     ax.set_title("ITT odds ratio of readmission (95% CI per replicate)")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)

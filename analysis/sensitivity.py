@@ -52,6 +52,7 @@ reporting are all the code a real analysis goes through.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,14 @@ from analysis.sensitivity_spec import (
     parse_spec,
 )
 from simulation import Results, Scenario, replicate_seed
+from simulation.outcomes import (
+    FIDELITY_DOMAINS,
+    OUTCOMES,
+    SENSITIVITY_SITE_OUTPUTS,
+    canonical,
+    note,
+    outcome,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -82,6 +91,7 @@ if TYPE_CHECKING:
     from simulation.runner import Job, SimulateFn
 
 __all__ = [
+    "FIDELITY_DOMAINS",
     "METHODS",
     "OUTPUTS",
     "Analysis",
@@ -100,17 +110,11 @@ __all__ = [
     "noise_table",
     "output_description",
     "output_names",
+    "output_unit",
     "parse_spec",
     "sample_scenarios",
     "sensitivity_outputs",
 ]
-
-FIDELITY_DOMAINS: tuple[str, ...] = (
-    "fid_relationships",
-    "fid_reciprocity",
-    "fid_leadership",
-    "fid_strengths",
-)
 
 # An output whose replicate noise is more than this share of its variance is flagged.
 NOISE_SHARE_FLAG = 0.2
@@ -188,6 +192,9 @@ def make_design(spec: Spec, settings: Settings, X: np.ndarray | None = None) -> 
     problems = [f"{spec.path}: {key}: {text}" for key, text in settings.problems()]
     if problems:
         raise SpecError(spec.path, problems)
+    for name in spec.outputs:
+        if (spelling := note(name)) is not None:
+            warnings.warn(f"{spec.path}: outputs: {spelling}", FutureWarning, stacklevel=2)
     if X is None:
         problem = spec.problem()
         seed = salib_seed(settings.seed, 0)
@@ -243,47 +250,29 @@ def sample_scenarios(spec: Spec, X: np.ndarray) -> list[Scenario]:
 # --- evaluation on the runner ------------------------------------------------------------
 
 
+def output_unit(name: str) -> str:
+    """The unit of an output (a per-site output's is its outcome's); "" if unknown."""
+    for base in SENSITIVITY_SITE_OUTPUTS:
+        if name.startswith(f"{base}_") and canonical(name) not in OUTCOMES:
+            return outcome(base).unit_for()
+    found = OUTCOMES.get(canonical(name))
+    return found.unit_for() if found is not None else ""
+
+
 def sensitivity_outputs(results: Results) -> pd.DataFrame:
     """Every output of ``OUTPUTS`` and per site, for one run: a one-row table.
 
-    Computed on the runner's workers (module-level, so it pickles). Fidelity is
-    read at the end of delivery (the last simulated week); means over sites are
-    unweighted; the site gap is the best site's value minus the worst's, sites
-    without peer support participants left out.
+    Computed on the runner's workers (module-level, so it pickles), by the outcome
+    registry (``simulation.outcomes``): fidelity is read at the end of delivery (the
+    last simulated week); means over sites are unweighted; the site gap is the best
+    site's value minus the worst's, sites without peer support participants left out.
     """
-    trial = results.trial
-    sites = results.site_names
-    engaged = np.array([trial[f"engaged_share_{s}"] for s in sites], dtype=np.float64)
-    fidelity = np.array([trial[f"fidelity_{s}"] for s in sites], dtype=np.float64)
-    arrays = results.site_week_arrays
-    last = arrays["week"] == arrays["week"].max()
-    itt_or = float(trial["itt_or"])
-    row: dict[str, float] = {
-        "engaged_share": float(trial["engaged_share"]),
-        "met_share": float(trial["met_share"]),
-        "fidelity": _nanmean(fidelity),
-        **{d: _nanmean(np.asarray(arrays[d][last], dtype=np.float64)) for d in FIDELITY_DOMAINS},
-        "readmit_ps": float(trial["readmit_ps"]),
-        "readmit_uc": float(trial["readmit_uc"]),
-        "itt_or": itt_or,
-        "log_itt_or": math.log(itt_or) if itt_or > 0 else math.nan,
-        "site_gap_engaged": _gap(engaged),
-        "site_gap_fidelity": _gap(fidelity),
-    }
-    for s, e, f in zip(sites, engaged, fidelity, strict=True):
-        row[f"engaged_share_{s}"] = float(e)
-        row[f"fidelity_{s}"] = float(f)
+    row = {name: outcome(name).of_trial(results) for name in OUTPUTS}
+    per_site = {name: outcome(name).of_sites(results) for name in SENSITIVITY_SITE_OUTPUTS}
+    for k, s in enumerate(results.site_names):
+        for name, values in per_site.items():
+            row[f"{name}_{s}"] = float(values[k])
     return pd.DataFrame([row])
-
-
-def _nanmean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else math.nan
-
-
-def _gap(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.max() - finite.min()) if finite.size else math.nan
 
 
 @dataclass(frozen=True)
@@ -294,7 +283,9 @@ class OutputTable:
     outputs: tuple[str, ...]
 
     def __call__(self, results: Results) -> pd.DataFrame:
-        return sensitivity_outputs(results)[list(self.outputs)]
+        # An old spelling in the spec reads the output under its current name.
+        table = sensitivity_outputs(results)[[canonical(o) for o in self.outputs]]
+        return table.set_axis(list(self.outputs), axis=1)
 
 
 def jobs(design: Design) -> list[Job]:

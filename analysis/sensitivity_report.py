@@ -24,6 +24,7 @@ from analysis.sensitivity import (
     Analysis,
     Design,
     output_description,
+    output_unit,
 )
 
 DPI = 150
@@ -122,8 +123,10 @@ def morris_figure(design: Design, analysis: Analysis, output: str) -> Figure:
     for x, y, rank in zip(mu, sigma, ranks, strict=True):
         if top_mu > 0 and x >= LABEL_MIN_SHARE * top_mu:
             ax.annotate(str(rank), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7)
-    ax.set_xlabel("mu*: mean |elementary effect| (output change over the full range)")
-    ax.set_ylabel("sigma: spread of the elementary effects")
+    # Elementary effects are changes of the output, so they are in its unit.
+    unit = output_unit(output) or "output unit"
+    ax.set_xlabel(f"mu*: mean |elementary effect| (change over the full range, {unit})")
+    ax.set_ylabel(f"sigma: spread of the elementary effects ({unit})")
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     key.axis("off")
@@ -275,13 +278,13 @@ def format_report(design: Design, analysis: Analysis) -> str:
     lines += [f"- {w}" for w in analysis.warnings] or ["None."]
     lines += ["", "## Replicate noise", ""]
     lines += [
-        "| output | mean | variance of means | noise variance | noise share |",
-        "|---|---|---|---|---|",
+        "| output | unit | mean | variance of means | noise variance | noise share |",
+        "|---|---|---|---|---|---|",
     ]
     for row in analysis.noise.itertuples(index=False):
         flag = " (flagged)" if row.noisy else ""
         lines.append(
-            f"| `{row.output}` | {row.mean:.4g} | {row.variance:.3g} | "
+            f"| `{row.output}` | {output_unit(row.output)} | {row.mean:.4g} | {row.variance:.3g} | "
             f"{row.noise_variance:.3g} | {_share(row.noise_share, row.variance)}{flag} |"
         )
     lines += ["", "## How to read this", "", *_reading(design), ""]

@@ -68,6 +68,13 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic.fields import FieldInfo
 
 from simulation import Scenario
+from simulation.outcomes import (
+    ALIASES,
+    SENSITIVITY_OUTPUTS,
+    SENSITIVITY_SITE_OUTPUTS,
+    canonical,
+    outcome,
+)
 from simulation.params import PARAMETER_GROUPS, Site
 from simulation.rng import DEFAULT_SEED
 
@@ -89,24 +96,10 @@ Method = Literal["morris", "sobol"]
 METHODS: tuple[Method, ...] = ("morris", "sobol")
 
 # Outputs computed for every run; per-site outputs are added for the base's sites.
-OUTPUTS: dict[str, str] = {
-    "engaged_share": "share of the peer support arm who engaged",
-    "met_share": "share of the peer support arm who met their peer worker",
-    "fidelity": "end-of-delivery fidelity, mean of the four domains, mean over sites",
-    "fid_relationships": "end-of-delivery fidelity domain: building relationships",
-    "fid_reciprocity": "end-of-delivery fidelity domain: reciprocity and mutuality",
-    "fid_leadership": "end-of-delivery fidelity domain: leadership, choice and control",
-    "fid_strengths": "end-of-delivery fidelity domain: building on strengths",
-    "readmit_ps": "12-month readmission, peer support arm",
-    "readmit_uc": "12-month readmission, usual care arm",
-    "itt_or": "intention-to-treat odds ratio of readmission (peer support vs usual care)",
-    "log_itt_or": "natural log of the intention-to-treat odds ratio",
-    "site_gap_engaged": "engaged share of the best site minus that of the worst",
-    "site_gap_fidelity": "end-of-delivery fidelity of the best site minus that of the worst",
-}
+# Names and descriptions are the outcome registry's (simulation.outcomes).
+OUTPUTS: dict[str, str] = {name: outcome(name).heading() for name in SENSITIVITY_OUTPUTS}
 SITE_OUTPUTS: dict[str, str] = {
-    "engaged_share_": "engaged share at site ",
-    "fidelity_": "end-of-delivery fidelity at site ",
+    f"{name}_": f"{outcome(name).heading()} at site " for name in SENSITIVITY_SITE_OUTPUTS
 }
 DEFAULT_METHOD: Method = "morris"
 DEFAULT_REPLICATES = 5
@@ -445,14 +438,17 @@ def _settings(data: Mapping[str, Any], bad: Any) -> tuple[Method, dict[str, Sett
 
 
 def output_names(site_names: Sequence[str]) -> list[str]:
-    """Every output a spec may name, for a scenario with these sites."""
+    """Every output a spec may name, for a scenario with these sites (old spellings
+    too, for one release: ``analysis.sensitivity.make_design`` notes them)."""
     per_site = [f"{prefix}{s}" for prefix in SITE_OUTPUTS for s in site_names]
-    return [*OUTPUTS, *per_site]
+    old = [alias for alias, name in ALIASES.items() if name in OUTPUTS]
+    return [*OUTPUTS, *per_site, *old]
 
 
 def output_description(name: str) -> str:
-    if name in OUTPUTS:
-        return OUTPUTS[name]
+    """What ``name`` measures, with its unit (an old spelling as its current name)."""
+    if canonical(name) in OUTPUTS:
+        return OUTPUTS[canonical(name)]
     for prefix, text in SITE_OUTPUTS.items():
         if name.startswith(prefix):
             return text + name.removeprefix(prefix)

@@ -12,30 +12,32 @@ import math
 import pandas as pd
 
 from simulation import Scenario
+from simulation.outcomes import outcome, units_line
 from simulation.runner import ReplicateSet
 
 INTERVAL_QUANTILES: tuple[float, float] = (0.025, 0.975)
 
-# (column in site_weeks, heading) per site, read at the last week of delivery.
+# (outcome in site_weeks, short heading) per site, read at the last week of delivery;
+# a line under the table gives their units (simulation.outcomes).
 SITE_MEASURES: tuple[tuple[str, str], ...] = (
     ("met_share", "met share"),
     ("engaged_share", "engaged share"),
-    ("fidelity", "fidelity (0-1)"),
+    ("fidelity", "fidelity"),
+)
+# The trial outcomes of the summary, read from ``Results.trial``.
+TRIAL_MEASURES: tuple[str, ...] = (
+    "readmit_uc",
+    "readmit_ps",
+    "itt_or",
+    "readmit_2plus",
+    "met_share",
+    "engaged_share",
 )
 
 
 def trial_measures(scenario: Scenario) -> tuple[tuple[str, str], ...]:
-    """(key in ``Results.trial``, label) of the trial outcomes in the summary."""
-    followup = f"readmitted within {scenario.trial.dur_followup_weeks} weeks"
-    dose = scenario.readmission.n_sessions_dose
-    return (
-        ("readmit_uc", f"{followup}, usual care arm (share)"),
-        ("readmit_ps", f"{followup}, peer support arm (share)"),
-        ("itt_or", "ITT odds ratio of readmission, peer support vs usual care"),
-        ("readmit_2plus", f"{followup}, peer support with {dose}+ sessions (share)"),
-        ("met_share", "peer support arm who met their peer worker (share)"),
-        ("engaged_share", "peer support arm who engaged (share)"),
-    )
+    """(key in ``Results.trial``, label with unit) of the trial outcomes in the summary."""
+    return tuple((name, outcome(name).heading(scenario)) for name in TRIAL_MEASURES)
 
 
 def end_of_delivery(site_weeks: pd.DataFrame) -> pd.DataFrame:
@@ -88,12 +90,17 @@ def format_summary(replicates: ReplicateSet) -> str:
         [str(row["site"])] + [_cell(row, column) for column, _ in SITE_MEASURES]
         for _, row in sites.iterrows()
     ]
-    site_table = _align(["site", *(heading for _, heading in SITE_MEASURES)], site_rows)
+    site_table = "\n".join(
+        [
+            align_columns(["site", *(heading for _, heading in SITE_MEASURES)], site_rows),
+            units_line(SITE_MEASURES),
+        ]
+    )
     trial_rows = [
         [row["label"], _estimate(row["mean"], row["lo"], row["hi"])]
         for _, row in trial_summary(replicates).iterrows()
     ]
-    trial_table = _align(["trial outcome", "estimate"], trial_rows)
+    trial_table = align_columns(["trial outcome", "estimate"], trial_rows)
     return "\n".join(
         [header, "", "Per site, at the end of delivery", site_table, "", "Trial", trial_table]
     )
@@ -109,7 +116,7 @@ def _estimate(mean: float, lo: float, hi: float) -> str:
     return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def _align(headings: list[str], rows: list[list[str]]) -> str:
+def align_columns(headings: list[str], rows: list[list[str]]) -> str:
     """Left-aligned text columns with a rule under the headings."""
     widths = [max(len(r[i]) for r in [headings, *rows]) for i in range(len(headings))]
 

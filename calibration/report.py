@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from calibration.distance import PATTERN_MET_SHARE
 from calibration.posterior import Posterior, weighted_quantile
 from calibration.priors import PriorSet, get_parameter
+from calibration.statistics import statistic_unit
 from calibration.targets import Target, TargetSet
 from simulation import Scenario
 from simulation.executors import Backend
@@ -240,7 +241,9 @@ def targets_figure(targets: TargetSet, pred: Predictive) -> Figure:
 
 def _target_panel(ax: Axes, t: Target, targets: TargetSet, pred: Predictive) -> None:
     role = "" if t.weight > 0 else "  (checked, not fitted)"
-    ax.set_title(f"{t.name} [{t.grade}]{role}: {_statistic_text(t)}", fontsize=8, loc="left")
+    unit = statistic_unit(t.statistic)
+    title = f"{t.name} [{t.grade}]{role}: {_statistic_text(t)}" + (f", in {unit}" if unit else "")
+    ax.set_title(title, fontsize=8, loc="left")
     ax.set_yticks([])
     ax.set_ylim(-0.8, 1.8)
     ax.grid(axis="x", alpha=0.3)
@@ -474,8 +477,10 @@ def write_report(
     )
     add("|---|---|---|---|---|---|---|---|---|")
     for r in targets_table.itertuples(index=False):
+        unit = statistic_unit(targets[r.target].statistic)
         add(
-            f"| {r.target} | {r.grade} | {r.weight:g} | {r.statistic} | {r.observed} | "
+            f"| {r.target} | {r.grade} | {r.weight:g} | {r.statistic}"
+            f"{f' ({unit})' if unit else ''} | {r.observed} | "
             f"{r.posterior_simulated} | {_yes(r.posterior_met)} | {r.median_simulated} | "
             f"{_yes(r.median_met)} |"
         )

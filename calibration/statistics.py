@@ -21,12 +21,14 @@ NaN for that replicate.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from simulation.outcomes import OUTCOMES, Outcome, canonical, note, outcome
 from simulation.results import Results
 from simulation.stats import logistic_regression
 
@@ -57,7 +59,9 @@ class Param:
 
 @dataclass(frozen=True)
 class Statistic:
-    """One entry of the registry.
+    """One entry of the registry; its name, label, unit and direction are the
+    outcome registry's (``simulation.outcomes``), ``detail`` says how the trial
+    papers computed it.
 
     ``interval``: the statistic is a ``(low, high)`` pair (only patterns
     ``contains``/``excludes`` apply). ``ratio``: compared on the log scale (an
@@ -66,15 +70,41 @@ class Statistic:
     """
 
     name: str
-    description: str
+    detail: str
     compute: Callable[[ReplicateView, Mapping[str, Any]], Value]
     interval: bool = False
     ratio: bool = False
     share: bool = False
     params: tuple[Param, ...] = ()
 
+    @property
+    def outcome(self) -> Outcome:
+        return outcome(self.name)
+
+    @property
+    def description(self) -> str:
+        """Label and unit from the outcome registry, then how it is computed."""
+        return f"{self.outcome.heading()}: {self.detail}" if self.detail else self.outcome.heading()
+
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
+
+
+class Statistics(Mapping[str, Statistic]):
+    """The statistics by name. An old spelling (``simulation.outcomes.ALIASES``)
+    finds its statistic too, for one release, but is not listed."""
+
+    def __init__(self, statistics: Mapping[str, Statistic]) -> None:
+        self._by_name = dict(statistics)
+
+    def __getitem__(self, name: str) -> Statistic:
+        return self._by_name[canonical(name)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
 
 
 class ReplicateView:
@@ -82,6 +112,7 @@ class ReplicateView:
     (the engagement regression) computed once."""
 
     def __init__(self, results: Results) -> None:
+        self.results = results
         self.trial = results.trial
         self.participants = results.participant_arrays
         self.site_names = results.site_names
@@ -92,9 +123,9 @@ class ReplicateView:
             raise KeyError(key)
         return float(self.trial[key])
 
-    def site_values(self, prefix: str) -> np.ndarray:
-        """``trial[f"{prefix}_{site}"]`` for every site, in site order."""
-        return np.array([float(self.trial[f"{prefix}_{s}"]) for s in self.site_names])
+    def site_values(self, name: str) -> np.ndarray:
+        """The outcome ``name`` at every site, in site order (``simulation.outcomes``)."""
+        return outcome(name).of_sites(self.results)
 
     def engagement_odds_ratios(self, covariates: tuple[str, ...]) -> dict[str, float]:
         """Odds ratios of engaging per unit of each covariate, from a logistic
@@ -136,6 +167,12 @@ class BoundStatistic:
     name: str
     settings: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Bound once per target on the main process (unpickling skips this): the user
+        # sees the note once, not once per replicate.
+        if (spelling := note(self.name)) is not None:
+            warnings.warn(f"targets: statistic {spelling}", FutureWarning, stacklevel=3)
+
     def __call__(self, view: ReplicateView) -> Value:
         if self.name.startswith(TRIAL_PREFIX):
             return view.trial_value(self.name.removeprefix(TRIAL_PREFIX))
@@ -153,11 +190,13 @@ class BoundStatistic:
 # --- the extractors ------------------------------------------------------------------
 
 
-def _trial_key(key: str) -> Callable[[ReplicateView, Mapping[str, Any]], Value]:
-    def compute(view: ReplicateView, settings: Mapping[str, Any]) -> Value:
-        return view.trial_value(key)
+def _of_trial(name: str) -> Callable[[ReplicateView, Mapping[str, Any]], Value]:
+    """The registry's whole-trial value of outcome ``name``."""
 
-    compute.__name__ = f"trial_{key}"
+    def compute(view: ReplicateView, settings: Mapping[str, Any]) -> Value:
+        return outcome(name).of_trial(view.results)
+
+    compute.__name__ = f"trial_{name}"
     return compute
 
 
@@ -190,11 +229,11 @@ def _difference(view: ReplicateView, settings: Mapping[str, Any]) -> Value:
     return va - vb
 
 
-def _site_value(prefix: str) -> Callable[[ReplicateView, Mapping[str, Any]], Value]:
+def _site_value(name: str) -> Callable[[ReplicateView, Mapping[str, Any]], Value]:
     def compute(view: ReplicateView, settings: Mapping[str, Any]) -> Value:
-        return view.trial_value(f"{prefix}_{view.site_names[settings['site']]}")
+        return float(view.site_values(name)[settings["site"]])
 
-    compute.__name__ = f"site_{prefix}"
+    compute.__name__ = f"site_{name}"
     return compute
 
 
@@ -248,15 +287,15 @@ def _low_sites_gap(view: ReplicateView, settings: Mapping[str, Any]) -> Value:
     return min(gaps)
 
 
-_SHARE_KEYS: dict[str, str] = {
-    "met_share": "share of the peer-support arm who met their peer worker",
-    "allocated_share": "share of the peer-support arm allocated a peer worker",
-    "engaged_share": "share of the peer-support arm who engaged",
-    "readmit_ps": "12-month readmission, peer-support arm",
-    "readmit_uc": "12-month readmission, usual-care (control) arm",
-    "readmit_2plus": "12-month readmission of peer-support participants with at least "
-    "readmission.n_sessions_dose sessions",
-}
+# Proportions read from Results.trial: a target may give count and n.
+_SHARES: tuple[str, ...] = (
+    "met_share",
+    "allocated_share",
+    "engaged_share",
+    "readmit_ps",
+    "readmit_uc",
+    "readmit_2plus",
+)
 
 _ADJUSTED = Param(
     "adjusted",
@@ -266,57 +305,36 @@ _ADJUSTED = Param(
     default=True,
 )
 
-STATISTICS: dict[str, Statistic] = {
-    **{
-        key: Statistic(key, f"{meaning} (Results.trial['{key}'])", _trial_key(key), share=True)
-        for key, meaning in _SHARE_KEYS.items()
-    },
-    "itt_or": Statistic(
-        "itt_or",
-        "intention-to-treat odds ratio of 12-month readmission, peer support vs usual care",
-        _trial_key("itt_or"),
-        ratio=True,
-    ),
-    "itt_or_ci": Statistic(
-        "itt_or_ci",
-        "its Woolf 95% confidence interval (low, high): an interval statistic",
-        _itt_or_ci,
-        interval=True,
-    ),
-    "engaged_or_per_first_contact_min": Statistic(
+_STATISTICS: tuple[Statistic, ...] = (
+    *(Statistic(key, f"Results.trial['{key}']", _of_trial(key), share=True) for key in _SHARES),
+    Statistic("itt_or", "Results.trial['itt_or']", _of_trial("itt_or"), ratio=True),
+    Statistic("log_itt_or", "the natural log of itt_or", _of_trial("log_itt_or")),
+    Statistic("itt_or_ci", "Woolf's, an interval statistic", _itt_or_ci, interval=True),
+    Statistic(
         "engaged_or_per_first_contact_min",
-        "odds ratio of engaging per minute of first contact, by logistic regression on "
-        "the simulated participants who met their peer worker, as White et al. 2023",
+        "by logistic regression on the simulated participants who met their peer worker, "
+        "as White et al. 2023",
         _engaged_or("first_contact_min"),
         ratio=True,
         params=(_ADJUSTED,),
     ),
-    "engaged_or_per_rb_activity": Statistic(
+    Statistic(
         "engaged_or_per_rb_activity",
-        "odds ratio of engaging per relationship-building activity in the first contact "
-        "(same regression)",
+        "the same regression",
         _engaged_or("rb_activities"),
         ratio=True,
         params=(_ADJUSTED,),
     ),
-    "engaged_or_non_heterosexual": Statistic(
+    Statistic(
         "engaged_or_non_heterosexual",
-        "odds ratio of engaging for non-heterosexual participants (same regression)",
+        "the same regression",
         _engaged_or("non_heterosexual"),
         ratio=True,
         params=(_ADJUSTED,),
     ),
-    "readmit_2plus_minus_uc": Statistic(
-        "readmit_2plus_minus_uc",
-        "readmission of the 2+ sessions group minus readmission of the control arm",
-        _difference_of("readmit_2plus", "readmit_uc"),
-    ),
-    "readmit_ps_minus_uc": Statistic(
-        "readmit_ps_minus_uc",
-        "readmission of the peer-support arm minus readmission of the control arm",
-        _difference_of("readmit_ps", "readmit_uc"),
-    ),
-    "difference": Statistic(
+    Statistic("readmit_2plus_minus_uc", "", _difference_of("readmit_2plus", "readmit_uc")),
+    Statistic("readmit_ps_minus_uc", "", _difference_of("readmit_ps", "readmit_uc")),
+    Statistic(
         "difference",
         "a - b for two single-valued statistics named by keys a and b (an ordering)",
         _difference,
@@ -325,22 +343,22 @@ STATISTICS: dict[str, Statistic] = {
             Param("b", "statistic", "the statistic subtracted", required=True),
         ),
     ),
-    "site_engaged_share": Statistic(
+    Statistic(
         "site_engaged_share",
-        "share of one site's peer-support participants who engaged",
+        "",
         _site_value("engaged_share"),
         share=True,
         params=(Param("site", "site", "the site's name", required=True),),
     ),
-    "site_fidelity": Statistic(
+    Statistic(
         "site_fidelity",
-        "one site's mean fidelity (4 domains, 0-1) at the end of delivery",
+        "",
         _site_value("fidelity"),
         params=(Param("site", "site", "the site's name", required=True),),
     ),
-    "site_engagement_fidelity_correlation": Statistic(
+    Statistic(
         "site_engagement_fidelity_correlation",
-        "correlation across sites of engaged share and end-of-delivery fidelity",
+        "",
         _correlation,
         params=(
             Param(
@@ -352,11 +370,10 @@ STATISTICS: dict[str, Statistic] = {
             ),
         ),
     ),
-    "low_sites_below_others": Statistic(
+    Statistic(
         "low_sites_below_others",
-        "how far the listed sites fall below the others: mean of the other sites minus "
-        "mean of the listed sites, the smaller of the gaps in engaged share and in "
-        "fidelity (positive: below on both)",
+        "mean of the other sites minus mean of the listed sites, the smaller of the gaps "
+        "in engaged share and in fidelity (positive: below on both)",
         _low_sites_gap,
         params=(
             Param(
@@ -375,7 +392,17 @@ STATISTICS: dict[str, Statistic] = {
             ),
         ),
     ),
-}
+)
+STATISTICS: Statistics = Statistics({s.name: s for s in _STATISTICS})
+
+
+def statistic_unit(name: str) -> str | None:
+    """The unit of a statistic, or of ``trial:KEY`` when KEY is an outcome; ``None``
+    for a key the outcome registry does not know."""
+    if name.startswith(TRIAL_PREFIX):
+        found = OUTCOMES.get(canonical(name.removeprefix(TRIAL_PREFIX)))
+        return found.unit_for() if found is not None else None
+    return STATISTICS[name].outcome.unit_for() if name in STATISTICS else None
 
 
 def describe_statistics() -> str:

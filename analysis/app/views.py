@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from analysis.app.teaching_model import TeachingModel
 from simulation.agents import FIDELITY_DOMAINS
 from simulation.model import RECORDS
+from simulation.outcomes import INDEX_01, outcome
 
 SITE_COLOURS = [f"C{k}" for k in range(10)]  # matplotlib's default cycle (tab10)
 # Red (poor) to green (good) for fidelity and ward relationship, both on 0-1.
@@ -33,13 +34,16 @@ CLIENT_COLOURS = {
     "not yet met": "#b0b0b0",
 }
 
-# The trajectory panels: title, y-axis label, y maximum (None: from the data).
+# The trajectory panels: title, y-axis label, y maximum (None: from the data); units
+# of the outcomes are the registry's (simulation.outcomes).
 TRAJECTORY_PANELS: tuple[tuple[str, str, float | None], ...] = (
-    ("Engaged with their peer worker", "share of participants so far", 1.0),
-    ("Fidelity to peer support", "mean of 4 domains, 0-1", 1.0),
-    ("Ward staff relationship", "with peer workers, 0-1", 1.0),
+    ("Engaged with their peer worker", f"{outcome('engaged_share').unit} so far", 1.0),
+    ("Fidelity to peer support", f"mean of 4 domains ({outcome('fidelity').unit})", 1.0),
+    ("Ward staff relationship", f"with peer workers ({INDEX_01})", 1.0),
     ("Peer support sessions", "per participant so far", None),
 )
+# The 12-month result rows, in order.
+FINAL_RESULTS: tuple[str, ...] = ("readmit_ps", "readmit_uc", "itt_or", "readmit_2plus")
 
 
 def site_measures(model: TeachingModel) -> dict[str, np.ndarray]:
@@ -321,12 +325,12 @@ def final_result_rows(model: TeachingModel) -> list[tuple[str, str]]:
             f"median {np.nanmedian(ors):.2f}, below 1 in {int((ors < 1).sum())} "
             f"of {len(ors)} trials"
         )
-    return [
-        ("Readmitted within 12 months, peer support", _percent(mean("readmit_ps"))),
-        ("Readmitted within 12 months, usual care", _percent(mean("readmit_uc"))),
-        ("Odds ratio, peer support vs usual care", odds),
-        ("Readmitted, peer support with 2+ sessions", _percent(mean("readmit_2plus"))),
-    ]
+    shown = {name: odds if name == "itt_or" else _percent(mean(name)) for name in FINAL_RESULTS}
+    return [(_sentence(outcome(name).heading(model.config)), shown[name]) for name in FINAL_RESULTS]
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _percent(share: float) -> str:

@@ -373,8 +373,9 @@ def format_comparison(
 ) -> str:
     """The comparison as ``peersim compare`` prints it: per what-if, the whole
     trial's outcomes, then the main outcomes per site."""
-    from analysis.compare import OUTCOME_LABELS, OUTCOMES, OVERALL, paired_sites
-    from analysis.summary import _align
+    from analysis.compare import OVERALL, paired_sites
+    from analysis.summary import align_columns as _align
+    from simulation.outcomes import COMPARED, outcome, units_line
 
     lines = [
         f"Baseline {base!r} vs {len(whatifs)} what-if(s), {n_replicates} paired replicates, "
@@ -386,13 +387,13 @@ def format_comparison(
         "n = replicates in which both values are defined; 0 (identical) = exactly equal in "
         "every replicate.",
     ]
-    printed = [k for k, _ in OUTCOMES if k != "itt_log_or"]
+    printed = [k for k in COMPARED if k != "log_itt_or"]
     for whatif in whatifs:
         rows = comparison[comparison["whatif"] == whatif]
         overall = {str(r.outcome): r for r in rows[rows["scope"] == OVERALL].itertuples()}
         table = [
             [
-                OUTCOME_LABELS[key],
+                outcome(key).heading(),
                 _number(overall[key].base_mean),
                 _number(overall[key].whatif_mean),
                 _difference(overall[key]),
@@ -417,6 +418,7 @@ def format_comparison(
                 "",
                 f"What-if {whatif!r} vs baseline {base!r}: difference [95% CI] by site",
                 _align(["site", *(heading for _, heading in _SITE_COLUMNS)], site_rows),
+                units_line(_SITE_COLUMNS),
             ]
         unpaired = [s for s in _unique(rows["scope"]) if s != OVERALL and s not in sites]
         if unpaired:
