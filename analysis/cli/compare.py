@@ -374,7 +374,7 @@ def format_comparison(
     """The comparison as ``peersim compare`` prints it: per what-if, the whole
     trial's outcomes, then the main outcomes per site."""
     from analysis.compare import OVERALL, paired_sites
-    from analysis.summary import align_columns as _align
+    from analysis.summary import align_columns
     from simulation.outcomes import COMPARED, outcome, units_line
 
     lines = [
@@ -405,7 +405,7 @@ def format_comparison(
         lines += [
             "",
             f"What-if {whatif!r} vs baseline {base!r}: whole trial",
-            _align(["outcome", "baseline", "what-if", "difference [95% CI]", "n"], table),
+            align_columns(["outcome", "baseline", "what-if", "difference [95% CI]", "n"], table),
         ]
         sites = paired_sites(rows)
         cells = {(str(r.outcome), str(r.scope)): r for r in rows.itertuples()}
@@ -417,7 +417,7 @@ def format_comparison(
             lines += [
                 "",
                 f"What-if {whatif!r} vs baseline {base!r}: difference [95% CI] by site",
-                _align(["site", *(heading for _, heading in _SITE_COLUMNS)], site_rows),
+                align_columns(["site", *(heading for _, heading in _SITE_COLUMNS)], site_rows),
                 units_line(_SITE_COLUMNS),
             ]
         unpaired = [s for s in _unique(rows["scope"]) if s != OVERALL and s not in sites]
