@@ -57,7 +57,6 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import tomllib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +66,8 @@ from typing import Any, Literal
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic.fields import FieldInfo
 
+from scenarios.inputs import InputError, closest_names, read_toml, suggest_among
+from scenarios.inputs import show as show_value
 from simulation import Scenario
 from simulation.params import PARAMETER_GROUPS, Site
 from simulation.rng import DEFAULT_SEED
@@ -142,18 +143,8 @@ _PATH_HELP = (
 )
 
 
-class SpecError(Exception):
-    """A sensitivity spec that cannot be read or is not valid; lists every problem,
-    one a line, as ``FILE: key: value VALUE: what is allowed``."""
-
-    def __init__(self, path: Path | str, problems: list[str]) -> None:
-        self.path = Path(path)
-        self.problems = problems
-        if len(problems) == 1:
-            message = problems[0]
-        else:
-            message = f"{path}: {len(problems)} problems\n" + "\n".join(f"  {p}" for p in problems)
-        super().__init__(message)
+class SpecError(InputError):
+    """A sensitivity spec that cannot be read or is not valid."""
 
 
 # --- reading and checking --------------------------------------------------------------
@@ -298,7 +289,7 @@ def load_spec(path: str | Path, *, base: Scenario | None = None) -> Spec:
     started with, even if the file has changed since).
     """
     source = Path(path)
-    return parse_spec(_read_toml(source), source, base=base)
+    return parse_spec(read_toml(source, "spec", SpecError), source, base=base)
 
 
 def parse_spec(data: Mapping[str, Any], path: Path, *, base: Scenario | None = None) -> Spec:
@@ -311,7 +302,7 @@ def parse_spec(data: Mapping[str, Any], path: Path, *, base: Scenario | None = N
 
     for key in data:
         if key not in _TOP_KEYS:
-            bad(key, f"unknown key; {_suggest(key, _TOP_KEYS)}")
+            bad(key, f"unknown key; {suggest_among(key, _TOP_KEYS, 'allowed')}")
 
     name = _string(data, "name", path.stem, bad)
     description = _string(data, "description", "", bad)
@@ -338,30 +329,10 @@ def parse_spec(data: Mapping[str, Any], path: Path, *, base: Scenario | None = N
     )
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise SpecError(path, [f"{path}: no such spec file"]) from None
-    except IsADirectoryError:
-        raise SpecError(path, [f"{path}: is a directory, not a spec file"]) from None
-    except OSError as e:
-        raise SpecError(path, [f"{path}: cannot read: {e.strerror}"]) from None
-    except UnicodeDecodeError as e:
-        raise SpecError(path, [f"{path}: byte {e.start}: not UTF-8 text"]) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        match = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", str(e))
-        where = f"line {match.group(2)}, column {match.group(3)}: " if match else ""
-        what = match.group(1) if match else str(e)
-        raise SpecError(path, [f"{path}: {where}invalid TOML: {what}"]) from None
-
-
 def _string(data: Mapping[str, Any], key: str, default: str, bad: Any) -> str:
     value = data.get(key, default)
     if not isinstance(value, str) or (key == "name" and not value):
-        bad(key, f"value {_show(value)}: wrong type, allowed: a non-empty string")
+        bad(key, f"value {show_inline(value)}: wrong type, allowed: a non-empty string")
         return default
     return value
 
@@ -371,7 +342,7 @@ def _base_scenario(data: Mapping[str, Any], path: Path, bad: Any) -> tuple[Scena
 
     given = data.get("scenario")
     if not isinstance(given, str) or not given:
-        shown = "missing" if given is None else f"value {_show(given)}: wrong type"
+        shown = "missing" if given is None else f"value {show_inline(given)}: wrong type"
         bad("scenario", f"{shown}, allowed: the base scenario file, relative to this spec")
         return None, path
     scenario_path = (path.parent / given).resolve()
@@ -390,14 +361,14 @@ def _settings(data: Mapping[str, Any], bad: Any) -> tuple[Method, dict[str, Sett
     def integer(table: Mapping[str, Any], key: str, label: str, default: int) -> int:
         value = table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            bad(label, f"value {_show(value)}: wrong type, allowed: an integer")
+            bad(label, f"value {show_inline(value)}: wrong type, allowed: an integer")
             return default
         return value
 
     def number(table: Mapping[str, Any], key: str, label: str, default: float) -> float:
         value = table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            bad(label, f"value {_show(value)}: wrong type, allowed: a number")
+            bad(label, f"value {show_inline(value)}: wrong type, allowed: a number")
             return default
         return float(value)
 
@@ -405,19 +376,19 @@ def _settings(data: Mapping[str, Any], bad: Any) -> tuple[Method, dict[str, Sett
     for name, keys in (("morris", _MORRIS_KEYS), ("sobol", _SOBOL_KEYS)):
         table = data.get(name, {})
         if not isinstance(table, Mapping):
-            bad(name, f"value {_show(table)}: wrong type, allowed: a table")
+            bad(name, f"value {show_inline(table)}: wrong type, allowed: a table")
             table = {}
         for key in table:
             if key not in keys:
-                bad(f"{name}.{key}", f"unknown key; {_suggest(key, keys)}")
+                bad(f"{name}.{key}", f"unknown key; {suggest_among(key, keys, 'allowed')}")
         tables[name] = table
     method: Any = data.get("method", DEFAULT_METHOD)
     if method not in METHODS:
-        bad("method", f"value {_show(method)}: allowed: 'morris' or 'sobol'")
+        bad("method", f"value {show_inline(method)}: allowed: 'morris' or 'sobol'")
         method = DEFAULT_METHOD
     second_order = tables["sobol"].get("second_order", False)
     if not isinstance(second_order, bool):
-        bad("sobol.second_order", f"value {_show(second_order)}: allowed: true or false")
+        bad("sobol.second_order", f"value {show_inline(second_order)}: allowed: true or false")
         second_order = False
     n_by_method = {m: integer(tables[m], "n", f"{m}.n", DEFAULT_N[m]) for m in METHODS}
     per_method: dict[str, Settings] = {
@@ -462,7 +433,7 @@ def output_description(name: str) -> str:
 def _outputs(data: Mapping[str, Any], base: Scenario | None, bad: Any) -> list[str]:
     given = data.get("outputs")
     if not isinstance(given, list) or not given or not all(isinstance(o, str) for o in given):
-        shown = "missing" if given is None else f"value {_show(given)}: wrong type"
+        shown = "missing" if given is None else f"value {show_inline(given)}: wrong type"
         bad("outputs", f"{shown}, allowed: a non-empty list of output names, from {list(OUTPUTS)}")
         return []
     known = output_names(base.site_names) if base is not None else None
@@ -478,7 +449,7 @@ def _outputs(data: Mapping[str, Any], base: Scenario | None, bad: Any) -> list[s
             out.append(name)  # its site cannot be checked without a base scenario
         elif name not in (known or OUTPUTS):
             # Suggest a trial-wide output first, a per-site one only failing that.
-            close = _close(name, list(OUTPUTS)) or _close(name, known or [])
+            close = closest_names(name, list(OUTPUTS)) or closest_names(name, known or [])
             hint = f"did you mean {' or '.join(close)}?" if close else f"allowed: {list(OUTPUTS)}"
             bad("outputs", f"value {name!r}: unknown output; {hint}")
         else:
@@ -491,7 +462,7 @@ def _parameters(
 ) -> list[Parameter]:
     given = data.get("parameters")
     if not isinstance(given, Mapping) or len(given) < 2:
-        shown = "missing" if given is None else f"value {_show(given)}"
+        shown = "missing" if given is None else f"value {show_inline(given)}"
         bad(
             "parameters",
             f"{shown}: allowed: a table of at least two parameters, "
@@ -537,7 +508,7 @@ class _Priors:
             if isinstance(given, str) and given:
                 self.path = (spec_path.parent / given).resolve()
             else:
-                self.problem = f"value {_show(given)}: wrong type, allowed: a priors file"
+                self.problem = f"value {show_inline(given)}: wrong type, allowed: a priors file"
         self._set: Any = None
 
     def range(self, parameter: str) -> tuple[float, float, str]:
@@ -598,7 +569,7 @@ def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Paramet
         shown = f'"prior" [{low:g}, {high:g}]'
     else:
         mode, low, high = _range(spec)
-        shown = _show(spec["scale"] if mode == "scale" else spec)  # as written
+        shown = show_inline(spec["scale"] if mode == "scale" else spec)  # as written
     targets = sites if group == "sites" else (group,)
     parameter = Parameter(
         path=path,
@@ -651,7 +622,7 @@ def _select_sites(match: re.Match[str], base: Scenario) -> tuple[str, ...]:
     attr, value = match.group("attr").strip(), match.group("value").strip()
     if attr not in _SITE_ATTRIBUTES:
         raise _ParameterProblem(
-            f"cannot select sites by {attr!r}; {_suggest(attr, _SITE_ATTRIBUTES)}"
+            f"cannot select sites by {attr!r}; {suggest_among(attr, _SITE_ATTRIBUTES, 'allowed')}"
         )
     chosen = tuple(s for s, site in base.sites.items() if _attr_text(getattr(site, attr)) == value)
     if not chosen:
@@ -673,7 +644,7 @@ def _range(spec: Any) -> tuple[Literal["value", "scale"], float, float]:
     if isinstance(spec, Mapping):
         if set(spec) != {"scale"}:
             raise _ParameterProblem(
-                f"value {_show(spec)}: a table must be {{ scale = [low, high] }}, "
+                f"value {show_inline(spec)}: a table must be {{ scale = [low, high] }}, "
                 "a multiplier of the base value"
             )
         mode, pair = "scale", spec["scale"]
@@ -684,13 +655,13 @@ def _range(spec: Any) -> tuple[Literal["value", "scale"], float, float]:
     )
     if not numbers:
         raise _ParameterProblem(
-            f"value {_show(pair)}: wrong type, allowed: [low, high] (two numbers), "
+            f"value {show_inline(pair)}: wrong type, allowed: [low, high] (two numbers), "
             '{ scale = [low, high] } or "prior"'
         )
     low, high = float(pair[0]), float(pair[1])
     if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
         raise _ParameterProblem(
-            f"{'scale' if mode == 'scale' else 'value'} {_show(pair)}: "
+            f"{'scale' if mode == 'scale' else 'value'} {show_inline(pair)}: "
             "the lower bound must be below the upper bound"
         )
     return mode, low, high
@@ -749,34 +720,12 @@ def _numeric_paths(base: Scenario) -> list[str]:
 
 
 def _suggest_path(path: str, base: Scenario) -> str:
-    close = _close(path, _numeric_paths(base))
+    close = closest_names(path, _numeric_paths(base))
     if close:
         return "did you mean " + " or ".join(close) + "?"
     return _PATH_HELP
 
 
-def _suggest(key: str, names: Sequence[str]) -> str:
-    close = _close(key, names)
-    if close:
-        return "did you mean " + " or ".join(close) + "?"
-    return "allowed: " + ", ".join(names)
-
-
-def _close(key: str, names: Sequence[str]) -> list[str]:
-    close = difflib.get_close_matches(key, list(names), n=3, cutoff=0.6)
-    if not close:
-        return []
-    # Offer only the near-best, as the scenario loader does.
-    best = difflib.SequenceMatcher(None, key, close[0]).ratio()
-    return [c for c in close if difflib.SequenceMatcher(None, key, c).ratio() >= best - 0.1]
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def show_inline(value: Any) -> str:
+    """A spec value as written: ranges are small inline tables, worth echoing."""
+    return show_value(value, inline_tables=True)

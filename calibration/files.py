@@ -8,32 +8,20 @@ a long file.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from scenarios.inputs import InputError, show, suggest_among, toml_type
 
 # A short name: a target's name becomes a column name and a key of pyabc's database.
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-class CalibrationFileError(Exception):
-    """A targets or priors file that cannot be read or is not valid.
-
-    ``problems`` holds one line per problem, each starting with the file name.
-    """
-
-    def __init__(self, path: Path | str, problems: list[str]) -> None:
-        self.path = Path(path)
-        self.problems = problems
-        if len(problems) == 1:
-            message = problems[0]
-        else:
-            message = f"{path}: {len(problems)} problems\n" + "\n".join(f"  {p}" for p in problems)
-        super().__init__(message)
+class CalibrationFileError(InputError):
+    """A targets or priors file that cannot be read or is not valid."""
 
 
 class TargetsError(CalibrationFileError):
@@ -42,68 +30,6 @@ class TargetsError(CalibrationFileError):
 
 class PriorsError(CalibrationFileError):
     """A priors file that cannot be read or is not valid."""
-
-
-def read_toml(path: Path, error: type[CalibrationFileError], what: str) -> dict[str, Any]:
-    """The parsed file; ``error`` (one problem) if it is missing, not UTF-8 or bad TOML."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise error(path, [f"{path}: no such {what} file"]) from None
-    except IsADirectoryError:
-        raise error(path, [f"{path}: is a directory, not a {what} file"]) from None
-    except OSError as e:
-        raise error(path, [f"{path}: cannot read: {e.strerror}"]) from None
-    except UnicodeDecodeError as e:
-        raise error(
-            path, [f"{path}: byte {e.start}: not UTF-8 text (TOML files must be UTF-8)"]
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        match = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", str(e))
-        where = f"line {match[2]}, column {match[3]}: invalid TOML: {match[1]}" if match else e
-        raise error(path, [f"{path}: {where}"]) from None
-
-
-def toml_type(value: Any) -> str:
-    """The TOML name of a value's type, for 'wrong type' messages."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
-
-
-def show(value: Any) -> str:
-    """A value as written in TOML, shortened."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "(a table)"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def suggest_among(key: str, names: Iterable[str]) -> str:
-    """'did you mean X?' for a near miss, else the list of valid names."""
-    choices = list(names)
-    if not choices:
-        return "no keys are allowed here"
-    close = difflib.get_close_matches(key, choices, n=3, cutoff=0.6)
-    if close:
-        best = difflib.SequenceMatcher(None, key, close[0]).ratio()
-        close = [c for c in close if difflib.SequenceMatcher(None, key, c).ratio() >= best - 0.1]
-        return "did you mean " + " or ".join(close) + "?"
-    return "valid keys here: " + ", ".join(choices)
 
 
 class Checker:

@@ -37,7 +37,8 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from calibration.files import Checker, PriorsError, read_toml, show, suggest_among
+from calibration.files import Checker, PriorsError
+from scenarios.inputs import read_toml, show, suggest_among
 from simulation.params import PARAMETER_GROUPS, Scenario, Site
 
 if TYPE_CHECKING:
@@ -267,7 +268,7 @@ def load_priors(path: str | Path | None = None) -> PriorSet:
     allowed, the closest valid names for a misspelt parameter).
     """
     source = default_priors_path() if path is None else Path(path)
-    data = read_toml(source, PriorsError, "priors")
+    data = read_toml(source, "priors", PriorsError)
     problems: list[str] = []
     for key, value in data.items():
         if key not in _TOP_LEVEL:

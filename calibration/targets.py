@@ -54,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from calibration.files import NAME_PATTERN, Checker, TargetsError, read_toml, show, suggest_among
+from calibration.files import NAME_PATTERN, Checker, TargetsError
 from calibration.statistics import (
     STATISTICS,
     TRIAL_PREFIX,
@@ -62,6 +62,7 @@ from calibration.statistics import (
     ReplicateView,
     Value,
 )
+from scenarios.inputs import read_toml, show, suggest_among
 from simulation import Results, Scenario
 from simulation.stats import Z_95
 
@@ -351,7 +352,7 @@ def load_targets(path: str | Path | None = None) -> TargetSet:
     allowed). Site names are checked later, by ``TargetSet.bind``.
     """
     source = default_targets_path() if path is None else Path(path)
-    data = read_toml(source, TargetsError, "targets")
+    data = read_toml(source, "targets", TargetsError)
     problems: list[str] = []
     for key, value in data.items():
         if key not in _TOP_LEVEL:

@@ -43,7 +43,8 @@ The rules:
 
 Loading runs in three steps:
 
-1. ``_read_toml``: file -> dict (missing file, bad UTF-8, malformed TOML);
+1. ``scenarios.inputs.read_toml``: file -> dict (missing or unreadable file, bad
+   UTF-8, malformed TOML);
 2. ``_resolve``: dict -> dict (the ``extends`` chain, merging, ``sites_remove``,
    ``sites_where``, the default name), remembering which file set each value;
 3. ``_validate``: dict -> ``Scenario`` (unknown keys, types, ranges, required fields).
@@ -59,8 +60,6 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-import re
-import tomllib
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -69,6 +68,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
+from scenarios.inputs import InputError, read_toml
 from scenarios.messages import describe, show, suggest_among, toml_type
 from simulation.params import Scenario, Site
 
@@ -81,17 +81,8 @@ _TOP_LEVEL = frozenset(EXTENSION_KEYS) | frozenset(_NOT_INHERITED)
 Key = tuple[str, ...]
 
 
-class ScenarioError(Exception):
+class ScenarioError(InputError):
     """A scenario file that cannot be read or does not describe a valid scenario."""
-
-    def __init__(self, path: Path | str, problems: list[str]) -> None:
-        self.path = Path(path)
-        self.problems = problems
-        if len(problems) == 1:
-            message = problems[0]
-        else:
-            message = f"{path}: {len(problems)} problems\n" + "\n".join(f"  {p}" for p in problems)
-        super().__init__(message)
 
 
 def default_scenario_path() -> Path:
@@ -118,38 +109,10 @@ def scenario_parent(path: str | Path) -> Path | None:
     Reads only ``path`` itself; a parent that does not exist is still returned
     (``load_scenario`` reports it)."""
     source = Path(path)
-    extends = _read_toml(source).get("extends")
+    extends = read_toml(source, "scenario", ScenarioError).get("extends")
     if not isinstance(extends, str):
         return None
     return _parent_path(source, extends)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(path, [f"{path}: no such scenario file"]) from None
-    except IsADirectoryError:
-        raise ScenarioError(path, [f"{path}: is a directory, not a scenario file"]) from None
-    except OSError as e:
-        raise ScenarioError(path, [f"{path}: cannot read: {e.strerror}"]) from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(
-            path, [f"{path}: byte {e.start}: not UTF-8 text (TOML files must be UTF-8)"]
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(path, [f"{path}: {_toml_error(str(e))}"]) from None
-
-
-def _toml_error(message: str) -> str:
-    # Python 3.12's TOMLDecodeError carries its position only inside the message.
-    match = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", message)
-    if match:
-        what, line, col = match.groups()
-        return f"line {line}, column {col}: invalid TOML: {what}"
-    return f"invalid TOML: {message}"
 
 
 # --- step 2: resolving inheritance ----------------------------------------------------
@@ -204,7 +167,7 @@ def _resolve(path: Path, chain: tuple[tuple[Path, Path], ...] = ()) -> _Resolved
     catch circles. Problems that make the result meaningless (an unreadable file, a
     missing parent, a circle) raise ``ScenarioError``; the others are collected.
     """
-    raw = _read_toml(path)
+    raw = read_toml(path, "scenario", ScenarioError)
     extensions = {key: raw.pop(key) for key in EXTENSION_KEYS if key in raw}
     here = (_identity(path), path)
     if "extends" in extensions:

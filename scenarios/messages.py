@@ -9,7 +9,6 @@ schema is walked from a root model (``Scenario`` for a whole file, ``Site`` for 
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from collections.abc import Iterable
@@ -20,7 +19,21 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from scenarios.inputs import show, suggest_among, toml_type
 from simulation.params import Scenario
+
+__all__ = [
+    "allowed",
+    "describe",
+    "field_at",
+    "is_model",
+    "model_at",
+    "show",
+    "suggest",
+    "suggest_among",
+    "toml_type",
+    "valid_keys",
+]
 
 # Numeric range errors: the message then states the field's whole allowed range.
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
@@ -120,29 +133,6 @@ def _bounds(info: FieldInfo) -> str:
     return " and ".join(f"{b[0]} {b[1]}" for b in (low, high) if b is not None)
 
 
-def toml_type(value: Any) -> str:
-    """The TOML kind of a parsed value, e.g. ``a string`` or ``an array``."""
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-    for py_type, name in names.items():
-        if isinstance(value, py_type):
-            return name
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return type(value).__name__
-
-
-def show(value: Any) -> str:
-    """A value as short text: booleans as TOML writes them, tables not echoed."""
-    if isinstance(value, bool):
-        return "true" if value else "false"  # as written in TOML
-    if isinstance(value, dict):
-        return "(a table)"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
@@ -151,18 +141,6 @@ def suggest(loc: Loc, root: type[BaseModel] = Scenario, extra: Iterable[str] = (
     """``did you mean X?`` for a misspelt key at ``loc``, else the valid keys there."""
     names = [*valid_keys(loc[:-1], root), *extra]
     return suggest_among(str(loc[-1]), names)
-
-
-def suggest_among(key: str, names: list[str]) -> str:
-    if not names:
-        return "no keys are allowed here"
-    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-    if close:
-        # Offer only the near-best: "engagment" should get "engagement", not also "name".
-        best = difflib.SequenceMatcher(None, key, close[0]).ratio()
-        close = [c for c in close if difflib.SequenceMatcher(None, key, c).ratio() >= best - 0.1]
-        return "did you mean " + " or ".join(close) + "?"
-    return "valid keys here: " + ", ".join(names)
 
 
 # --- walking the schema along an error location ---------------------------------------
