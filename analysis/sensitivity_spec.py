@@ -33,10 +33,11 @@ Both tables also take ``resamples`` (bootstrap resamples of the confidence
 intervals, default 1000) and ``conf_level`` (default 0.95).
 
 Parameter paths name one numeric field of the ``Scenario`` (``simulation.params``):
-``GROUP.FIELD`` for a global parameter, or ``sites.SELECT.FIELD`` for a site
-attribute, where ``SELECT`` is a site name, ``*`` (every site) or
-``[ATTR=VALUE]`` (every site whose ``host``, ``geography`` or
-``honorary_contracts`` equals VALUE). ``[low, high]`` samples the value itself
+``GROUP.FIELD`` for a global parameter, or ``SELECTOR.FIELD`` for a site
+attribute, where the site selector is ``sites.NAME``, ``sites.*`` (every site) or
+``sites[FIELD=VALUE, ...]`` (every site meeting all the conditions, e.g.
+``sites[host=not_for_profit, geography=rural]``), as everywhere in peersim
+(``simulation.paths``). ``[low, high]`` samples the value itself
 (the same value at every selected site); ``{ scale = [low, high] }`` samples a
 multiplier of the base scenario's own value (each selected site keeps its
 relation to the others). Every range is checked against the field's bounds
@@ -54,9 +55,7 @@ with close-name suggestions for unknown paths, outputs and keys.
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +68,13 @@ from pydantic.fields import FieldInfo
 from scenarios.inputs import InputError, closest_names, read_toml, suggest_among
 from scenarios.inputs import show as show_value
 from simulation import Scenario
-from simulation.params import PARAMETER_GROUPS, Site
+from simulation.paths import (
+    PathError,
+    SiteSelector,
+    known_paths,
+    parse_path,
+    site_path,
+)
 from simulation.rng import DEFAULT_SEED
 
 __all__ = [
@@ -115,7 +120,6 @@ DEFAULT_N: dict[Method, int] = {"morris": 20, "sobol": 512}
 DEFAULT_LEVELS = 4
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONF_LEVEL = 0.95
-_SITE_ATTRIBUTES: tuple[str, ...] = ("host", "geography", "honorary_contracts")
 _TOP_KEYS: tuple[str, ...] = (
     "name",
     "description",
@@ -131,15 +135,10 @@ _TOP_KEYS: tuple[str, ...] = (
 )
 _MORRIS_KEYS: tuple[str, ...] = ("n", "levels", "resamples", "conf_level")
 _SOBOL_KEYS: tuple[str, ...] = ("n", "second_order", "resamples", "conf_level")
-_GLOBAL_PATH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
-_SITE_PATH = re.compile(
-    r"^sites(?:\.(?P<name>[^.\[\]]+)|\[(?P<attr>[^=\]]+)=(?P<value>[^\]]+)\])"
-    r"\.(?P<field>[A-Za-z_][A-Za-z0-9_]*)$"
-)
 _PATH_HELP = (
     "a parameter is GROUP.FIELD (e.g. engagement.logit_intercept) or sites.SELECT.FIELD "
-    "with SELECT a site name, * (every site) or [host=not_for_profit], [geography=rural], "
-    "[honorary_contracts=true]"
+    "with SELECT a site name, * (every site) or [FIELD=VALUE, ...] (every site meeting all "
+    "the conditions), e.g. sites[host=not_for_profit, geography=rural].team_preparation"
 )
 
 
@@ -216,15 +215,13 @@ class Parameter:
         raw = [x] * len(self.base) if self.mode == "value" else [b * x for b in self.base]
         return [round(v) for v in raw] if self.integer else [float(v) for v in raw]
 
-    def apply(self, data: dict[str, Any], x: float) -> None:
-        """Set this parameter's value(s) for ``x`` in ``data``, a copied scenario dump
-        whose touched sub-dicts are already copies."""
+    def assignments(self, x: float) -> dict[str, float | int]:
+        """The values to set for the sampled number ``x``, by concrete path (one per
+        selected site), for ``Scenario.with_values``."""
         values = self.values(x)
         if self.group != "sites":
-            data[self.group][self.field] = values[0]
-            return
-        for site, value in zip(self.sites, values, strict=True):
-            data["sites"][site][self.field] = value
+            return {f"{self.group}.{self.field}": values[0]}
+        return {site_path(s, self.field): v for s, v in zip(self.sites, values, strict=True)}
 
     @property
     def targets(self) -> list[tuple[str, str]]:
@@ -540,22 +537,17 @@ class _Priors:
 
 
 def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Parameter:
-    site_match = _SITE_PATH.match(path)
-    global_match = _GLOBAL_PATH.match(path)
-    sites: tuple[str, ...] = ()
-    if site_match:
-        group, name = "sites", site_match.group("field")
-        sites = _select_sites(site_match, base)
-        info = Site.model_fields.get(name)
-        bases = tuple(getattr(base.sites[s], name) for s in sites) if info else ()
-    elif global_match and global_match.group(1) in PARAMETER_GROUPS:
-        group, name = global_match.groups()
-        info = type(getattr(base, group)).model_fields.get(name)
-        bases = (getattr(getattr(base, group), name),) if info else ()
+    try:
+        parsed = parse_path(path)
+    except PathError as e:
+        raise _ParameterProblem(f"unknown parameter; {_suggest_path(path, base, e)}") from None
+    group, name, info = parsed.group, parsed.field, parsed.info
+    if parsed.sites is None:
+        sites: tuple[str, ...] = ()
+        bases: tuple[Any, ...] = (getattr(getattr(base, group), name),)
     else:
-        raise _ParameterProblem(f"unknown parameter; {_suggest_path(path, base)}")
-    if info is None:
-        raise _ParameterProblem(f"unknown parameter; {_suggest_path(path, base)}")
+        sites = _select_sites(parsed.sites, base)
+        bases = tuple(getattr(base.sites[s], name) for s in sites)
     kind = info.annotation
     if kind not in (int, float):
         raise _ParameterProblem(
@@ -606,36 +598,23 @@ def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Paramet
     return parameter
 
 
-def _select_sites(match: re.Match[str], base: Scenario) -> tuple[str, ...]:
-    name = match.group("name")
-    if name == "*":
-        return tuple(base.site_names)
-    if name is not None:
-        if name not in base.sites:
-            close = difflib.get_close_matches(name, base.site_names, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise _ParameterProblem(
-                f"no site {name!r} in the base scenario; {hint}sites are "
-                f"{', '.join(base.site_names)}, or * for every site"
-            )
-        return (name,)
-    attr, value = match.group("attr").strip(), match.group("value").strip()
-    if attr not in _SITE_ATTRIBUTES:
+def _select_sites(selector: SiteSelector, base: Scenario) -> tuple[str, ...]:
+    if selector.name is not None and selector.name not in base.sites:
+        close = closest_names(selector.name, base.site_names)
+        hint = f"did you mean {close[0]}? " if close else ""
         raise _ParameterProblem(
-            f"cannot select sites by {attr!r}; {suggest_among(attr, _SITE_ATTRIBUTES, 'allowed')}"
+            f"no site {selector.name!r} in the base scenario; {hint}sites are "
+            f"{', '.join(base.site_names)}, or * for every site"
         )
-    chosen = tuple(s for s, site in base.sites.items() if _attr_text(getattr(site, attr)) == value)
+    chosen = selector.select(base.sites)
     if not chosen:
-        present = sorted({_attr_text(getattr(site, attr)) for site in base.sites.values()})
-        raise _ParameterProblem(
-            f"[{attr}={value}] selects no site of the base scenario; its {attr} values "
-            f"are {', '.join(present)}"
+        present = "; ".join(
+            f"its {attr} values are "
+            + ", ".join(sorted({show_inline(getattr(s, attr)) for s in base.sites.values()}))
+            for attr, _ in selector.conditions
         )
+        raise _ParameterProblem(f"{selector.text} selects no site of the base scenario; {present}")
     return chosen
-
-
-def _attr_text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _range(spec: Any) -> tuple[Literal["value", "scale"], float, float]:
@@ -707,23 +686,11 @@ def _kind(info: FieldInfo) -> str:
     return names.get(annotation, str(annotation))
 
 
-def _numeric_paths(base: Scenario) -> list[str]:
-    paths = []
-    for group in PARAMETER_GROUPS:
-        for name, info in type(getattr(base, group)).model_fields.items():
-            if info.annotation in (int, float):
-                paths.append(f"{group}.{name}")
-    site_fields = [n for n, i in Site.model_fields.items() if i.annotation in (int, float)]
-    for select in ["*", *base.site_names]:
-        paths += [f"sites.{select}.{n}" for n in site_fields]
-    return paths
-
-
-def _suggest_path(path: str, base: Scenario) -> str:
-    close = closest_names(path, _numeric_paths(base))
+def _suggest_path(path: str, base: Scenario, error: PathError) -> str:
+    close = closest_names(path, known_paths(base, numeric_only=True))
     if close:
         return "did you mean " + " or ".join(close) + "?"
-    return _PATH_HELP
+    return f"{error}; {_PATH_HELP}"
 
 
 def show_inline(value: Any) -> str:

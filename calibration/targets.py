@@ -64,6 +64,7 @@ from calibration.statistics import (
 )
 from scenarios.inputs import read_toml, show, suggest_among
 from simulation import Results, Scenario
+from simulation.paths import PathError, parse_selector
 from simulation.stats import Z_95
 
 DEFAULT_TARGETS_FILE = "enrich.toml"
@@ -84,11 +85,7 @@ _OBSERVATION_KEYS = ("observed", "count", "n", "se", "ci")
 _PATTERN_KEYS = ("pattern", "value", "interval")
 _TOP_LEVEL = ("description", "target")
 _GRADE = re.compile(r"^[TWSM](/[TWSM])*$")
-_SITE_SELECTOR = re.compile(r"^(host|geography)=(.+)$")
-_SITE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "host": ("nhs", "not_for_profit"),
-    "geography": ("urban", "rural"),
-}
+SELECTOR_FORMS = "a selector such as sites[host=not_for_profit] or sites[geography=rural]"
 
 PatternKind = Literal[
     "positive", "negative", "greater_than", "less_than", "between", "contains", "excludes"
@@ -513,15 +510,13 @@ def _parse_settings(c: Checker, statistic: Any) -> dict[str, Any]:
                     p.name, value, "wrong type", f"a non-empty array of strings: {p.description}"
                 )
                 continue
+            selectors = []
             for v in value:
-                match = _SITE_SELECTOR.match(v)
-                if match and match[2] not in _SITE_ATTRIBUTES[match[1]]:
-                    c.bad_value(
-                        p.name,
-                        v,
-                        f"unknown {match[1]}",
-                        f"{match[1]}={' or '.join(_SITE_ATTRIBUTES[match[1]])}",
-                    )
+                try:
+                    selectors.append(_site_entry(v))
+                except PathError as e:
+                    c.bad_value(p.name, v, str(e), f"a site name or {SELECTOR_FORMS}")
+            value = selectors
             value = tuple(value)
         settings[p.name] = value
     return settings
@@ -694,27 +689,26 @@ def _select_sites(
     chosen: set[int] = set()
     ok = True
     for entry in entries:
-        match = _SITE_SELECTOR.match(entry)
-        if match:
-            attribute, wanted = match[1], match[2]
-            hits = {
-                k for k, s in enumerate(scenario.sites.values()) if getattr(s, attribute) == wanted
-            }
-            if not hits:
-                problems.append(
-                    f"{where}: value {show(entry)}: no site of scenario {scenario.name!r} has "
-                    f"{attribute} {wanted!r}"
-                )
-                ok = False
-            chosen |= hits
-        elif entry in names:
-            chosen.add(names.index(entry))
-        else:
+        if not _is_selector(entry):
+            if entry in names:
+                chosen.add(names.index(entry))
+                continue
             problems.append(
                 f"{where}: value {show(entry)}: no such site in scenario {scenario.name!r}; "
                 f"{_site_choices(entry, names)}"
             )
             ok = False
+            continue
+        try:
+            hits = parse_selector(entry).select(scenario.sites)
+        except PathError as e:
+            hits, why = (), str(e)
+        else:
+            why = f"selects no site of scenario {scenario.name!r}"
+        if not hits:
+            problems.append(f"{where}: value {show(entry)}: {why}")
+            ok = False
+        chosen |= {names.index(h) for h in hits}
     return tuple(sorted(chosen)) if ok else None
 
 
@@ -722,4 +716,16 @@ def _site_choices(value: str, sites: list[str]) -> str:
     hint = suggest_among(value, sites)
     if hint.startswith("did you mean"):
         return hint
-    return "its sites are " + ", ".join(sites) + ' (or select by "host=..." / "geography=...")'
+    return "its sites are " + ", ".join(sites) + f" (or select them: {SELECTOR_FORMS})"
+
+
+def _is_selector(entry: str) -> bool:
+    return entry.startswith(("sites.", "sites[")) or "=" in entry
+
+
+def _site_entry(entry: str) -> str:
+    """A ``sites`` entry as it is written now: a site name, or a selector (an old bare
+    ``host=nhs`` becomes ``sites[host=nhs]``, with a note); ``PathError`` if malformed."""
+    if not _is_selector(entry):
+        return entry
+    return parse_selector(entry, old_spelling=True).text

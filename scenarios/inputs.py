@@ -14,7 +14,6 @@ writes it.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
@@ -23,6 +22,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from simulation.names import closest_names, suggest_among
+
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "NOT_GIVEN",
+    "InputError",
+    "Problem",
+    "closest_names",
+    "format_problem",
+    "format_problems",
+    "read_toml",
+    "show",
+    "suggest_among",
+    "toml_type",
+]
 
 # Input files are hand-written and a few kilobytes; anything larger is a mistake
 # (a data file named by accident) and is refused before it is read into memory.
@@ -161,28 +176,6 @@ def toml_error(message: str) -> str:
 
 
 # --- names and values ----------------------------------------------------------------
-
-
-def closest_names(key: str, names: Iterable[str]) -> list[str]:
-    """The valid names nearest ``key`` (at most three), best first; may be empty."""
-    choices = list(names)
-    close = difflib.get_close_matches(key, choices, n=3, cutoff=0.6)
-    if not close:
-        return []
-    # Offer only the near-best: "engagment" should get "engagement", not also "name".
-    best = difflib.SequenceMatcher(None, key, close[0]).ratio()
-    return [c for c in close if difflib.SequenceMatcher(None, key, c).ratio() >= best - 0.1]
-
-
-def suggest_among(key: str, names: Iterable[str], listing: str = "valid keys here") -> str:
-    """``did you mean X?`` for a near miss, else ``LISTING: a, b, c``."""
-    choices = list(names)
-    if not choices:
-        return "no keys are allowed here"
-    close = closest_names(key, choices)
-    if close:
-        return "did you mean " + " or ".join(close) + "?"
-    return f"{listing}: " + ", ".join(choices)
 
 
 def toml_type(value: Any) -> str:

@@ -36,7 +36,9 @@ The rules:
 - ``[[sites_where]]`` entries apply after that, in file order, each seeing what
   the earlier ones changed. Every key of an entry except ``set`` is a condition:
   a site key whose value must equal the site's (a key the site leaves out counts
-  as its default); an entry with no conditions applies to every site. The
+  as its default); an entry with no conditions applies to every site. These are
+  the conditions of the site selector ``sites[host=not_for_profit]`` written
+  everywhere else (``simulation.paths``), as TOML keys. The
   ``[sites_where.set]`` table gives its values to every matching site. An entry
   that matches no site is an error (most likely a typo). ``sites_where`` also works
   in a file that extends nothing, e.g. to fill in sites of a few types.
@@ -66,11 +68,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import PydanticUndefined
 
 from scenarios.inputs import InputError, read_toml
 from scenarios.messages import describe, show, suggest_among, toml_type
 from simulation.params import Scenario, Site
+from simulation.paths import SiteSelector
 
 DEFAULT_SCENARIO_FILE = "enrich_trial.toml"
 # Keys of the file format that are not scenario parameters: resolved, then removed.
@@ -333,7 +335,10 @@ def _apply_sites_where(resolved: _Resolved, entries: Any, origin: _Origin) -> No
             bad_changes = _site_value_problems(resolved, changes, f"{label}.set.", path, ())
         if bad_conditions or "set" not in entry or not isinstance(entry["set"], dict):
             continue  # which sites were meant, or what for, is unclear: nothing to match
-        matched = [n for n, site in sites.items() if _matches(site, conditions)]
+        selector = SiteSelector.from_conditions(conditions)
+        matched = [
+            n for n, site in sites.items() if isinstance(site, dict) and selector.matches(site)
+        ]
         if not matched:
             wanted = " and ".join(f"{k} = {show(v)}" for k, v in conditions.items())
             resolved.problems.append(
@@ -363,22 +368,6 @@ def _site_value_problems(
             resolved.problems.append(f"{path}: {describe(err, Site, prefix, extra)}")
         return bad
     return set()
-
-
-def _matches(site: Any, conditions: dict[str, Any]) -> bool:
-    if not isinstance(site, dict):
-        return False
-    for key, wanted in conditions.items():
-        if key in site:
-            value = site[key]
-        else:
-            default = Site.model_fields[key].default
-            if default is PydanticUndefined:
-                return False
-            value = default
-        if value != wanted or isinstance(value, bool) != isinstance(wanted, bool):
-            return False
-    return True
 
 
 # --- step 3: validating the result ----------------------------------------------------
