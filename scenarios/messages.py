@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -25,6 +26,8 @@ from simulation.params import Scenario
 __all__ = [
     "allowed",
     "describe",
+    "display_loc",
+    "entry_label",
     "field_at",
     "is_model",
     "model_at",
@@ -33,6 +36,7 @@ __all__ = [
     "suggest_among",
     "toml_type",
     "valid_keys",
+    "validation_problems",
 ]
 
 # Numeric range errors: the message then states the field's whole allowed range.
@@ -46,31 +50,94 @@ def describe(
     root: type[BaseModel] = Scenario,
     prefix: str = "",
     extra_keys: Iterable[str] = (),
+    label: Callable[[Loc], str] | None = None,
 ) -> str:
     """One validation error as ``dotted.key: value VALUE: what is allowed``.
 
     ``root`` is the model the error's location starts from; ``prefix`` is put before
     the dotted key (e.g. ``sites_where[1].set.``); ``extra_keys`` are further valid
-    names at the top of ``root`` offered for a misspelt key (e.g. ``extends``).
+    names at the top of ``root`` offered for a misspelt key (e.g. ``extends``);
+    ``label`` writes the key of a location (default: its parts joined by ``.``), e.g.
+    ``target[2] 'met_share'.observed`` for an entry of an array of tables. The
+    location is shown without the tags pydantic puts in for a discriminated union.
     """
     loc = err["loc"]
-    key = prefix + (".".join(str(part) for part in loc) or "(top level)")
-    if not loc and prefix:
-        key = prefix.rstrip(".")
     kind = err["type"]
     value = err["input"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # Report the tag as the key it is: ``distribution: value 'gamma': ...``.
+        tag = str((err.get("ctx") or {}).get("discriminator", "")).strip("'\"")
+        loc = (*loc, tag)
+        value = value.get(tag) if isinstance(value, dict) else value
+    shown = display_loc(loc, root)
+    key = prefix + (label(shown) if label else ".".join(str(part) for part in shown))
+    if not shown:
+        key = prefix.rstrip(".") or "(top level)"
     info = field_at(loc, root)
     meaning = f" ({info.description})" if info is not None and info.description else ""
+    if kind == "union_tag_not_found":
+        return f"{key}: missing: required, allowed: {', '.join(_tags(loc[:-1], root))}"
+    if kind == "union_tag_invalid":
+        choices = ", ".join(_tags(loc[:-1], root))
+        return f"{key}: value {show(value)}: not one of the choices, allowed: {choices}"
     if kind == "extra_forbidden":
         extra = tuple(extra_keys) if len(loc) == 1 else ()
         return f"{key}: value {show(value)}: unknown key; {suggest(loc, root, extra)}"
     if kind == "missing":
         return f"{key}: missing: required, allowed: {_allowed(info, err, root)}{meaning}"
-    if isinstance(value, dict) and kind.startswith("value_error"):
+    if isinstance(value, dict) and kind.startswith(("value_error", "assertion_error")):
         # Whole-table checks (e.g. shares summing past 1): the table is not worth echoing.
         return f"{key}: {err['msg'].removeprefix('Value error, ')}"
     allowed = _allowed(info, err, root)
     return f"{key}: value {show(value)}: {_problem(err)}, allowed: {allowed}{meaning}"
+
+
+def validation_problems(
+    error: ValidationError, root: type[BaseModel], file: Path, data: Mapping[str, Any]
+) -> list[str]:
+    """Every error of validating ``data`` (a whole input file) as ``root``, one line
+    each, starting with ``file``; entries of an array of tables are named by number
+    and by their first string key (``target[2] 'met_share'``)."""
+    labels = [
+        entry_label(name, data, _name_key(info))
+        for name, info in root.model_fields.items()
+        if typing.get_origin(_unwrap(info.annotation)) is list
+    ]
+
+    def label(loc: Loc) -> str:
+        for one in labels:
+            text = one(loc)
+            if text != ".".join(str(part) for part in loc):
+                return text
+        return ".".join(str(part) for part in loc)
+
+    return [
+        f"{file}: {describe(err, root, label=label)}" for err in error.errors(include_url=False)
+    ]
+
+
+def _name_key(info: FieldInfo) -> str:
+    """The key that names an entry of a ``list[Model]`` field: its first field."""
+    item = _unwrap(typing.get_args(_unwrap(info.annotation))[0])
+    models = _members(item) or ([item] if is_model(item) else [])
+    return next(iter(models[0].model_fields)) if models else "name"
+
+
+def entry_label(entries: str, data: Mapping[str, Any], name_key: str) -> Callable[[Loc], str]:
+    """A ``label`` for ``describe`` naming an entry of the array of tables ``entries``
+    by number and name, as ``target[2] 'met_share'.observed`` (numbered from 1, so
+    that the n-th ``[[target]]`` of the file is ``target[n]``)."""
+
+    def label(loc: Loc) -> str:
+        if len(loc) < 2 or loc[0] != entries or not isinstance(loc[1], int):
+            return ".".join(str(part) for part in loc)
+        items = data.get(entries)
+        entry = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+        name = entry.get(name_key) if isinstance(entry, dict) else None
+        head = f"{entries}[{loc[1] + 1}]" + (f" {name!r}" if isinstance(name, str) else "")
+        return ".".join([head, *(str(part) for part in loc[2:])])
+
+    return label
 
 
 def _problem(err: ErrorDetails) -> str:
@@ -101,6 +168,9 @@ def allowed(info: FieldInfo) -> str:
 
 
 def _kind(annotation: Any) -> str:
+    annotation = _unwrap(annotation)
+    if typing.get_origin(annotation) is list:
+        return "an array of tables"
     if typing.get_origin(annotation) is typing.Literal:
         return " or ".join(repr(v) for v in typing.get_args(annotation))
     if annotation is bool:
@@ -169,20 +239,72 @@ def valid_keys(loc: Loc, root: type[BaseModel] = Scenario) -> list[str]:
 
 
 def _step(current: Any, part: int | str) -> Any:
-    """Descend one level: a model's field, or a value of a ``dict[str, X]``."""
+    """Descend one level: a model's field, a value of a ``dict[str, X]``, an item of a
+    ``list[X]``, or the member of a discriminated union that the tag ``part`` names."""
     if is_model(current):
         info = current.model_fields.get(str(part))
         return _unwrap(info.annotation) if info is not None else None
-    if typing.get_origin(current) is dict:
+    origin = typing.get_origin(current)
+    if origin is dict:
         return _unwrap(typing.get_args(current)[1])
+    if origin is list and isinstance(part, int):
+        return _unwrap(typing.get_args(current)[0])
+    return _member(current, part)
+
+
+def _members(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return [a for a in typing.get_args(annotation) if is_model(a)]
+    return []
+
+
+def _tag_of(model: type[BaseModel]) -> str | None:
+    for info in model.model_fields.values():
+        if typing.get_origin(info.annotation) is typing.Literal:
+            args = typing.get_args(info.annotation)
+            if len(args) == 1:
+                return str(args[0])
     return None
 
 
+def _member(annotation: Any, tag: int | str) -> type[BaseModel] | None:
+    for model in _members(annotation):
+        if _tag_of(model) == tag:
+            return model
+    return None
+
+
+def _tags(loc: Loc, root: type[BaseModel]) -> list[str]:
+    """The tags of the discriminated union at ``loc``, in declaration order."""
+    current: Any = root
+    for part in loc:
+        current = _step(current, part)
+    return [t for t in (_tag_of(m) for m in _members(current)) if t is not None]
+
+
+def display_loc(loc: Loc, root: type[BaseModel] = Scenario) -> Loc:
+    """``loc`` without the union tags pydantic inserts (``prior.0.uniform.lower`` ->
+    ``prior.0.lower``): the keys as the user wrote them."""
+    current: Any = root
+    shown: list[int | str] = []
+    for part in loc:
+        if _members(current) and _member(current, part) is not None:
+            current = _member(current, part)
+            continue
+        shown.append(part)
+        current = _step(current, part) if current is not None else None
+    return tuple(shown)
+
+
 def _unwrap(annotation: Any) -> Any:
-    # ``X | None`` -> X, so optional nested tables are still walked.
+    # ``X | None`` -> X, so optional nested tables are still walked; ``Annotated[X, ...]``
+    # -> X (a discriminated union carries its discriminator so).
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
+        if len(args) == 1:
+            return _unwrap(args[0])
     return annotation
 
 
