@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -88,6 +88,9 @@ def describe(
     if isinstance(value, dict) and kind.startswith(("value_error", "assertion_error")):
         # Whole-table checks (e.g. shares summing past 1): the table is not worth echoing.
         return f"{key}: {err['msg'].removeprefix('Value error, ')}"
+    if kind == "value_error":
+        # A field's own check: its message says what is wrong and what is allowed.
+        return f"{key}: value {show(value)}: {_problem(err)}"
     allowed = _allowed(info, err, root)
     return f"{key}: value {show(value)}: {_problem(err)}, allowed: {allowed}{meaning}"
 
@@ -119,7 +122,7 @@ def validation_problems(
 def _name_key(info: FieldInfo) -> str:
     """The key that names an entry of a ``list[Model]`` field: its first field."""
     item = _unwrap(typing.get_args(_unwrap(info.annotation))[0])
-    models = _members(item) or ([item] if is_model(item) else [])
+    models = [m for _, m in _members(item)] or ([item] if is_model(item) else [])
     return next(iter(models[0].model_fields)) if models else "name"
 
 
@@ -148,7 +151,7 @@ def _problem(err: ErrorDetails) -> str:
         return "not one of the choices"
     if kind.endswith(("_type", "_parsing")) or kind == "int_from_float":
         return f"wrong type ({toml_type(err['input'])})"
-    return _lower_first(err["msg"])
+    return _lower_first(err["msg"].removeprefix("Value error, "))
 
 
 def _allowed(info: FieldInfo | None, err: ErrorDetails, root: type[BaseModel]) -> str:
@@ -171,6 +174,8 @@ def _kind(annotation: Any) -> str:
     annotation = _unwrap(annotation)
     if typing.get_origin(annotation) is list:
         return "an array of tables"
+    if typing.get_origin(annotation) is tuple:
+        return "an array"
     if typing.get_origin(annotation) is typing.Literal:
         return " or ".join(repr(v) for v in typing.get_args(annotation))
     if annotation is bool:
@@ -252,13 +257,27 @@ def _step(current: Any, part: int | str) -> Any:
     return _member(current, part)
 
 
-def _members(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return [a for a in typing.get_args(annotation) if is_model(a)]
-    return []
+def _members(annotation: Any) -> list[tuple[str | None, type[BaseModel]]]:
+    """The models of a union with their tags: a ``Tag`` annotation's, else the value of
+    the model's one-value ``Literal`` field (the discriminator)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if not (
+        isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    ):
+        return []
+    out: list[tuple[str | None, type[BaseModel]]] = []
+    for member in typing.get_args(annotation):
+        tag = None
+        if typing.get_origin(member) is typing.Annotated:
+            member, *extras = typing.get_args(member)
+            tag = next((e.tag for e in extras if isinstance(e, Tag)), None)
+        if is_model(member):
+            out.append((tag if tag is not None else _literal_tag(member), member))
+    return out
 
 
-def _tag_of(model: type[BaseModel]) -> str | None:
+def _literal_tag(model: type[BaseModel]) -> str | None:
     for info in model.model_fields.values():
         if typing.get_origin(info.annotation) is typing.Literal:
             args = typing.get_args(info.annotation)
@@ -268,8 +287,8 @@ def _tag_of(model: type[BaseModel]) -> str | None:
 
 
 def _member(annotation: Any, tag: int | str) -> type[BaseModel] | None:
-    for model in _members(annotation):
-        if _tag_of(model) == tag:
+    for name, model in _members(annotation):
+        if name == tag:
             return model
     return None
 
@@ -279,7 +298,7 @@ def _tags(loc: Loc, root: type[BaseModel]) -> list[str]:
     current: Any = root
     for part in loc:
         current = _step(current, part)
-    return [t for t in (_tag_of(m) for m in _members(current)) if t is not None]
+    return [t for t, _ in _members(current) if t is not None]
 
 
 def display_loc(loc: Loc, root: type[BaseModel] = Scenario) -> Loc:
