@@ -56,17 +56,19 @@ with close-name suggestions for unknown paths, outputs and keys.
 from __future__ import annotations
 
 import math
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from scenarios.inputs import InputError, closest_names, read_toml, suggest_among
+from scenarios.inputs import InputError, closest_names, read_toml
 from scenarios.inputs import show as show_value
+from scenarios.messages import allowed as field_allowed
+from scenarios.messages import validation_problems
 from simulation import Scenario
 from simulation.paths import (
     PathError,
@@ -120,21 +122,6 @@ DEFAULT_N: dict[Method, int] = {"morris": 20, "sobol": 512}
 DEFAULT_LEVELS = 4
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONF_LEVEL = 0.95
-_TOP_KEYS: tuple[str, ...] = (
-    "name",
-    "description",
-    "scenario",
-    "outputs",
-    "method",
-    "replicates",
-    "seed",
-    "parameters",
-    "morris",
-    "sobol",
-    "priors",
-)
-_MORRIS_KEYS: tuple[str, ...] = ("n", "levels", "resamples", "conf_level")
-_SOBOL_KEYS: tuple[str, ...] = ("n", "second_order", "resamples", "conf_level")
 _PATH_HELP = (
     "a parameter is GROUP.FIELD (e.g. engagement.logit_intercept) or sites.SELECT.FIELD "
     "with SELECT a site name, * (every site) or [FIELD=VALUE, ...] (every site meeting all "
@@ -289,58 +276,99 @@ def load_spec(path: str | Path, *, base: Scenario | None = None) -> Spec:
     return parse_spec(read_toml(source, "spec", SpecError), source, base=base)
 
 
+class _Table(BaseModel):
+    # Strict: TOML is typed, so "20" for a count is a mistake, not something to coerce.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class MorrisTable(_Table):
+    n: int = Field(default=DEFAULT_N["morris"], description="trajectories")
+    levels: int = Field(default=DEFAULT_LEVELS, description="grid levels of each parameter, even")
+    resamples: int = Field(default=DEFAULT_RESAMPLES, description="bootstrap resamples")
+    conf_level: float = Field(default=DEFAULT_CONF_LEVEL, description="of the confidence intervals")
+
+
+class SobolTable(_Table):
+    n: int = Field(default=DEFAULT_N["sobol"], description="base samples, a power of 2")
+    second_order: bool = False
+    resamples: int = Field(default=DEFAULT_RESAMPLES, description="bootstrap resamples")
+    conf_level: float = Field(default=DEFAULT_CONF_LEVEL, description="of the confidence intervals")
+
+
+class SpecFile(_Table):
+    """A spec as written. Every key has a default here (``None`` for the required
+    ``scenario``, ``outputs`` and ``parameters``), so that the rest of a spec is
+    checked too when one key is wrong; ``parse_spec`` reports what is missing."""
+
+    name: Annotated[str, Field(min_length=1)] | None = None
+    description: str = ""
+    scenario: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="the base scenario file, relative to this spec"
+    )
+    outputs: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="output names"
+    )
+    method: Method = DEFAULT_METHOD
+    replicates: int = DEFAULT_REPLICATES
+    seed: int = DEFAULT_SEED
+    parameters: dict[str, Any] | None = None
+    morris: MorrisTable = MorrisTable()
+    sobol: SobolTable = SobolTable()
+    priors: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="a priors file, relative to this spec"
+    )
+
+
+def _read_spec(data: Mapping[str, Any], path: Path) -> tuple[SpecFile, list[str], set[str]]:
+    """The spec's keys checked against ``SpecFile``: the spec, the problems, and the
+    keys with a problem (read as their defaults)."""
+    try:
+        return SpecFile.model_validate(data), [], set()
+    except ValidationError as e:
+        bad = {str(err["loc"][0]) for err in e.errors() if err["loc"]}
+        kept = {k: v for k, v in data.items() if k not in bad}
+        return SpecFile.model_validate(kept), validation_problems(e, SpecFile, path, data), bad
+
+
 def parse_spec(data: Mapping[str, Any], path: Path, *, base: Scenario | None = None) -> Spec:
     """Validate a spec already read into ``data``; ``path`` names it in messages and
     anchors a relative ``scenario`` path."""
-    problems: list[str] = []
+    spec, problems, reported = _read_spec(data, path)
 
     def bad(key: str, text: str) -> None:
         problems.append(f"{path}: {key}: {text}")
 
-    for key in data:
-        if key not in _TOP_KEYS:
-            bad(key, f"unknown key; {suggest_among(key, _TOP_KEYS, 'allowed')}")
-
-    name = _string(data, "name", path.stem, bad)
-    description = _string(data, "description", "", bad)
     base_path: Path | None = None
-    if base is None:
-        base, base_path = _base_scenario(data, path, bad)
-
-    method, method_settings = _settings(data, bad)
-    outputs = _outputs(data, base, bad)
-    parameters = _parameters(data, base, path, bad)
+    if base is None and "scenario" not in reported:
+        base, base_path = _base_scenario(spec.scenario, path, bad)
+    method_settings = _settings(spec, bad)
+    outputs = _outputs(spec.outputs, base, bad) if "outputs" not in reported else []
+    parameters = (
+        _parameters(spec, "priors" in reported, base, path, bad)
+        if "parameters" not in reported
+        else []
+    )
     if problems or base is None:
         raise SpecError(path, problems)
     return Spec(
         path=path,
-        name=name,
-        description=description,
+        name=spec.name or path.stem,
+        description=spec.description,
         base=base,
         base_path=base_path,
         parameters=tuple(parameters),
         outputs=tuple(outputs),
-        method=method,
+        method=spec.method,
         method_settings=method_settings,
         raw=dict(data),
     )
 
 
-def _string(data: Mapping[str, Any], key: str, default: str, bad: Any) -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str) or (key == "name" and not value):
-        bad(key, f"value {show_inline(value)}: wrong type, allowed: a non-empty string")
-        return default
-    return value
-
-
-def _base_scenario(data: Mapping[str, Any], path: Path, bad: Any) -> tuple[Scenario | None, Path]:
+def _base_scenario(given: str | None, path: Path, bad: Any) -> tuple[Scenario | None, Path]:
     from scenarios import ScenarioError, load_scenario
 
-    given = data.get("scenario")
-    if not isinstance(given, str) or not given:
-        shown = "missing" if given is None else f"value {show_inline(given)}: wrong type"
-        bad("scenario", f"{shown}, allowed: the base scenario file, relative to this spec")
+    if given is None:
+        bad("scenario", "missing: required, allowed: the base scenario file, relative to this spec")
         return None, path
     scenario_path = (path.parent / given).resolve()
     try:
@@ -353,51 +381,18 @@ def _base_scenario(data: Mapping[str, Any], path: Path, bad: Any) -> tuple[Scena
         return None, scenario_path
 
 
-def _settings(data: Mapping[str, Any], bad: Any) -> tuple[Method, dict[str, Settings]]:
-    # Typed Any: a TOML value checked here before use.
-    def integer(table: Mapping[str, Any], key: str, label: str, default: int) -> int:
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            bad(label, f"value {show_inline(value)}: wrong type, allowed: an integer")
-            return default
-        return value
-
-    def number(table: Mapping[str, Any], key: str, label: str, default: float) -> float:
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            bad(label, f"value {show_inline(value)}: wrong type, allowed: a number")
-            return default
-        return float(value)
-
-    tables: dict[str, Mapping[str, Any]] = {}
-    for name, keys in (("morris", _MORRIS_KEYS), ("sobol", _SOBOL_KEYS)):
-        table = data.get(name, {})
-        if not isinstance(table, Mapping):
-            bad(name, f"value {show_inline(table)}: wrong type, allowed: a table")
-            table = {}
-        for key in table:
-            if key not in keys:
-                bad(f"{name}.{key}", f"unknown key; {suggest_among(key, keys, 'allowed')}")
-        tables[name] = table
-    method: Any = data.get("method", DEFAULT_METHOD)
-    if method not in METHODS:
-        bad("method", f"value {show_inline(method)}: allowed: 'morris' or 'sobol'")
-        method = DEFAULT_METHOD
-    second_order = tables["sobol"].get("second_order", False)
-    if not isinstance(second_order, bool):
-        bad("sobol.second_order", f"value {show_inline(second_order)}: allowed: true or false")
-        second_order = False
-    n_by_method = {m: integer(tables[m], "n", f"{m}.n", DEFAULT_N[m]) for m in METHODS}
+def _settings(spec: SpecFile, bad: Any) -> dict[str, Settings]:
+    tables: dict[str, MorrisTable | SobolTable] = {"morris": spec.morris, "sobol": spec.sobol}
     per_method: dict[str, Settings] = {
         m: Settings(
             method=m,
-            n=n_by_method[m],
-            replicates=integer(data, "replicates", "replicates", DEFAULT_REPLICATES),
-            seed=integer(data, "seed", "seed", DEFAULT_SEED),
-            levels=integer(tables["morris"], "levels", "morris.levels", DEFAULT_LEVELS),
-            second_order=second_order,
-            resamples=integer(tables[m], "resamples", f"{m}.resamples", DEFAULT_RESAMPLES),
-            conf_level=number(tables[m], "conf_level", f"{m}.conf_level", DEFAULT_CONF_LEVEL),
+            n=tables[m].n,
+            replicates=spec.replicates,
+            seed=spec.seed,
+            levels=spec.morris.levels,
+            second_order=spec.sobol.second_order,
+            resamples=tables[m].resamples,
+            conf_level=tables[m].conf_level,
         )
         for m in METHODS
     }
@@ -409,7 +404,7 @@ def _settings(data: Mapping[str, Any], bad: Any) -> tuple[Method, dict[str, Sett
             if label not in reported:
                 reported.add(label)
                 bad(label, text)
-    return method, per_method
+    return per_method
 
 
 def output_names(site_names: Sequence[str]) -> list[str]:
@@ -427,11 +422,12 @@ def output_description(name: str) -> str:
     return name
 
 
-def _outputs(data: Mapping[str, Any], base: Scenario | None, bad: Any) -> list[str]:
-    given = data.get("outputs")
-    if not isinstance(given, list) or not given or not all(isinstance(o, str) for o in given):
-        shown = "missing" if given is None else f"value {show_inline(given)}: wrong type"
-        bad("outputs", f"{shown}, allowed: a non-empty list of output names, from {list(OUTPUTS)}")
+def _outputs(given: list[str] | None, base: Scenario | None, bad: Any) -> list[str]:
+    if given is None:
+        bad(
+            "outputs",
+            f"missing: required, allowed: a non-empty list of output names, from {list(OUTPUTS)}",
+        )
         return []
     known = output_names(base.site_names) if base is not None else None
     seen: set[str] = set()
@@ -455,10 +451,10 @@ def _outputs(data: Mapping[str, Any], base: Scenario | None, bad: Any) -> list[s
 
 
 def _parameters(
-    data: Mapping[str, Any], base: Scenario | None, spec_path: Path, bad: Any
+    spec: SpecFile, bad_priors: bool, base: Scenario | None, spec_path: Path, bad: Any
 ) -> list[Parameter]:
-    given = data.get("parameters")
-    if not isinstance(given, Mapping) or len(given) < 2:
+    given = spec.parameters
+    if given is None or len(given) < 2:
         shown = "missing" if given is None else f"value {show_inline(given)}"
         bad(
             "parameters",
@@ -466,9 +462,7 @@ def _parameters(
             '"PATH" = [low, high], { scale = [low, high] } or "prior"',
         )
         return []
-    priors = _Priors(data.get("priors"), spec_path)
-    if priors.problem:
-        bad("priors", priors.problem)
+    priors = _Priors(spec.priors, spec_path, bad_priors)
     if base is None:
         return []  # paths and ranges are checked against the base scenario
     out: list[Parameter] = []
@@ -498,14 +492,9 @@ class _Priors:
     file the spec's ``priors`` key names (relative to the spec), else the shipped
     ENRICH priors; read on first use."""
 
-    def __init__(self, given: Any, spec_path: Path) -> None:
-        self.problem = ""
-        self.path: Path | None = None
-        if given is not None:
-            if isinstance(given, str) and given:
-                self.path = (spec_path.parent / given).resolve()
-            else:
-                self.problem = f"value {show_inline(given)}: wrong type, allowed: a priors file"
+    def __init__(self, given: str | None, spec_path: Path, unreadable: bool) -> None:
+        self.problem = "the priors key is not a priors file (see priors)" if unreadable else ""
+        self.path = (spec_path.parent / given).resolve() if given is not None else None
         self._set: Any = None
 
     def range(self, parameter: str) -> tuple[float, float, str]:
@@ -515,7 +504,7 @@ class _Priors:
         from calibration.priors import load_priors
 
         if self.problem:
-            raise _ParameterProblem('"prior": the priors file cannot be read (see priors)')
+            raise _ParameterProblem(f'"prior": {self.problem}')
         if self._set is None:
             try:
                 self._set = load_priors(self.path)
@@ -551,7 +540,7 @@ def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Paramet
     kind = info.annotation
     if kind not in (int, float):
         raise _ParameterProblem(
-            f"not a number ({_kind(info)}): switches and choices cannot be varied; "
+            f"not a number ({field_allowed(info)}): switches and choices cannot be varied; "
             "set them in the base scenario instead"
         )
     origin = ""
@@ -576,7 +565,7 @@ def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Paramet
         description=info.description or "",
         origin=origin,
     )
-    allowed = f"allowed: {_kind(info)}{_bounds_text(info)} ({info.description})"
+    allowed = f"allowed: {field_allowed(info)} ({info.description})"
     if mode == "scale":
         if low < 0:
             raise _ParameterProblem(f"scale {shown}: a multiplier must be >= 0")
@@ -658,32 +647,6 @@ def _within(info: FieldInfo, value: float) -> bool:
         if isinstance(bound, Lt) and not value < limit:
             return False
     return True
-
-
-def _bounds_text(info: FieldInfo) -> str:
-    low: tuple[str, Any] | None = None
-    high: tuple[str, Any] | None = None
-    for bound in info.metadata:
-        if isinstance(bound, Ge):
-            low = (">=", bound.ge)
-        elif isinstance(bound, Gt):
-            low = (">", bound.gt)
-        elif isinstance(bound, Le):
-            high = ("<=", bound.le)
-        elif isinstance(bound, Lt):
-            high = ("<", bound.lt)
-    if low and high and low[0] == ">=" and high[0] == "<=":
-        return f", {low[1]} to {high[1]}"
-    parts = " and ".join(f"{b[0]} {b[1]}" for b in (low, high) if b is not None)
-    return f", {parts}" if parts else ""
-
-
-def _kind(info: FieldInfo) -> str:
-    annotation = info.annotation
-    if typing.get_origin(annotation) is typing.Literal:
-        return "one of " + " or ".join(repr(v) for v in typing.get_args(annotation))
-    names: dict[Any, str] = {bool: "true or false", int: "an integer", float: "a number"}
-    return names.get(annotation, str(annotation))
 
 
 def _suggest_path(path: str, base: Scenario, error: PathError) -> str:

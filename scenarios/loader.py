@@ -281,13 +281,24 @@ def _forget(resolved: _Resolved, at: Key) -> None:
             del record[key]
 
 
+def _wrong_type(
+    resolved: _Resolved, path: Path, key: str, value: Any, ok: bool, allowed: str
+) -> bool:
+    """Record that ``key``'s value has the wrong type unless ``ok``; whether it had."""
+    if not ok:
+        resolved.problems.append(
+            f"{path}: {key}: value {show(value)}: wrong type ({toml_type(value)}), "
+            f"allowed: {allowed}"
+        )
+    return not ok
+
+
 def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
     path = origin.path
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        resolved.problems.append(
-            f"{path}: sites_remove: value {show(names)}: wrong type ({toml_type(names)}), "
-            'allowed: an array of site names, e.g. ["A", "B"]'
-        )
+    ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+    if _wrong_type(
+        resolved, path, "sites_remove", names, ok, 'an array of site names, e.g. ["A", "B"]'
+    ):
         return
     sites = resolved.data.get("sites")
     sites = sites if isinstance(sites, dict) else {}
@@ -304,11 +315,9 @@ def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
 
 def _apply_sites_where(resolved: _Resolved, entries: Any, origin: _Origin) -> None:
     path = origin.path
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        resolved.problems.append(
-            f"{path}: sites_where: value {show(entries)}: wrong type ({toml_type(entries)}), "
-            "allowed: an array of tables, each begun with [[sites_where]]"
-        )
+    ok = isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
+    allowed = "an array of tables, each begun with [[sites_where]]"
+    if _wrong_type(resolved, path, "sites_where", entries, ok, allowed):
         return
     sites = resolved.data.get("sites")
     if not isinstance(sites, dict):

@@ -118,3 +118,59 @@ def test_names_and_values_are_shown_as_toml_writes_them():
     assert show({"scale": [1, 2]}) == "(a table)"
     assert show({"scale": [1, 2]}, inline_tables=True) == "{ scale = [1, 2] }"
     assert show("x" * 100) == repr("x" * 100)[:57] + "..."
+
+
+# --- every file's schema problems go through the one formatter ---------------------------
+
+
+def test_spec_schema_problems_name_file_key_value_and_closest(tmp_path: Path):
+    from analysis.sensitivity_spec import parse_spec
+
+    spec = tmp_path / "s.toml"
+    data = {"outputs": ["engaged_share"], "morris": {"levls": 3}, "replicates": "x"}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data, spec)
+    problems = caught.value.problems
+    assert f"{spec}: morris.levls: value 3: unknown key; did you mean levels?" in problems
+    assert f"{spec}: replicates: value 'x': wrong type (a string), allowed: an integer" in problems
+    assert any(p.startswith(f"{spec}: scenario: missing: required") for p in problems), problems
+
+
+def test_prior_distributions_are_a_discriminated_union(tmp_path: Path):
+    from calibration.priors import load_priors
+
+    path = tmp_path / "p.toml"
+    path.write_text(
+        "[[prior]]\nparameter = 'ward.w_preparation'\nreason = 'r'\n"
+        "[[prior]]\nparameter = 'ward.w_preparation'\ndistribution = 'uniform'\n"
+        "lower = 0.1\nupper = 0.5\nmedian = 0.2\nreason = 'r'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PriorsError) as caught:
+        load_priors(path)
+    assert caught.value.problems == [
+        f"{path}: prior[1] 'ward.w_preparation'.distribution: missing: required, "
+        "allowed: uniform, normal, lognormal",
+        f"{path}: prior[2] 'ward.w_preparation'.median: value 0.2: unknown key; "
+        "valid keys here: parameter, reason, distribution, lower, upper",
+    ], "each entry's keys are those of its distribution"
+
+
+def test_target_observation_kinds_are_a_discriminated_union(tmp_path: Path):
+    from calibration.targets import load_targets
+
+    path = tmp_path / "t.toml"
+    common = "statistic = 'met_share'\nsource = 's'\ngrade = 'T'\n"
+    path.write_text(
+        f"[[target]]\nname = 'a'\n{common}count = 3\n"
+        f"[[target]]\nname = 'b'\n{common}pattern = 'positive'\nse = 0.1\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(TargetsError) as caught:
+        load_targets(path)
+    assert caught.value.problems == [
+        f"{path}: target[1] 'a'.n: missing: required, allowed: an integer, >= 1 "
+        "(participants in all)",
+        f"{path}: target[2] 'b'.se: value 0.1: unknown key; "
+        "valid keys here: name, statistic, weight, source, grade, note, pattern, value, interval",
+    ], "a count needs n; a pattern takes no se"
