@@ -174,3 +174,21 @@ def test_target_observation_kinds_are_a_discriminated_union(tmp_path: Path):
         f"{path}: target[2] 'b'.se: value 0.1: unknown key; "
         "valid keys here: name, statistic, weight, source, grade, note, pattern, value, interval",
     ], "a count needs n; a pattern takes no se"
+
+
+def test_shipped_inputs_use_the_current_spelling(capsys: pytest.CaptureFixture[str]):
+    from analysis.sensitivity_spec import load_spec
+    from calibration.priors import load_priors
+    from calibration.targets import load_targets
+    from scenarios import library, load_scenario
+
+    targets = load_targets(None)
+    load_priors(None)
+    load_spec(Path(__file__).resolve().parent.parent / "analysis" / "sensitivity_enrich.toml")
+    for path in library().values():
+        load_scenario(path)
+    assert capsys.readouterr().err == "", "no old-spelling notes for the shipped files"
+    assert targets["nfp_rural_sites_low"].settings["sites"] == (
+        "sites[host=not_for_profit]",
+        "sites[geography=rural]",
+    )
