@@ -604,7 +604,8 @@ def _settings(bad: Callable[..., None], statistic: Any, given: dict[str, Any]) -
                 try:
                     selectors.append(_site_entry(v))
                 except PathError as e:
-                    bad(p.name, str(e), v, f"a site name or {SELECTOR_FORMS}")
+                    what = str(e).removeprefix(f"{v!r}: ")  # the value is shown already
+                    bad(p.name, what, v, f"a site name or {SELECTOR_FORMS}")
             settings[p.name] = tuple(selectors)
         else:
             settings[p.name] = value

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from scenarios.inputs import show, suggest_among, toml_type
+from scenarios.inputs import Problem, show, suggest_among, toml_type
 from simulation.params import Scenario
 
 __all__ = [
@@ -73,26 +73,33 @@ def describe(
     key = prefix + (label(shown) if label else ".".join(str(part) for part in shown))
     if not shown:
         key = prefix.rstrip(".") or "(top level)"
+    return str(_problem_at(err, root, key, loc, value, extra_keys))
+
+
+def _problem_at(
+    err: ErrorDetails, root: type[BaseModel], key: str, loc: Loc, value: Any, extra: Iterable[str]
+) -> Problem:
+    """The ``Problem`` (without its file) that one validation error describes."""
+    kind = err["type"]
     info = field_at(loc, root)
     meaning = f" ({info.description})" if info is not None and info.description else ""
     if kind == "union_tag_not_found":
-        return f"{key}: missing: required, allowed: {', '.join(_tags(loc[:-1], root))}"
+        return Problem(None, key, "missing: required", allowed=", ".join(_tags(loc[:-1], root)))
     if kind == "union_tag_invalid":
         choices = ", ".join(_tags(loc[:-1], root))
-        return f"{key}: value {show(value)}: not one of the choices, allowed: {choices}"
+        return Problem(None, key, "not one of the choices", value, choices)
     if kind == "extra_forbidden":
-        extra = tuple(extra_keys) if len(loc) == 1 else ()
-        return f"{key}: value {show(value)}: unknown key; {suggest(loc, root, extra)}"
+        hint = suggest(loc, root, tuple(extra) if len(loc) == 1 else ())
+        return Problem(None, key, f"unknown key; {hint}", value)
     if kind == "missing":
-        return f"{key}: missing: required, allowed: {_allowed(info, err, root)}{meaning}"
+        return Problem(None, key, "missing: required", allowed=_allowed(info, err, root) + meaning)
     if isinstance(value, dict) and kind.startswith(("value_error", "assertion_error")):
         # Whole-table checks (e.g. shares summing past 1): the table is not worth echoing.
-        return f"{key}: {err['msg'].removeprefix('Value error, ')}"
+        return Problem(None, key, err["msg"].removeprefix("Value error, "))
     if kind == "value_error":
         # A field's own check: its message says what is wrong and what is allowed.
-        return f"{key}: value {show(value)}: {_problem(err)}"
-    allowed = _allowed(info, err, root)
-    return f"{key}: value {show(value)}: {_problem(err)}, allowed: {allowed}{meaning}"
+        return Problem(None, key, _problem(err), value)
+    return Problem(None, key, _problem(err), value, _allowed(info, err, root) + meaning)
 
 
 def validation_problems(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,19 +137,24 @@ def test_spec_schema_problems_name_file_key_value_and_closest(tmp_path: Path):
     assert any(p.startswith(f"{spec}: scenario: missing: required") for p in problems), problems
 
 
+def problems_of(load: Callable[[Path], object], path: Path, body: str) -> list[str]:
+    """The problems ``load`` finds in a file holding ``body``."""
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load(path)
+    return caught.value.problems
+
+
 def test_prior_distributions_are_a_discriminated_union(tmp_path: Path):
     from calibration.priors import load_priors
 
     path = tmp_path / "p.toml"
-    path.write_text(
+    body = (
         "[[prior]]\nparameter = 'ward.w_preparation'\nreason = 'r'\n"
         "[[prior]]\nparameter = 'ward.w_preparation'\ndistribution = 'uniform'\n"
-        "lower = 0.1\nupper = 0.5\nmedian = 0.2\nreason = 'r'\n",
-        encoding="utf-8",
+        "lower = 0.1\nupper = 0.5\nmedian = 0.2\nreason = 'r'\n"
     )
-    with pytest.raises(PriorsError) as caught:
-        load_priors(path)
-    assert caught.value.problems == [
+    assert problems_of(load_priors, path, body) == [
         f"{path}: prior[1] 'ward.w_preparation'.distribution: missing: required, "
         "allowed: uniform, normal, lognormal",
         f"{path}: prior[2] 'ward.w_preparation'.median: value 0.2: unknown key; "
@@ -161,14 +167,11 @@ def test_target_observation_kinds_are_a_discriminated_union(tmp_path: Path):
 
     path = tmp_path / "t.toml"
     common = "statistic = 'met_share'\nsource = 's'\ngrade = 'T'\n"
-    path.write_text(
+    body = (
         f"[[target]]\nname = 'a'\n{common}count = 3\n"
-        f"[[target]]\nname = 'b'\n{common}pattern = 'positive'\nse = 0.1\n",
-        encoding="utf-8",
+        f"[[target]]\nname = 'b'\n{common}pattern = 'positive'\nse = 0.1\n"
     )
-    with pytest.raises(TargetsError) as caught:
-        load_targets(path)
-    assert caught.value.problems == [
+    assert problems_of(load_targets, path, body) == [
         f"{path}: target[1] 'a'.n: missing: required, allowed: an integer, >= 1 "
         "(participants in all)",
         f"{path}: target[2] 'b'.se: value 0.1: unknown key; "
