@@ -11,8 +11,8 @@ this pipeline::
 
 Sampling and analysis use SALib's ``ProblemSpec`` (``sample_morris`` /
 ``sample_sobol``, ``analyze_morris`` / ``analyze_sobol``), seeded from the master
-seed (``salib_seed``). Each sample's scenario is ``Scenario.model_validate`` of
-the base's ``model_dump()`` with the sampled values set, so the scenario's rules
+seed (``salib_seed``). Each sample's scenario is the base's ``with_values`` of
+the sampled values (validated afresh), so the scenario's rules
 (bounds, stratum shares summing to at most 1) are checked for every sample
 before anything runs.
 
@@ -214,23 +214,14 @@ def make_design(spec: Spec, settings: Settings, X: np.ndarray | None = None) -> 
 def sample_scenarios(spec: Spec, X: np.ndarray) -> list[Scenario]:
     """The scenario of each sample: the base with the sample's values set, validated;
     ``SpecError`` naming the first samples that break a rule of the ``Scenario``."""
-    dump = spec.base.model_dump()
-    groups = {p.group for p in spec.parameters if p.group != "sites"}
-    site_names = {s for p in spec.parameters for s in p.sites}
     out: list[Scenario] = []
     problems: list[str] = []
     for k, x in enumerate(X):
-        data = dict(dump)
-        for group in groups:
-            data[group] = dict(dump[group])
-        if site_names:
-            data["sites"] = dict(dump["sites"])
-            for s in site_names:
-                data["sites"][s] = dict(dump["sites"][s])
+        assigned: dict[str, float | int] = {}
         for parameter, value in zip(spec.parameters, x, strict=True):
-            parameter.apply(data, float(value))
+            assigned.update(parameter.assignments(float(value)))
         try:
-            out.append(Scenario.model_validate(data))
+            out.append(spec.base.with_values(assigned))
         except ValidationError as e:
             first = e.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"])

@@ -33,10 +33,11 @@ Both tables also take ``resamples`` (bootstrap resamples of the confidence
 intervals, default 1000) and ``conf_level`` (default 0.95).
 
 Parameter paths name one numeric field of the ``Scenario`` (``simulation.params``):
-``GROUP.FIELD`` for a global parameter, or ``sites.SELECT.FIELD`` for a site
-attribute, where ``SELECT`` is a site name, ``*`` (every site) or
-``[ATTR=VALUE]`` (every site whose ``host``, ``geography`` or
-``honorary_contracts`` equals VALUE). ``[low, high]`` samples the value itself
+``GROUP.FIELD`` for a global parameter, or ``SELECTOR.FIELD`` for a site
+attribute, where the site selector is ``sites.NAME``, ``sites.*`` (every site) or
+``sites[FIELD=VALUE, ...]`` (every site meeting all the conditions, e.g.
+``sites[host=not_for_profit, geography=rural]``), as everywhere in peersim
+(``simulation.paths``). ``[low, high]`` samples the value itself
 (the same value at every selected site); ``{ scale = [low, high] }`` samples a
 multiplier of the base scenario's own value (each selected site keeps its
 relation to the others). Every range is checked against the field's bounds
@@ -54,19 +55,20 @@ with close-name suggestions for unknown paths, outputs and keys.
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
-import tomllib
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
+from scenarios.inputs import InputError, closest_names, read_toml
+from scenarios.inputs import show as show_value
+from scenarios.messages import allowed as field_allowed
+from scenarios.messages import validation_problems
 from simulation import Scenario
 from simulation.outcomes import (
     ALIASES,
@@ -75,7 +77,13 @@ from simulation.outcomes import (
     canonical,
     outcome,
 )
-from simulation.params import PARAMETER_GROUPS, Site
+from simulation.paths import (
+    PathError,
+    SiteSelector,
+    known_paths,
+    parse_path,
+    site_path,
+)
 from simulation.rng import DEFAULT_SEED
 
 __all__ = [
@@ -107,46 +115,15 @@ DEFAULT_N: dict[Method, int] = {"morris": 20, "sobol": 512}
 DEFAULT_LEVELS = 4
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONF_LEVEL = 0.95
-_SITE_ATTRIBUTES: tuple[str, ...] = ("host", "geography", "honorary_contracts")
-_TOP_KEYS: tuple[str, ...] = (
-    "name",
-    "description",
-    "scenario",
-    "outputs",
-    "method",
-    "replicates",
-    "seed",
-    "parameters",
-    "morris",
-    "sobol",
-    "priors",
-)
-_MORRIS_KEYS: tuple[str, ...] = ("n", "levels", "resamples", "conf_level")
-_SOBOL_KEYS: tuple[str, ...] = ("n", "second_order", "resamples", "conf_level")
-_GLOBAL_PATH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
-_SITE_PATH = re.compile(
-    r"^sites(?:\.(?P<name>[^.\[\]]+)|\[(?P<attr>[^=\]]+)=(?P<value>[^\]]+)\])"
-    r"\.(?P<field>[A-Za-z_][A-Za-z0-9_]*)$"
-)
 _PATH_HELP = (
     "a parameter is GROUP.FIELD (e.g. engagement.logit_intercept) or sites.SELECT.FIELD "
-    "with SELECT a site name, * (every site) or [host=not_for_profit], [geography=rural], "
-    "[honorary_contracts=true]"
+    "with SELECT a site name, * (every site) or [FIELD=VALUE, ...] (every site meeting all "
+    "the conditions), e.g. sites[host=not_for_profit, geography=rural].team_preparation"
 )
 
 
-class SpecError(Exception):
-    """A sensitivity spec that cannot be read or is not valid; lists every problem,
-    one a line, as ``FILE: key: value VALUE: what is allowed``."""
-
-    def __init__(self, path: Path | str, problems: list[str]) -> None:
-        self.path = Path(path)
-        self.problems = problems
-        if len(problems) == 1:
-            message = problems[0]
-        else:
-            message = f"{path}: {len(problems)} problems\n" + "\n".join(f"  {p}" for p in problems)
-        super().__init__(message)
+class SpecError(InputError):
+    """A sensitivity spec that cannot be read or is not valid."""
 
 
 # --- reading and checking --------------------------------------------------------------
@@ -218,15 +195,13 @@ class Parameter:
         raw = [x] * len(self.base) if self.mode == "value" else [b * x for b in self.base]
         return [round(v) for v in raw] if self.integer else [float(v) for v in raw]
 
-    def apply(self, data: dict[str, Any], x: float) -> None:
-        """Set this parameter's value(s) for ``x`` in ``data``, a copied scenario dump
-        whose touched sub-dicts are already copies."""
+    def assignments(self, x: float) -> dict[str, float | int]:
+        """The values to set for the sampled number ``x``, by concrete path (one per
+        selected site), for ``Scenario.with_values``."""
         values = self.values(x)
         if self.group != "sites":
-            data[self.group][self.field] = values[0]
-            return
-        for site, value in zip(self.sites, values, strict=True):
-            data["sites"][site][self.field] = value
+            return {f"{self.group}.{self.field}": values[0]}
+        return {site_path(s, self.field): v for s, v in zip(self.sites, values, strict=True)}
 
     @property
     def targets(self) -> list[tuple[str, str]]:
@@ -291,81 +266,102 @@ def load_spec(path: str | Path, *, base: Scenario | None = None) -> Spec:
     started with, even if the file has changed since).
     """
     source = Path(path)
-    return parse_spec(_read_toml(source), source, base=base)
+    return parse_spec(read_toml(source, "spec", SpecError), source, base=base)
+
+
+class _Table(BaseModel):
+    # Strict: TOML is typed, so "20" for a count is a mistake, not something to coerce.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class MorrisTable(_Table):
+    n: int = Field(default=DEFAULT_N["morris"], description="trajectories")
+    levels: int = Field(default=DEFAULT_LEVELS, description="grid levels of each parameter, even")
+    resamples: int = Field(default=DEFAULT_RESAMPLES, description="bootstrap resamples")
+    conf_level: float = Field(default=DEFAULT_CONF_LEVEL, description="of the confidence intervals")
+
+
+class SobolTable(_Table):
+    n: int = Field(default=DEFAULT_N["sobol"], description="base samples, a power of 2")
+    second_order: bool = False
+    resamples: int = Field(default=DEFAULT_RESAMPLES, description="bootstrap resamples")
+    conf_level: float = Field(default=DEFAULT_CONF_LEVEL, description="of the confidence intervals")
+
+
+class SpecFile(_Table):
+    """A spec as written. Every key has a default here (``None`` for the required
+    ``scenario``, ``outputs`` and ``parameters``), so that the rest of a spec is
+    checked too when one key is wrong; ``parse_spec`` reports what is missing."""
+
+    name: Annotated[str, Field(min_length=1)] | None = None
+    description: str = ""
+    scenario: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="the base scenario file, relative to this spec"
+    )
+    outputs: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="output names"
+    )
+    method: Method = DEFAULT_METHOD
+    replicates: int = DEFAULT_REPLICATES
+    seed: int = DEFAULT_SEED
+    parameters: dict[str, Any] | None = None
+    morris: MorrisTable = MorrisTable()
+    sobol: SobolTable = SobolTable()
+    priors: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="a priors file, relative to this spec"
+    )
+
+
+def _read_spec(data: Mapping[str, Any], path: Path) -> tuple[SpecFile, list[str], set[str]]:
+    """The spec's keys checked against ``SpecFile``: the spec, the problems, and the
+    keys with a problem (read as their defaults)."""
+    try:
+        return SpecFile.model_validate(data), [], set()
+    except ValidationError as e:
+        bad = {str(err["loc"][0]) for err in e.errors() if err["loc"]}
+        kept = {k: v for k, v in data.items() if k not in bad}
+        return SpecFile.model_validate(kept), validation_problems(e, SpecFile, path, data), bad
 
 
 def parse_spec(data: Mapping[str, Any], path: Path, *, base: Scenario | None = None) -> Spec:
     """Validate a spec already read into ``data``; ``path`` names it in messages and
     anchors a relative ``scenario`` path."""
-    problems: list[str] = []
+    spec, problems, reported = _read_spec(data, path)
 
     def bad(key: str, text: str) -> None:
         problems.append(f"{path}: {key}: {text}")
 
-    for key in data:
-        if key not in _TOP_KEYS:
-            bad(key, f"unknown key; {_suggest(key, _TOP_KEYS)}")
-
-    name = _string(data, "name", path.stem, bad)
-    description = _string(data, "description", "", bad)
     base_path: Path | None = None
-    if base is None:
-        base, base_path = _base_scenario(data, path, bad)
-
-    method, method_settings = _settings(data, bad)
-    outputs = _outputs(data, base, bad)
-    parameters = _parameters(data, base, path, bad)
+    if base is None and "scenario" not in reported:
+        base, base_path = _base_scenario(spec.scenario, path, bad)
+    method_settings = _settings(spec, bad)
+    outputs = _outputs(spec.outputs, base, bad) if "outputs" not in reported else []
+    parameters = (
+        _parameters(spec, "priors" in reported, base, path, bad)
+        if "parameters" not in reported
+        else []
+    )
     if problems or base is None:
         raise SpecError(path, problems)
     return Spec(
         path=path,
-        name=name,
-        description=description,
+        name=spec.name or path.stem,
+        description=spec.description,
         base=base,
         base_path=base_path,
         parameters=tuple(parameters),
         outputs=tuple(outputs),
-        method=method,
+        method=spec.method,
         method_settings=method_settings,
         raw=dict(data),
     )
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise SpecError(path, [f"{path}: no such spec file"]) from None
-    except IsADirectoryError:
-        raise SpecError(path, [f"{path}: is a directory, not a spec file"]) from None
-    except OSError as e:
-        raise SpecError(path, [f"{path}: cannot read: {e.strerror}"]) from None
-    except UnicodeDecodeError as e:
-        raise SpecError(path, [f"{path}: byte {e.start}: not UTF-8 text"]) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        match = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", str(e))
-        where = f"line {match.group(2)}, column {match.group(3)}: " if match else ""
-        what = match.group(1) if match else str(e)
-        raise SpecError(path, [f"{path}: {where}invalid TOML: {what}"]) from None
-
-
-def _string(data: Mapping[str, Any], key: str, default: str, bad: Any) -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str) or (key == "name" and not value):
-        bad(key, f"value {_show(value)}: wrong type, allowed: a non-empty string")
-        return default
-    return value
-
-
-def _base_scenario(data: Mapping[str, Any], path: Path, bad: Any) -> tuple[Scenario | None, Path]:
+def _base_scenario(given: str | None, path: Path, bad: Any) -> tuple[Scenario | None, Path]:
     from scenarios import ScenarioError, load_scenario
 
-    given = data.get("scenario")
-    if not isinstance(given, str) or not given:
-        shown = "missing" if given is None else f"value {_show(given)}: wrong type"
-        bad("scenario", f"{shown}, allowed: the base scenario file, relative to this spec")
+    if given is None:
+        bad("scenario", "missing: required, allowed: the base scenario file, relative to this spec")
         return None, path
     scenario_path = (path.parent / given).resolve()
     try:
@@ -378,51 +374,18 @@ def _base_scenario(data: Mapping[str, Any], path: Path, bad: Any) -> tuple[Scena
         return None, scenario_path
 
 
-def _settings(data: Mapping[str, Any], bad: Any) -> tuple[Method, dict[str, Settings]]:
-    # Typed Any: a TOML value checked here before use.
-    def integer(table: Mapping[str, Any], key: str, label: str, default: int) -> int:
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            bad(label, f"value {_show(value)}: wrong type, allowed: an integer")
-            return default
-        return value
-
-    def number(table: Mapping[str, Any], key: str, label: str, default: float) -> float:
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            bad(label, f"value {_show(value)}: wrong type, allowed: a number")
-            return default
-        return float(value)
-
-    tables: dict[str, Mapping[str, Any]] = {}
-    for name, keys in (("morris", _MORRIS_KEYS), ("sobol", _SOBOL_KEYS)):
-        table = data.get(name, {})
-        if not isinstance(table, Mapping):
-            bad(name, f"value {_show(table)}: wrong type, allowed: a table")
-            table = {}
-        for key in table:
-            if key not in keys:
-                bad(f"{name}.{key}", f"unknown key; {_suggest(key, keys)}")
-        tables[name] = table
-    method: Any = data.get("method", DEFAULT_METHOD)
-    if method not in METHODS:
-        bad("method", f"value {_show(method)}: allowed: 'morris' or 'sobol'")
-        method = DEFAULT_METHOD
-    second_order = tables["sobol"].get("second_order", False)
-    if not isinstance(second_order, bool):
-        bad("sobol.second_order", f"value {_show(second_order)}: allowed: true or false")
-        second_order = False
-    n_by_method = {m: integer(tables[m], "n", f"{m}.n", DEFAULT_N[m]) for m in METHODS}
+def _settings(spec: SpecFile, bad: Any) -> dict[str, Settings]:
+    tables: dict[str, MorrisTable | SobolTable] = {"morris": spec.morris, "sobol": spec.sobol}
     per_method: dict[str, Settings] = {
         m: Settings(
             method=m,
-            n=n_by_method[m],
-            replicates=integer(data, "replicates", "replicates", DEFAULT_REPLICATES),
-            seed=integer(data, "seed", "seed", DEFAULT_SEED),
-            levels=integer(tables["morris"], "levels", "morris.levels", DEFAULT_LEVELS),
-            second_order=second_order,
-            resamples=integer(tables[m], "resamples", f"{m}.resamples", DEFAULT_RESAMPLES),
-            conf_level=number(tables[m], "conf_level", f"{m}.conf_level", DEFAULT_CONF_LEVEL),
+            n=tables[m].n,
+            replicates=spec.replicates,
+            seed=spec.seed,
+            levels=spec.morris.levels,
+            second_order=spec.sobol.second_order,
+            resamples=tables[m].resamples,
+            conf_level=tables[m].conf_level,
         )
         for m in METHODS
     }
@@ -434,7 +397,7 @@ def _settings(data: Mapping[str, Any], bad: Any) -> tuple[Method, dict[str, Sett
             if label not in reported:
                 reported.add(label)
                 bad(label, text)
-    return method, per_method
+    return per_method
 
 
 def output_names(site_names: Sequence[str]) -> list[str]:
@@ -455,11 +418,12 @@ def output_description(name: str) -> str:
     return name
 
 
-def _outputs(data: Mapping[str, Any], base: Scenario | None, bad: Any) -> list[str]:
-    given = data.get("outputs")
-    if not isinstance(given, list) or not given or not all(isinstance(o, str) for o in given):
-        shown = "missing" if given is None else f"value {_show(given)}: wrong type"
-        bad("outputs", f"{shown}, allowed: a non-empty list of output names, from {list(OUTPUTS)}")
+def _outputs(given: list[str] | None, base: Scenario | None, bad: Any) -> list[str]:
+    if given is None:
+        bad(
+            "outputs",
+            f"missing: required, allowed: a non-empty list of output names, from {list(OUTPUTS)}",
+        )
         return []
     known = output_names(base.site_names) if base is not None else None
     seen: set[str] = set()
@@ -474,7 +438,7 @@ def _outputs(data: Mapping[str, Any], base: Scenario | None, bad: Any) -> list[s
             out.append(name)  # its site cannot be checked without a base scenario
         elif name not in (known or OUTPUTS):
             # Suggest a trial-wide output first, a per-site one only failing that.
-            close = _close(name, list(OUTPUTS)) or _close(name, known or [])
+            close = closest_names(name, list(OUTPUTS)) or closest_names(name, known or [])
             hint = f"did you mean {' or '.join(close)}?" if close else f"allowed: {list(OUTPUTS)}"
             bad("outputs", f"value {name!r}: unknown output; {hint}")
         else:
@@ -483,20 +447,18 @@ def _outputs(data: Mapping[str, Any], base: Scenario | None, bad: Any) -> list[s
 
 
 def _parameters(
-    data: Mapping[str, Any], base: Scenario | None, spec_path: Path, bad: Any
+    spec: SpecFile, bad_priors: bool, base: Scenario | None, spec_path: Path, bad: Any
 ) -> list[Parameter]:
-    given = data.get("parameters")
-    if not isinstance(given, Mapping) or len(given) < 2:
-        shown = "missing" if given is None else f"value {_show(given)}"
+    given = spec.parameters
+    if given is None or len(given) < 2:
+        shown = "missing" if given is None else f"value {show_inline(given)}"
         bad(
             "parameters",
             f"{shown}: allowed: a table of at least two parameters, "
             '"PATH" = [low, high], { scale = [low, high] } or "prior"',
         )
         return []
-    priors = _Priors(data.get("priors"), spec_path)
-    if priors.problem:
-        bad("priors", priors.problem)
+    priors = _Priors(spec.priors, spec_path, bad_priors)
     if base is None:
         return []  # paths and ranges are checked against the base scenario
     out: list[Parameter] = []
@@ -526,14 +488,9 @@ class _Priors:
     file the spec's ``priors`` key names (relative to the spec), else the shipped
     ENRICH priors; read on first use."""
 
-    def __init__(self, given: Any, spec_path: Path) -> None:
-        self.problem = ""
-        self.path: Path | None = None
-        if given is not None:
-            if isinstance(given, str) and given:
-                self.path = (spec_path.parent / given).resolve()
-            else:
-                self.problem = f"value {_show(given)}: wrong type, allowed: a priors file"
+    def __init__(self, given: str | None, spec_path: Path, unreadable: bool) -> None:
+        self.problem = "the priors key is not a priors file (see priors)" if unreadable else ""
+        self.path = (spec_path.parent / given).resolve() if given is not None else None
         self._set: Any = None
 
     def range(self, parameter: str) -> tuple[float, float, str]:
@@ -543,7 +500,7 @@ class _Priors:
         from calibration.priors import load_priors
 
         if self.problem:
-            raise _ParameterProblem('"prior": the priors file cannot be read (see priors)')
+            raise _ParameterProblem(f'"prior": {self.problem}')
         if self._set is None:
             try:
                 self._set = load_priors(self.path)
@@ -565,26 +522,21 @@ class _Priors:
 
 
 def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Parameter:
-    site_match = _SITE_PATH.match(path)
-    global_match = _GLOBAL_PATH.match(path)
-    sites: tuple[str, ...] = ()
-    if site_match:
-        group, name = "sites", site_match.group("field")
-        sites = _select_sites(site_match, base)
-        info = Site.model_fields.get(name)
-        bases = tuple(getattr(base.sites[s], name) for s in sites) if info else ()
-    elif global_match and global_match.group(1) in PARAMETER_GROUPS:
-        group, name = global_match.groups()
-        info = type(getattr(base, group)).model_fields.get(name)
-        bases = (getattr(getattr(base, group), name),) if info else ()
+    try:
+        parsed = parse_path(path)
+    except PathError as e:
+        raise _ParameterProblem(f"unknown parameter; {_suggest_path(path, base, e)}") from None
+    group, name, info = parsed.group, parsed.field, parsed.info
+    if parsed.sites is None:
+        sites: tuple[str, ...] = ()
+        bases: tuple[Any, ...] = (getattr(getattr(base, group), name),)
     else:
-        raise _ParameterProblem(f"unknown parameter; {_suggest_path(path, base)}")
-    if info is None:
-        raise _ParameterProblem(f"unknown parameter; {_suggest_path(path, base)}")
+        sites = _select_sites(parsed.sites, base)
+        bases = tuple(getattr(base.sites[s], name) for s in sites)
     kind = info.annotation
     if kind not in (int, float):
         raise _ParameterProblem(
-            f"not a number ({_kind(info)}): switches and choices cannot be varied; "
+            f"not a number ({field_allowed(info)}): switches and choices cannot be varied; "
             "set them in the base scenario instead"
         )
     origin = ""
@@ -594,7 +546,7 @@ def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Paramet
         shown = f'"prior" [{low:g}, {high:g}]'
     else:
         mode, low, high = _range(spec)
-        shown = _show(spec["scale"] if mode == "scale" else spec)  # as written
+        shown = show_inline(spec["scale"] if mode == "scale" else spec)  # as written
     targets = sites if group == "sites" else (group,)
     parameter = Parameter(
         path=path,
@@ -609,7 +561,7 @@ def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Paramet
         description=info.description or "",
         origin=origin,
     )
-    allowed = f"allowed: {_kind(info)}{_bounds_text(info)} ({info.description})"
+    allowed = f"allowed: {field_allowed(info)} ({info.description})"
     if mode == "scale":
         if low < 0:
             raise _ParameterProblem(f"scale {shown}: a multiplier must be >= 0")
@@ -631,36 +583,23 @@ def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Paramet
     return parameter
 
 
-def _select_sites(match: re.Match[str], base: Scenario) -> tuple[str, ...]:
-    name = match.group("name")
-    if name == "*":
-        return tuple(base.site_names)
-    if name is not None:
-        if name not in base.sites:
-            close = difflib.get_close_matches(name, base.site_names, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise _ParameterProblem(
-                f"no site {name!r} in the base scenario; {hint}sites are "
-                f"{', '.join(base.site_names)}, or * for every site"
-            )
-        return (name,)
-    attr, value = match.group("attr").strip(), match.group("value").strip()
-    if attr not in _SITE_ATTRIBUTES:
+def _select_sites(selector: SiteSelector, base: Scenario) -> tuple[str, ...]:
+    if selector.name is not None and selector.name not in base.sites:
+        close = closest_names(selector.name, base.site_names)
+        hint = f"did you mean {close[0]}? " if close else ""
         raise _ParameterProblem(
-            f"cannot select sites by {attr!r}; {_suggest(attr, _SITE_ATTRIBUTES)}"
+            f"no site {selector.name!r} in the base scenario; {hint}sites are "
+            f"{', '.join(base.site_names)}, or * for every site"
         )
-    chosen = tuple(s for s, site in base.sites.items() if _attr_text(getattr(site, attr)) == value)
+    chosen = selector.select(base.sites)
     if not chosen:
-        present = sorted({_attr_text(getattr(site, attr)) for site in base.sites.values()})
-        raise _ParameterProblem(
-            f"[{attr}={value}] selects no site of the base scenario; its {attr} values "
-            f"are {', '.join(present)}"
+        present = "; ".join(
+            f"its {attr} values are "
+            + ", ".join(sorted({show_inline(getattr(s, attr)) for s in base.sites.values()}))
+            for attr, _ in selector.conditions
         )
+        raise _ParameterProblem(f"{selector.text} selects no site of the base scenario; {present}")
     return chosen
-
-
-def _attr_text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _range(spec: Any) -> tuple[Literal["value", "scale"], float, float]:
@@ -669,7 +608,7 @@ def _range(spec: Any) -> tuple[Literal["value", "scale"], float, float]:
     if isinstance(spec, Mapping):
         if set(spec) != {"scale"}:
             raise _ParameterProblem(
-                f"value {_show(spec)}: a table must be {{ scale = [low, high] }}, "
+                f"value {show_inline(spec)}: a table must be {{ scale = [low, high] }}, "
                 "a multiplier of the base value"
             )
         mode, pair = "scale", spec["scale"]
@@ -680,13 +619,13 @@ def _range(spec: Any) -> tuple[Literal["value", "scale"], float, float]:
     )
     if not numbers:
         raise _ParameterProblem(
-            f"value {_show(pair)}: wrong type, allowed: [low, high] (two numbers), "
+            f"value {show_inline(pair)}: wrong type, allowed: [low, high] (two numbers), "
             '{ scale = [low, high] } or "prior"'
         )
     low, high = float(pair[0]), float(pair[1])
     if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
         raise _ParameterProblem(
-            f"{'scale' if mode == 'scale' else 'value'} {_show(pair)}: "
+            f"{'scale' if mode == 'scale' else 'value'} {show_inline(pair)}: "
             "the lower bound must be below the upper bound"
         )
     return mode, low, high
@@ -706,73 +645,13 @@ def _within(info: FieldInfo, value: float) -> bool:
     return True
 
 
-def _bounds_text(info: FieldInfo) -> str:
-    low: tuple[str, Any] | None = None
-    high: tuple[str, Any] | None = None
-    for bound in info.metadata:
-        if isinstance(bound, Ge):
-            low = (">=", bound.ge)
-        elif isinstance(bound, Gt):
-            low = (">", bound.gt)
-        elif isinstance(bound, Le):
-            high = ("<=", bound.le)
-        elif isinstance(bound, Lt):
-            high = ("<", bound.lt)
-    if low and high and low[0] == ">=" and high[0] == "<=":
-        return f", {low[1]} to {high[1]}"
-    parts = " and ".join(f"{b[0]} {b[1]}" for b in (low, high) if b is not None)
-    return f", {parts}" if parts else ""
-
-
-def _kind(info: FieldInfo) -> str:
-    annotation = info.annotation
-    if typing.get_origin(annotation) is typing.Literal:
-        return "one of " + " or ".join(repr(v) for v in typing.get_args(annotation))
-    names: dict[Any, str] = {bool: "true or false", int: "an integer", float: "a number"}
-    return names.get(annotation, str(annotation))
-
-
-def _numeric_paths(base: Scenario) -> list[str]:
-    paths = []
-    for group in PARAMETER_GROUPS:
-        for name, info in type(getattr(base, group)).model_fields.items():
-            if info.annotation in (int, float):
-                paths.append(f"{group}.{name}")
-    site_fields = [n for n, i in Site.model_fields.items() if i.annotation in (int, float)]
-    for select in ["*", *base.site_names]:
-        paths += [f"sites.{select}.{n}" for n in site_fields]
-    return paths
-
-
-def _suggest_path(path: str, base: Scenario) -> str:
-    close = _close(path, _numeric_paths(base))
+def _suggest_path(path: str, base: Scenario, error: PathError) -> str:
+    close = closest_names(path, known_paths(base, numeric_only=True))
     if close:
         return "did you mean " + " or ".join(close) + "?"
-    return _PATH_HELP
+    return f"{error}; {_PATH_HELP}"
 
 
-def _suggest(key: str, names: Sequence[str]) -> str:
-    close = _close(key, names)
-    if close:
-        return "did you mean " + " or ".join(close) + "?"
-    return "allowed: " + ", ".join(names)
-
-
-def _close(key: str, names: Sequence[str]) -> list[str]:
-    close = difflib.get_close_matches(key, list(names), n=3, cutoff=0.6)
-    if not close:
-        return []
-    # Offer only the near-best, as the scenario loader does.
-    best = difflib.SequenceMatcher(None, key, close[0]).ratio()
-    return [c for c in close if difflib.SequenceMatcher(None, key, c).ratio() >= best - 0.1]
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def show_inline(value: Any) -> str:
+    """A spec value as written: ranges are small inline tables, worth echoing."""
+    return show_value(value, inline_tables=True)

@@ -24,21 +24,22 @@ posterior files hold natural-scale values.
 from __future__ import annotations
 
 import math
-import types
-import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from calibration.files import Checker, PriorsError, read_toml, show, suggest_among
-from simulation.params import PARAMETER_GROUPS, Scenario, Site
+from calibration.files import PriorsError
+from scenarios.inputs import NOT_GIVEN, Problem, read_toml
+from scenarios.messages import validation_problems
+from simulation.params import Scenario
+from simulation.paths import PathError, get_value, parse_path
 
 if TYPE_CHECKING:
     import pyabc
@@ -51,8 +52,6 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "normal": ("mean", "sd", "lower", "upper"),
     "lognormal": ("median", "sigma", "lower", "upper"),
 }
-_COMMON_KEYS = ("parameter", "distribution", "reason")
-_TOP_LEVEL = ("description", "prior")
 
 Distribution = Literal["uniform", "normal", "lognormal"]
 
@@ -211,12 +210,12 @@ class PriorSet:
         """``PriorsError`` if a ``sites.SITE.FIELD`` prior names a site ``scenario`` lacks."""
         problems = []
         for i, p in enumerate(self.priors, start=1):
-            parts = p.parameter.split(".")
-            if parts[0] == "sites" and parts[1] not in scenario.sites:
+            site = parse_path(p.parameter).sites
+            if site is not None and site.name is not None and site.name not in scenario.sites:
                 sites = list(scenario.sites)
                 problems.append(
                     f"{self.path or '(priors)'}: prior[{i}] {p.parameter!r}.parameter: no site "
-                    f"{parts[1]!r} in scenario {scenario.name!r}; its sites are {', '.join(sites)}"
+                    f"{site.name!r} in scenario {scenario.name!r}; its sites are {', '.join(sites)}"
                 )
         if problems:
             raise PriorsError(self.path or "(priors)", problems)
@@ -227,26 +226,14 @@ class PriorSet:
 
 def apply_parameters(scenario: Scenario, values: Mapping[str, float]) -> Scenario:
     """``scenario`` with the parameters at ``values`` (paths as in a priors file),
-    validated afresh. Raises ``pydantic.ValidationError`` if the result is not a
-    valid scenario (e.g. a cross-field rule such as shares summing past 1)."""
-    data = scenario.model_dump()
-    for path, value in values.items():
-        *parents, leaf = path.split(".")
-        table = data
-        for part in parents:
-            table = table[part]
-        if leaf not in table:
-            raise KeyError(path)
-        table[leaf] = float(value)
-    return Scenario.model_validate(data)
+    validated afresh (``Scenario.with_values``). Raises ``pydantic.ValidationError``
+    if the result is not a valid scenario (e.g. shares summing past 1)."""
+    return scenario.with_values({path: float(value) for path, value in values.items()})
 
 
 def get_parameter(scenario: Scenario, path: str) -> float:
     """The value of a parameter (path as in a priors file) in ``scenario``."""
-    obj: Any = scenario
-    for part in path.split("."):
-        obj = obj[part] if isinstance(obj, Mapping) else getattr(obj, part)
-    return float(obj)
+    return float(get_value(scenario, path))
 
 
 def is_valid_scenario(scenario: Scenario, values: Mapping[str, float]) -> bool:
@@ -259,6 +246,56 @@ def is_valid_scenario(scenario: Scenario, values: Mapping[str, float]) -> bool:
 
 # --- loading -------------------------------------------------------------------------
 
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Entry(BaseModel):
+    # Strict: TOML is typed, so "0.5" for a number is a mistake, not something to coerce.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    parameter: str = Field(min_length=1, description="GROUP.FIELD or sites.SITE.FIELD")
+    reason: str = Field(min_length=1, description="why this prior (a sentence or two)")
+
+
+class UniformEntry(_Entry):
+    distribution: Literal["uniform"]
+    lower: Finite
+    upper: Finite
+
+
+class NormalEntry(_Entry):
+    distribution: Literal["normal"]
+    mean: Finite
+    sd: Positive
+    lower: Finite | None = None
+    upper: Finite | None = None
+
+
+class LognormalEntry(_Entry):
+    distribution: Literal["lognormal"]
+    median: Positive = Field(description="the median, > 0")
+    sigma: Positive = Field(description="the SD of the log")
+    lower: NonNegative | None = Field(None, description="a lognormal is positive: lower >= 0")
+    upper: Finite | None = None
+
+
+PriorEntry = Annotated[
+    UniformEntry | NormalEntry | LognormalEntry, Field(discriminator="distribution")
+]
+
+
+class PriorsFile(BaseModel):
+    """A priors file as written; ``load_priors`` checks it against the schema too."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    description: str = ""
+    prior: list[PriorEntry] = Field(
+        min_length=1, description="one [[prior]] table per free parameter, at least one"
+    )
+
 
 def load_priors(path: str | Path | None = None) -> PriorSet:
     """Read and check a priors file; ``None`` means the shipped ENRICH priors.
@@ -267,169 +304,128 @@ def load_priors(path: str | Path | None = None) -> PriorSet:
     allowed, the closest valid names for a misspelt parameter).
     """
     source = default_priors_path() if path is None else Path(path)
-    data = read_toml(source, PriorsError, "priors")
-    problems: list[str] = []
-    for key, value in data.items():
-        if key not in _TOP_LEVEL:
-            problems.append(
-                f"{source}: {key}: value {show(value)}: unknown key; "
-                f"{suggest_among(key, list(_TOP_LEVEL))}"
-            )
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        problems.append(f"{source}: description: value {show(description)}: not a string")
-        description = ""
-    entries = data.get("prior")
-    if (
-        not isinstance(entries, list)
-        or not entries
-        or not all(isinstance(e, dict) for e in entries)
-    ):
-        problems.append(
-            f"{source}: prior: {'missing' if entries is None else f'value {show(entries)}'}: "
-            "at least one [[prior]] table is required"
-        )
-        raise PriorsError(source, problems)
-    priors: list[Prior] = []
+    data = read_toml(source, "priors", PriorsError)
+    problems: list[Problem | str] = []
+    try:
+        parsed = PriorsFile.model_validate(data)
+        entries: list[Any] = list(parsed.prior)
+    except ValidationError as e:
+        problems += validation_problems(e, PriorsFile, source, data)
+        # Check the entries that are well formed further, to report everything at once.
+        given = data.get("prior")
+        entries = [_entry_or_none(raw) for raw in given] if isinstance(given, list) else []
     seen: dict[str, int] = {}
     for i, entry in enumerate(entries, start=1):
-        prior, entry_problems = _parse_prior(source, i, entry)
-        problems += entry_problems
-        if prior is None:
+        if entry is None:
             continue
-        if prior.parameter in seen:
+        key = f"prior[{i}] {entry.parameter!r}"
+        problems += _entry_problems(source, key, entry)
+        if entry.parameter in seen:
             problems.append(
-                f"{source}: prior[{i}] {prior.parameter!r}.parameter: already given by "
-                f"prior[{seen[prior.parameter]}], one prior per parameter"
+                Problem(
+                    source,
+                    f"{key}.parameter",
+                    f"already given by prior[{seen[entry.parameter]}], one prior per parameter",
+                )
             )
-        seen.setdefault(prior.parameter, i)
-        priors.append(prior)
+        seen.setdefault(entry.parameter, i)
     if problems:
         raise PriorsError(source, problems)
-    return PriorSet(tuple(priors), source, description)
+    assert not problems  # hence the file validated
+    priors = tuple(
+        Prior(
+            parameter=e.parameter,
+            distribution=e.distribution,
+            reason=e.reason,
+            **{k: getattr(e, k) for k in _KEYS[e.distribution]},
+        )
+        for e in parsed.prior
+    )
+    return PriorSet(priors, source, parsed.description)
 
 
-def _parse_prior(path: Path, i: int, entry: dict[str, Any]) -> tuple[Prior | None, list[str]]:
-    name = entry.get("parameter")
-    c = Checker(path, f"prior[{i}] {name!r}" if isinstance(name, str) else f"prior[{i}]", entry)
-    parameter = c.string("parameter", required=True, allowed="GROUP.FIELD or sites.SITE.FIELD")
-    bounds = _parameter_bounds(c, parameter) if parameter is not None else None
-    distribution = entry.get("distribution")
-    if distribution not in DISTRIBUTIONS:
-        if distribution is None:
-            c.problem("distribution", f"missing: required, allowed: {', '.join(DISTRIBUTIONS)}")
-        else:
-            c.bad_value(
-                "distribution", distribution, "not one of the choices", ", ".join(DISTRIBUTIONS)
+_ENTRY = TypeAdapter(PriorEntry)
+
+
+def _entry_or_none(raw: Any) -> UniformEntry | NormalEntry | LognormalEntry | None:
+    try:
+        return _ENTRY.validate_python(raw)
+    except ValidationError:
+        return None
+
+
+def _entry_problems(
+    file: Path, key: str, entry: UniformEntry | NormalEntry | LognormalEntry
+) -> list[Problem]:
+    """What the schema of one entry cannot say: the parameter is a real-valued field
+    of the scenario, and the prior's support lies inside that field's range."""
+
+    def problem(at: str, what: str, value: Any = NOT_GIVEN, allowed: str = "") -> Problem:
+        return Problem(file, f"{key}.{at}", what, value, allowed)
+
+    try:
+        path = parse_path(entry.parameter)
+    except PathError as e:
+        return [problem("parameter", f"not a parameter: {e}", entry.parameter)]
+    if path.sites is not None and path.sites.name is None:
+        return [
+            problem(
+                "parameter",
+                "a prior sets one value",
+                entry.parameter,
+                "GROUP.FIELD or sites.SITE.FIELD (one site by name)",
             )
-        c.unknown_keys([*_COMMON_KEYS, "lower", "upper", "mean", "sd", "median", "sigma"])
-        c.string("reason", required=True, allowed="why this prior (a sentence or two)")
-        return None, c.problems
-    c.unknown_keys([*_COMMON_KEYS, *_KEYS[distribution]])
-    reason = c.string("reason", required=True, allowed="why this prior (a sentence or two)")
-    values: dict[str, float | None] = {}
-    if distribution == "uniform":
-        values["lower"] = c.number("lower", required=True)
-        values["upper"] = c.number("upper", required=True)
-    elif distribution == "normal":
-        values["mean"] = c.number("mean", required=True)
-        values["sd"] = c.number("sd", required=True, low=0.0, low_open=True)
-    else:
-        values["median"] = c.number("median", required=True, low=0.0, low_open=True)
-        values["sigma"] = c.number("sigma", required=True, low=0.0, low_open=True)
-    if distribution != "uniform":
-        values["lower"] = c.number("lower", required=False)
-        values["upper"] = c.number("upper", required=False)
-    low, high = values.get("lower"), values.get("upper")
+        ]
+    kind: Any = path.info.annotation
+    if kind is not float:
+        what = (
+            "a mechanism is a switch"
+            if path.group == "mechanisms"
+            else "a whole number"
+            if kind is int
+            else "not a number"
+        )
+        return [
+            problem(
+                "parameter",
+                f"{what}; only real-valued parameters can be calibrated",
+                entry.parameter,
+                "a float parameter",
+            )
+        ]
+    low, high = entry.lower, entry.upper
     if low is not None and high is not None and low >= high:
-        c.bad_value("upper", high, f"not above lower ({low:g})", "upper > lower")
-    if distribution == "lognormal" and low is not None and low < 0:
-        c.bad_value("lower", low, "negative", "a lognormal is positive: lower >= 0")
-    if bounds is not None and not c.problems:
-        _check_support(c, distribution, bounds, values)
-    if c.problems or parameter is None or reason is None:
-        return None, c.problems
-    return Prior(parameter=parameter, distribution=distribution, reason=reason, **values), []
+        return [problem("upper", f"not above lower ({low:g})", high, "upper > lower")]
+    return _support_problems(problem, entry.distribution, _bounds(path.info), low, high)
 
 
-def _check_support(
-    c: Checker, distribution: str, bounds: Bounds, values: Mapping[str, float | None]
-) -> None:
+def _support_problems(
+    problem: Callable[..., Problem],
+    distribution: str,
+    bounds: Bounds,
+    low: float | None,
+    high: float | None,
+) -> list[Problem]:
     """The prior's support must lie inside what the model accepts."""
     allowed = f"within the parameter's allowed range {bounds.text()}"
-    low, high = values.get("lower"), values.get("upper")
+    out = []
+    required = f"missing: required because the parameter allows only {bounds.text()}"
     if low is None:
         if distribution == "normal" and bounds.low is not None:
-            c.problem(
-                "lower",
-                f"missing: required because the parameter allows only {bounds.text()}; "
-                "truncate the normal with lower (and upper)",
-            )
+            out.append(problem("lower", f"{required}; truncate the normal with lower (and upper)"))
         if distribution == "lognormal" and bounds.low is not None and bounds.low > 0:
-            c.problem(
-                "lower", f"missing: required because the parameter allows only {bounds.text()}"
-            )
+            out.append(problem("lower", required))
     elif not bounds.admits(low):
-        c.bad_value("lower", low, "outside the parameter's range", allowed)
+        out.append(problem("lower", "outside the parameter's range", low, allowed))
     if high is None:
         if bounds.high is not None:
-            c.problem(
-                "upper",
-                f"missing: required because the parameter allows only {bounds.text()}; "
-                f"truncate the {distribution} with upper",
-            )
+            out.append(problem("upper", f"{required}; truncate the {distribution} with upper"))
     elif not bounds.admits(high):
-        c.bad_value("upper", high, "outside the parameter's range", allowed)
+        out.append(problem("upper", "outside the parameter's range", high, allowed))
+    return out
 
 
-def _parameter_bounds(c: Checker, parameter: str) -> Bounds | None:
-    """The schema field's bounds; records a problem if the path is not a calibratable
-    parameter (unknown group or field, not real-valued)."""
-    parts = parameter.split(".")
-    groups = [g for g in PARAMETER_GROUPS if g != "mechanisms"]
-    if parts[0] == "sites":
-        if len(parts) != 3:
-            c.bad_value("parameter", parameter, "not a site parameter", "sites.SITE.FIELD")
-            return None
-        model: type[BaseModel] = Site
-        field_name = parts[2]
-    elif len(parts) == 2 and parts[0] in groups:
-        model = Scenario.model_fields[parts[0]].annotation  # type: ignore[assignment]
-        field_name = parts[1]
-    else:
-        if len(parts) == 2 and parts[0] == "mechanisms":
-            c.bad_value(
-                "parameter", parameter, "a mechanism is a switch", "a real-valued parameter"
-            )
-            return None
-        hint = suggest_among(parts[0], [*groups, "sites"])
-        c.bad_value(
-            "parameter",
-            parameter,
-            "not a parameter" + (f" ({hint})" if hint.startswith("did you mean") else ""),
-            f"GROUP.FIELD with GROUP one of {', '.join(groups)}, or sites.SITE.FIELD",
-        )
-        return None
-    info = model.model_fields.get(field_name)
-    if info is None:
-        prefix = ".".join(parts[:-1])
-        floats = [f for f, i in model.model_fields.items() if _is_float(i)]
-        hint = suggest_among(field_name, floats).replace(
-            "valid keys here", "its real-valued fields"
-        )
-        c.problem(
-            "parameter", f"value {show(parameter)}: {prefix} has no field {field_name!r}; {hint}"
-        )
-        return None
-    if not _is_float(info):
-        kind = "a whole number" if _annotation(info) is int else "not a number"
-        c.bad_value(
-            "parameter",
-            parameter,
-            f"{kind}; only real-valued parameters can be calibrated",
-            "a float parameter",
-        )
-        return None
+def _bounds(info: FieldInfo) -> Bounds:
     bounds = Bounds()
     for meta in info.metadata:
         if isinstance(meta, Ge):
@@ -441,15 +437,3 @@ def _parameter_bounds(c: Checker, parameter: str) -> Bounds | None:
         elif isinstance(meta, Lt):
             bounds = Bounds(bounds.low, bounds.low_strict, float(meta.lt), True)  # type: ignore[arg-type]
     return bounds
-
-
-def _annotation(info: FieldInfo) -> Any:
-    annotation = info.annotation
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        annotation = args[0] if len(args) == 1 else annotation
-    return annotation
-
-
-def _is_float(info: FieldInfo) -> bool:
-    return _annotation(info) is float

@@ -379,7 +379,7 @@ _STATISTICS: tuple[Statistic, ...] = (
             Param(
                 "sites",
                 "sites",
-                'sites, by name or by attribute ("host=not_for_profit", "geography=rural"); '
+                'sites, by name or by attribute ("sites[host=not_for_profit]", "sites[geography=rural]"); '
                 "a site matching any entry is listed",
                 required=True,
             ),

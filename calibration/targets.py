@@ -45,16 +45,26 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 
-from calibration.files import NAME_PATTERN, Checker, TargetsError, read_toml, show, suggest_among
+from calibration.files import NAME_PATTERN, TargetsError
 from calibration.statistics import (
     STATISTICS,
     TRIAL_PREFIX,
@@ -62,7 +72,10 @@ from calibration.statistics import (
     ReplicateView,
     Value,
 )
+from scenarios.inputs import NOT_GIVEN, Problem, read_toml, show, suggest_among
+from scenarios.messages import validation_problems
 from simulation import Results, Scenario
+from simulation.paths import PathError, parse_selector
 from simulation.stats import Z_95
 
 DEFAULT_TARGETS_FILE = "enrich.toml"
@@ -78,16 +91,8 @@ PATTERNS: tuple[str, ...] = (
 )
 _PATTERNS_WITH_VALUE = ("greater_than", "less_than", "contains", "excludes")
 _INTERVAL_PATTERNS = ("contains", "excludes")
-_COMMON_KEYS = ("name", "statistic", "weight", "source", "grade", "note")
-_OBSERVATION_KEYS = ("observed", "count", "n", "se", "ci")
-_PATTERN_KEYS = ("pattern", "value", "interval")
-_TOP_LEVEL = ("description", "target")
 _GRADE = re.compile(r"^[TWSM](/[TWSM])*$")
-_SITE_SELECTOR = re.compile(r"^(host|geography)=(.+)$")
-_SITE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "host": ("nhs", "not_for_profit"),
-    "geography": ("urban", "rural"),
-}
+SELECTOR_FORMS = "a selector such as sites[host=not_for_profit] or sites[geography=rural]"
 
 PatternKind = Literal[
     "positive", "negative", "greater_than", "less_than", "between", "contains", "excludes"
@@ -343,6 +348,109 @@ class TargetSet:
 
 # --- loading -------------------------------------------------------------------------
 
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Pair = Annotated[list[Finite], Field(min_length=2, max_length=2)]
+_PAIR = "an array of two numbers [low, high], low <= high"
+
+
+def _check_name(value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise ValueError("not a valid name, allowed: letters, digits and _, starting with a letter")
+    return value
+
+
+def _check_statistic(value: str) -> str:
+    if value not in STATISTICS and not _is_trial_key(value):
+        raise ValueError(
+            f"unknown statistic, allowed: trial:KEY or one of: {', '.join(STATISTICS)}"
+            + _near(value, list(STATISTICS))
+        )
+    return value
+
+
+def _check_grade(value: str) -> str:
+    if not _GRADE.match(value):
+        raise ValueError('not a grade, allowed: T, W, S or M joined by / ("T/M")')
+    if set(value.split("/")) == {"M"}:
+        raise ValueError(
+            "a modelling assumption is not an observation; only sourced facts are targets, "
+            'allowed: T, W or S, optionally with /M ("T/M")'
+        )
+    return value
+
+
+class _Entry(BaseModel):
+    # Strict: TOML is typed, so "0.5" for a number is a mistake, not something to coerce.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    name: Annotated[str, AfterValidator(_check_name)] = Field(
+        description="letters, digits and _, starting with a letter"
+    )
+    statistic: Annotated[str, AfterValidator(_check_statistic)] = Field(
+        description="a statistic name or trial:KEY"
+    )
+    weight: Finite = Field(1.0, ge=0, description="0: reported, not fitted")
+    source: str = Field(min_length=1, description="where the fact is stated")
+    grade: Annotated[str, AfterValidator(_check_grade)] = Field(
+        description='T, W or S, optionally with /M ("T/M")'
+    )
+    note: str = ""
+
+
+class _Reported(_Entry):
+    se: Finite | None = Field(None, gt=0, description="its standard error, > 0")
+    ci: Pair | None = Field(None, description=f"its 95% interval: {_PAIR}")
+
+
+class ObservedEntry(_Reported):
+    observed: Finite = Field(
+        description="the reported value; or count and n for a share, or a pattern"
+    )
+    n: int | None = Field(None, ge=1, description="participants, for a share's binomial SE")
+
+
+class CountEntry(_Reported):
+    count: int = Field(ge=0, description="participants counted, out of n")
+    n: int = Field(ge=1, description="participants in all")
+
+
+class PatternEntry(_Entry):
+    pattern: PatternKind
+    value: Finite | None = None
+    interval: Pair | None = Field(None, description=_PAIR)
+
+
+def _observation_kind(entry: Any) -> str:
+    """Which kind of target an entry is, by the keys it has (``observed`` if none)."""
+    if isinstance(entry, dict):
+        for kind in ("pattern", "count"):
+            if kind in entry:
+                return kind
+    return "observed"
+
+
+TargetEntry = Annotated[
+    Annotated[ObservedEntry, Tag("observed")]
+    | Annotated[CountEntry, Tag("count")]
+    | Annotated[PatternEntry, Tag("pattern")],
+    Discriminator(_observation_kind),
+]
+
+
+class TargetsFile(BaseModel):
+    """A targets file as written, without each entry's statistic settings (those
+    depend on the statistic and are checked against it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    description: str = ""
+    target: list[TargetEntry] = Field(
+        min_length=1, description="at least one [[target]] table is required"
+    )
+
+
+_ENTRY = TypeAdapter(TargetEntry)
+
 
 def load_targets(path: str | Path | None = None) -> TargetSet:
     """Read and check a targets file; ``None`` means the shipped ENRICH targets.
@@ -351,114 +459,102 @@ def load_targets(path: str | Path | None = None) -> TargetSet:
     allowed). Site names are checked later, by ``TargetSet.bind``.
     """
     source = default_targets_path() if path is None else Path(path)
-    data = read_toml(source, TargetsError, "targets")
-    problems: list[str] = []
-    for key, value in data.items():
-        if key not in _TOP_LEVEL:
-            problems.append(
-                f"{source}: {key}: value {show(value)}: unknown key; "
-                f"{suggest_among(key, list(_TOP_LEVEL))}"
-            )
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        problems.append(f"{source}: description: value {show(description)}: not a string")
+    data = read_toml(source, "targets", TargetsError)
+    raw = data.get("target")
+    entries = raw if isinstance(raw, list) else []
+    settings_of = [_settings_keys(e) for e in entries]
+    # The entries without their settings, so that the schema sees only its own keys.
+    plain = {**data}
+    if entries:
+        plain["target"] = [
+            {k: v for k, v in e.items() if k not in s} if isinstance(e, dict) else e
+            for e, s in zip(entries, settings_of, strict=True)
+        ]
+    problems: list[Problem | str] = []
+    try:
+        parsed: list[Any] = list(TargetsFile.model_validate(plain).target)
+        description = str(data.get("description", ""))
+    except ValidationError as e:
+        problems += validation_problems(e, TargetsFile, source, plain)
+        parsed = [_entry_or_none(e) for e in plain.get("target", [])] if entries else []
         description = ""
-    entries = data.get("target")
-    if (
-        not isinstance(entries, list)
-        or not entries
-        or not all(isinstance(e, dict) for e in entries)
-    ):
-        problems.append(
-            f"{source}: target: {'missing' if entries is None else f'value {show(entries)}'}: "
-            "at least one [[target]] table is required"
-        )
-        raise TargetsError(source, problems)
     targets: list[Target] = []
     seen: dict[str, int] = {}
-    for i, entry in enumerate(entries, start=1):
-        target, entry_problems = _parse_target(source, i, entry)
-        problems += entry_problems
-        if target is None:
+    for i, (entry, settings) in enumerate(zip(parsed, settings_of, strict=False), start=1):
+        if entry is None:
             continue
-        if target.name in seen:
+        where = _where(i, entry.name)
+        target, entry_problems = _target(source, where, entry, settings)
+        problems += entry_problems
+        if entry.name in seen:
             problems.append(
-                f"{source}: {_where(i, target.name)}.name: value {show(target.name)}: "
-                f"already used by target[{seen[target.name]}], names must be unique"
+                Problem(
+                    source,
+                    f"{where}.name",
+                    f"already used by target[{seen[entry.name]}], names must be unique",
+                    entry.name,
+                )
             )
-        seen.setdefault(target.name, i)
-        targets.append(target)
+        seen.setdefault(entry.name, i)
+        if target is not None:
+            targets.append(target)
     if not problems and not any(t.weight > 0 for t in targets):
-        problems.append(f"{source}: every target has weight 0: nothing to fit")
+        problems.append(Problem(source, "", "every target has weight 0: nothing to fit"))
     if problems:
         raise TargetsError(source, problems)
     return TargetSet(tuple(targets), source, description)
+
+
+def _entry_or_none(raw: Any) -> ObservedEntry | CountEntry | PatternEntry | None:
+    try:
+        return _ENTRY.validate_python(raw)
+    except ValidationError:
+        return None
+
+
+def _settings_keys(entry: Any) -> dict[str, Any]:
+    """The entry's settings of its statistic (the keys its statistic takes)."""
+    if not isinstance(entry, dict):
+        return {}
+    statistic = STATISTICS.get(entry.get("statistic"))  # type: ignore[arg-type]
+    names = [p.name for p in statistic.params] if statistic else []
+    return {k: v for k, v in entry.items() if k in names}
 
 
 def _where(i: int, name: object) -> str:
     return f"target[{i}] {name!r}" if isinstance(name, str) else f"target[{i}]"
 
 
-def _parse_target(path: Path, i: int, entry: dict[str, Any]) -> tuple[Target | None, list[str]]:
-    c = Checker(path, _where(i, entry.get("name")), entry)
-    name = c.string("name", required=True, allowed="letters, digits and _, starting with a letter")
-    if name is not None and not NAME_PATTERN.match(name):
-        c.bad_value(
-            "name", name, "not a valid name", "letters, digits and _, starting with a letter"
-        )
-        name = None
-    statistic_name = c.string("statistic", required=True, allowed="a statistic name or trial:KEY")
-    statistic = STATISTICS.get(statistic_name) if statistic_name else None
-    if statistic_name is not None and statistic is None and not _is_trial_key(statistic_name):
-        c.bad_value(
-            "statistic",
-            statistic_name,
-            "unknown statistic",
-            f"trial:KEY or one of: {', '.join(STATISTICS)}"
-            + _near(statistic_name, list(STATISTICS)),
-        )
-        statistic_name = None
-    param_names = [p.name for p in statistic.params] if statistic else []
-    is_pattern = "pattern" in entry
-    allowed_keys = [*_COMMON_KEYS, *(_PATTERN_KEYS if is_pattern else _OBSERVATION_KEYS)]
-    if statistic_name is not None:
-        c.unknown_keys([*allowed_keys, *param_names])
-    weight = c.number("weight", required=False, low=0.0)
-    source = c.string("source", required=True, allowed="where the fact is stated")
-    grade = c.string("grade", required=True, allowed='T, W or S, optionally with /M ("T/M")')
-    if grade is not None:
-        if not _GRADE.match(grade):
-            c.bad_value("grade", grade, "not a grade", 'T, W, S or M joined by / ("T/M")')
-        elif set(grade.split("/")) == {"M"}:
-            c.bad_value(
-                "grade",
-                grade,
-                "a modelling assumption is not an observation; only sourced facts are targets",
-                'T, W or S, optionally with /M ("T/M")',
-            )
-    note = c.string("note", required=False) or ""
-    settings = _parse_settings(c, statistic)
+def _target(
+    file: Path, where: str, entry: ObservedEntry | CountEntry | PatternEntry, given: dict[str, Any]
+) -> tuple[Target | None, list[Problem]]:
+    """The checks that depend on the statistic, and the ``Target`` if they pass."""
+    problems: list[Problem] = []
+
+    def bad(key: str | None, what: str, value: Any = NOT_GIVEN, allowed: str = "") -> None:
+        problems.append(Problem(file, f"{where}.{key}" if key else where, what, value, allowed))
+
+    statistic = STATISTICS.get(entry.statistic)
+    settings = _settings(bad, statistic, given)
     observed = pattern = None
-    if is_pattern:
-        pattern = _parse_pattern(c, statistic)
+    if isinstance(entry, PatternEntry):
+        pattern = _pattern(bad, statistic, entry)
     else:
-        observed = _parse_observation(c, statistic, statistic_name)
-    if c.problems or name is None or statistic_name is None or source is None or grade is None:
-        return None, c.problems
-    return (
-        Target(
-            name=name,
-            statistic=statistic_name,
-            settings=settings,
-            weight=1.0 if weight is None else weight,
-            source=source,
-            grade=grade,
-            observed=observed,
-            pattern=pattern,
-            note=note,
-        ),
-        c.problems,
+        observed = _observation(bad, statistic, entry)
+    if problems:
+        return None, problems
+    target = Target(
+        name=entry.name,
+        statistic=entry.statistic,
+        settings=settings,
+        weight=entry.weight,
+        source=entry.source,
+        grade=entry.grade,
+        observed=observed,
+        pattern=pattern,
+        note=entry.note,
     )
+    return target, problems
 
 
 def _is_trial_key(name: str) -> bool:
@@ -470,59 +566,49 @@ def _near(key: str, names: list[str]) -> str:
     return f" ({hint})" if hint.startswith("did you mean") else ""
 
 
-def _parse_settings(c: Checker, statistic: Any) -> dict[str, Any]:
+def _settings(bad: Callable[..., None], statistic: Any, given: dict[str, Any]) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if statistic is None:
         return settings
     for p in statistic.params:
-        value = c.table.get(p.name)
+        value = given.get(p.name)
         if value is None:
             if p.required:
-                c.problem(p.name, f"missing: required by {statistic.name}: {p.description}")
+                bad(p.name, f"missing: required by {statistic.name}: {p.description}")
             continue
-        if p.kind == "bool":
-            if not isinstance(value, bool):
-                c.bad_value(p.name, value, "wrong type", "true or false")
-                continue
-        elif p.kind == "choice":
-            if value not in p.choices:
-                c.bad_value(p.name, value, "not one of the choices", ", ".join(p.choices))
-                continue
-        elif p.kind in ("site", "statistic"):
-            if not isinstance(value, str) or not value:
-                c.bad_value(p.name, value, "wrong type", f"a string: {p.description}")
-                continue
-            if p.kind == "statistic" and not _single_valued(value):
-                c.bad_value(
-                    p.name,
-                    value,
-                    "not a single-valued statistic without settings",
-                    "trial:KEY or one of: "
-                    + ", ".join(n for n in STATISTICS if _single_valued(n))
-                    + _near(value, list(STATISTICS)),
-                )
-                continue
+        if p.kind == "bool" and not isinstance(value, bool):
+            bad(p.name, "wrong type", value, "true or false")
+        elif p.kind == "choice" and value not in p.choices:
+            bad(p.name, "not one of the choices", value, ", ".join(p.choices))
+        elif p.kind in ("site", "statistic") and (not isinstance(value, str) or not value):
+            bad(p.name, "wrong type", value, f"a string: {p.description}")
+        elif p.kind == "statistic" and not _single_valued(value):
+            bad(
+                p.name,
+                "not a single-valued statistic without settings",
+                value,
+                "trial:KEY or one of: "
+                + ", ".join(n for n in STATISTICS if _single_valued(n))
+                + _near(value, list(STATISTICS)),
+            )
         elif p.kind == "sites":
             if (
                 not isinstance(value, list)
                 or not value
                 or not all(isinstance(v, str) and v for v in value)
             ):
-                c.bad_value(
-                    p.name, value, "wrong type", f"a non-empty array of strings: {p.description}"
-                )
+                bad(p.name, "wrong type", value, f"a non-empty array of strings: {p.description}")
                 continue
+            selectors = []
             for v in value:
-                match = _SITE_SELECTOR.match(v)
-                if match and match[2] not in _SITE_ATTRIBUTES[match[1]]:
-                    c.bad_value(
-                        p.name,
-                        v,
-                        f"unknown {match[1]}",
-                        f"{match[1]}={' or '.join(_SITE_ATTRIBUTES[match[1]])}",
-                    )
-            value = tuple(value)
-        settings[p.name] = value
+                try:
+                    selectors.append(_site_entry(v))
+                except PathError as e:
+                    what = str(e).removeprefix(f"{v!r}: ")  # the value is shown already
+                    bad(p.name, what, v, f"a site name or {SELECTOR_FORMS}")
+            settings[p.name] = tuple(selectors)
+        else:
+            settings[p.name] = value
     return settings
 
 
@@ -533,121 +619,89 @@ def _single_valued(name: str) -> bool:
     return s is not None and not s.interval and not any(p.required for p in s.params)
 
 
-def _parse_pattern(c: Checker, statistic: Any) -> Pattern | None:
-    kind = c.table.get("pattern")
-    if kind not in PATTERNS:
-        c.bad_value("pattern", kind, "not one of the patterns", ", ".join(PATTERNS))
-        return None
+def _pattern(bad: Callable[..., None], statistic: Any, entry: PatternEntry) -> Pattern | None:
+    kind = entry.pattern
     interval_statistic = statistic is not None and statistic.interval
-    if statistic is not None or _is_trial_key(str(c.table.get("statistic", ""))):
-        if kind in _INTERVAL_PATTERNS and not interval_statistic:
-            c.bad_value(
-                "pattern",
-                kind,
-                "applies to an interval statistic only (such as itt_or_ci)",
-                ", ".join(p for p in PATTERNS if p not in _INTERVAL_PATTERNS),
-            )
-            return None
-        if interval_statistic and kind not in _INTERVAL_PATTERNS:
-            c.bad_value(
-                "pattern",
-                kind,
-                f"{c.table.get('statistic')} is an interval",
-                " or ".join(_INTERVAL_PATTERNS),
-            )
-            return None
-    value = interval = None
-    if kind in _PATTERNS_WITH_VALUE:
-        value = c.number("value", required=True)
-        if value is None:
-            return None
-    elif "value" in c.table:
-        c.problem("value", f"value {show(c.table['value'])}: not used by pattern {kind!r}")
+    if kind in _INTERVAL_PATTERNS and not interval_statistic:
+        allowed = ", ".join(p for p in PATTERNS if p not in _INTERVAL_PATTERNS)
+        bad("pattern", "applies to an interval statistic only (such as itt_or_ci)", kind, allowed)
+        return None
+    if interval_statistic and kind not in _INTERVAL_PATTERNS:
+        allowed = " or ".join(_INTERVAL_PATTERNS)
+        bad("pattern", f"{entry.statistic} is an interval", kind, allowed)
+        return None
+    if kind in _PATTERNS_WITH_VALUE and entry.value is None:
+        bad("value", f"missing: required by pattern {kind!r}, allowed: a number")
+        return None
+    if kind not in _PATTERNS_WITH_VALUE and entry.value is not None:
+        bad("value", f"not used by pattern {kind!r}", entry.value)
     if kind == "between":
-        interval = c.pair("interval", required=True)
-        if interval is None:
+        if entry.interval is None:
+            bad("interval", f"missing: required by pattern 'between', allowed: {_PAIR}")
             return None
-    elif "interval" in c.table:
-        c.problem("interval", f"value {show(c.table['interval'])}: only pattern 'between' uses it")
-    return Pattern(kind, value, interval)  # type: ignore[arg-type]
+        if entry.interval[0] > entry.interval[1]:
+            bad("interval", "low is above high", list(entry.interval), _PAIR)
+            return None
+    elif entry.interval is not None:
+        bad("interval", "only pattern 'between' uses it", list(entry.interval))
+    interval = (entry.interval[0], entry.interval[1]) if entry.interval is not None else None
+    return Pattern(kind, entry.value, interval)
 
 
-def _parse_observation(
-    c: Checker, statistic: Any, statistic_name: str | None
+def _observation(
+    bad: Callable[..., None], statistic: Any, entry: ObservedEntry | CountEntry
 ) -> Observation | None:
     share = statistic is not None and statistic.share
     ratio = statistic is not None and statistic.ratio
-    interval = statistic is not None and statistic.interval
-    if interval:
-        c.problem(
+    if statistic is not None and statistic.interval:
+        bad(
             None,
-            f"{statistic_name} is an interval: give a pattern (contains or excludes), not observed",
+            f"{entry.statistic} is an interval: give a pattern (contains or excludes), "
+            "not observed",
         )
         return None
-    has_observed, has_count = "observed" in c.table, "count" in c.table
-    if not has_observed and not has_count:
-        c.problem(
-            None,
-            "missing: give observed (a number), count and n (a share), or pattern "
-            f"(one of {', '.join(PATTERNS)})",
-        )
+    counted = isinstance(entry, CountEntry)
+    if (counted or entry.n is not None) and not share and not _is_trial_key(entry.statistic):
+        key = "count" if counted else "n"
+        bad(key, "only share statistics take count and n", getattr(entry, key))
         return None
-    if has_observed and has_count:
-        c.problem("count", "give observed or count, not both")
-        return None
-    if (
-        (has_count or "n" in c.table)
-        and not share
-        and not (statistic_name or "").startswith(TRIAL_PREFIX)
-    ):
-        key = "count" if has_count else "n"
-        c.problem(key, f"value {show(c.table[key])}: only share statistics take count and n")
-        return None
-    n = c.integer("n", required=has_count, low=1)
-    if has_count:
-        count = c.integer("count", required=True, low=0)
-        if count is None or n is None:
+    if isinstance(entry, CountEntry):
+        if entry.count > entry.n:
+            bad("count", "more than n", entry.count, f"a whole number from 0 to n = {entry.n}")
             return None
-        if count > n:
-            c.bad_value("count", count, "more than n", f"a whole number from 0 to n = {n}")
-            return None
-        value: float | None = count / n
+        value = entry.count / entry.n
     else:
-        low = 0.0 if ratio else None
-        value = c.number(
-            "observed",
-            required=True,
-            low=low,
-            low_open=ratio,
-            high=1.0 if share else None,
-            allowed="a ratio > 0" if ratio else "a share from 0 to 1" if share else None,
-        )
-    if value is None:
+        value = entry.observed
+        if ratio and not value > 0:
+            bad("observed", "out of range", value, "a ratio > 0")
+            return None
+        if share and not 0 <= value <= 1:
+            bad("observed", "out of range", value, "a share from 0 to 1")
+            return None
+    se, n = entry.se, entry.n
+    ci = (entry.ci[0], entry.ci[1]) if entry.ci is not None else None
+    if se is not None and ci is not None:
+        bad("se", "give se or ci, not both")
         return None
-    if "se" in c.table and "ci" in c.table:
-        c.problem("se", "give se or ci, not both")
-        return None
-    se = c.number("se", required=False, low=0.0, low_open=True)
-    ci = c.pair("ci", required=False)
     if ci is not None:
+        shown = list(ci)
+        if ci[0] > ci[1]:
+            bad("ci", "low is above high", shown, _PAIR)
+            return None
         if not ci[0] <= value <= ci[1]:
-            c.bad_value(
-                "ci", list(ci), f"does not contain observed {value:g}", "low <= observed <= high"
-            )
+            bad("ci", f"does not contain observed {value:g}", shown, "low <= observed <= high")
             return None
         if ratio and ci[0] <= 0:
-            c.bad_value("ci", list(ci), "not positive", "a ratio's interval, low > 0")
+            bad("ci", "not positive", shown, "a ratio's interval, low > 0")
             return None
         if ci[0] == ci[1]:
-            c.bad_value("ci", list(ci), "has no width", "low < high")
+            bad("ci", "has no width", shown, "low < high")
             return None
-        if ratio:
-            se = (math.log(ci[1]) - math.log(ci[0])) / (2 * Z_95)
-        else:
-            se = (ci[1] - ci[0]) / (2 * Z_95)
+        width = math.log(ci[1]) - math.log(ci[0]) if ratio else ci[1] - ci[0]
+        se = width / (2 * Z_95)
     elif se is None and n is not None:
         if not 0 <= value <= 1:
-            c.bad_value("n", n, f"observed {value:g} is not a share", "n only with a share")
+            bad("n", f"observed {value:g} is not a share", n, "n only with a share")
             return None
         se = math.sqrt(max(value * (1 - value), 0.25 / n) / n)  # never 0 at 0% or 100%
     return Observation(value=value, se=se, ci=ci, n=n)
@@ -693,27 +747,26 @@ def _select_sites(
     chosen: set[int] = set()
     ok = True
     for entry in entries:
-        match = _SITE_SELECTOR.match(entry)
-        if match:
-            attribute, wanted = match[1], match[2]
-            hits = {
-                k for k, s in enumerate(scenario.sites.values()) if getattr(s, attribute) == wanted
-            }
-            if not hits:
-                problems.append(
-                    f"{where}: value {show(entry)}: no site of scenario {scenario.name!r} has "
-                    f"{attribute} {wanted!r}"
-                )
-                ok = False
-            chosen |= hits
-        elif entry in names:
-            chosen.add(names.index(entry))
-        else:
+        if not _is_selector(entry):
+            if entry in names:
+                chosen.add(names.index(entry))
+                continue
             problems.append(
                 f"{where}: value {show(entry)}: no such site in scenario {scenario.name!r}; "
                 f"{_site_choices(entry, names)}"
             )
             ok = False
+            continue
+        try:
+            hits = parse_selector(entry).select(scenario.sites)
+        except PathError as e:
+            hits, why = (), str(e)
+        else:
+            why = f"selects no site of scenario {scenario.name!r}"
+        if not hits:
+            problems.append(f"{where}: value {show(entry)}: {why}")
+            ok = False
+        chosen |= {names.index(h) for h in hits}
     return tuple(sorted(chosen)) if ok else None
 
 
@@ -721,4 +774,16 @@ def _site_choices(value: str, sites: list[str]) -> str:
     hint = suggest_among(value, sites)
     if hint.startswith("did you mean"):
         return hint
-    return "its sites are " + ", ".join(sites) + ' (or select by "host=..." / "geography=...")'
+    return "its sites are " + ", ".join(sites) + f" (or select them: {SELECTOR_FORMS})"
+
+
+def _is_selector(entry: str) -> bool:
+    return entry.startswith(("sites.", "sites[")) or "=" in entry
+
+
+def _site_entry(entry: str) -> str:
+    """A ``sites`` entry as it is written now: a site name, or a selector (an old bare
+    ``host=nhs`` becomes ``sites[host=nhs]``, with a note); ``PathError`` if malformed."""
+    if not _is_selector(entry):
+        return entry
+    return parse_selector(entry, old_spelling=True).text

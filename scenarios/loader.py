@@ -36,14 +36,17 @@ The rules:
 - ``[[sites_where]]`` entries apply after that, in file order, each seeing what
   the earlier ones changed. Every key of an entry except ``set`` is a condition:
   a site key whose value must equal the site's (a key the site leaves out counts
-  as its default); an entry with no conditions applies to every site. The
+  as its default); an entry with no conditions applies to every site. These are
+  the conditions of the site selector ``sites[host=not_for_profit]`` written
+  everywhere else (``simulation.paths``), as TOML keys. The
   ``[sites_where.set]`` table gives its values to every matching site. An entry
   that matches no site is an error (most likely a typo). ``sites_where`` also works
   in a file that extends nothing, e.g. to fill in sites of a few types.
 
 Loading runs in three steps:
 
-1. ``_read_toml``: file -> dict (missing file, bad UTF-8, malformed TOML);
+1. ``scenarios.inputs.read_toml``: file -> dict (missing or unreadable file, bad
+   UTF-8, malformed TOML);
 2. ``_resolve``: dict -> dict (the ``extends`` chain, merging, ``sites_remove``,
    ``sites_where``, the default name), remembering which file set each value;
 3. ``_validate``: dict -> ``Scenario`` (unknown keys, types, ranges, required fields).
@@ -59,18 +62,17 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-import re
-import tomllib
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import PydanticUndefined
 
+from scenarios.inputs import InputError, read_toml
 from scenarios.messages import describe, show, suggest_among, toml_type
 from simulation.params import Scenario, Site
+from simulation.paths import SiteSelector
 
 DEFAULT_SCENARIO_FILE = "enrich_trial.toml"
 # Keys of the file format that are not scenario parameters: resolved, then removed.
@@ -81,17 +83,8 @@ _TOP_LEVEL = frozenset(EXTENSION_KEYS) | frozenset(_NOT_INHERITED)
 Key = tuple[str, ...]
 
 
-class ScenarioError(Exception):
+class ScenarioError(InputError):
     """A scenario file that cannot be read or does not describe a valid scenario."""
-
-    def __init__(self, path: Path | str, problems: list[str]) -> None:
-        self.path = Path(path)
-        self.problems = problems
-        if len(problems) == 1:
-            message = problems[0]
-        else:
-            message = f"{path}: {len(problems)} problems\n" + "\n".join(f"  {p}" for p in problems)
-        super().__init__(message)
 
 
 def default_scenario_path() -> Path:
@@ -118,38 +111,10 @@ def scenario_parent(path: str | Path) -> Path | None:
     Reads only ``path`` itself; a parent that does not exist is still returned
     (``load_scenario`` reports it)."""
     source = Path(path)
-    extends = _read_toml(source).get("extends")
+    extends = read_toml(source, "scenario", ScenarioError).get("extends")
     if not isinstance(extends, str):
         return None
     return _parent_path(source, extends)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(path, [f"{path}: no such scenario file"]) from None
-    except IsADirectoryError:
-        raise ScenarioError(path, [f"{path}: is a directory, not a scenario file"]) from None
-    except OSError as e:
-        raise ScenarioError(path, [f"{path}: cannot read: {e.strerror}"]) from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(
-            path, [f"{path}: byte {e.start}: not UTF-8 text (TOML files must be UTF-8)"]
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(path, [f"{path}: {_toml_error(str(e))}"]) from None
-
-
-def _toml_error(message: str) -> str:
-    # Python 3.12's TOMLDecodeError carries its position only inside the message.
-    match = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", message)
-    if match:
-        what, line, col = match.groups()
-        return f"line {line}, column {col}: invalid TOML: {what}"
-    return f"invalid TOML: {message}"
 
 
 # --- step 2: resolving inheritance ----------------------------------------------------
@@ -204,7 +169,7 @@ def _resolve(path: Path, chain: tuple[tuple[Path, Path], ...] = ()) -> _Resolved
     catch circles. Problems that make the result meaningless (an unreadable file, a
     missing parent, a circle) raise ``ScenarioError``; the others are collected.
     """
-    raw = _read_toml(path)
+    raw = read_toml(path, "scenario", ScenarioError)
     extensions = {key: raw.pop(key) for key in EXTENSION_KEYS if key in raw}
     here = (_identity(path), path)
     if "extends" in extensions:
@@ -316,13 +281,24 @@ def _forget(resolved: _Resolved, at: Key) -> None:
             del record[key]
 
 
+def _wrong_type(
+    resolved: _Resolved, path: Path, key: str, value: Any, ok: bool, allowed: str
+) -> bool:
+    """Record that ``key``'s value has the wrong type unless ``ok``; whether it had."""
+    if not ok:
+        resolved.problems.append(
+            f"{path}: {key}: value {show(value)}: wrong type ({toml_type(value)}), "
+            f"allowed: {allowed}"
+        )
+    return not ok
+
+
 def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
     path = origin.path
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        resolved.problems.append(
-            f"{path}: sites_remove: value {show(names)}: wrong type ({toml_type(names)}), "
-            'allowed: an array of site names, e.g. ["A", "B"]'
-        )
+    ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+    if _wrong_type(
+        resolved, path, "sites_remove", names, ok, 'an array of site names, e.g. ["A", "B"]'
+    ):
         return
     sites = resolved.data.get("sites")
     sites = sites if isinstance(sites, dict) else {}
@@ -339,11 +315,9 @@ def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
 
 def _apply_sites_where(resolved: _Resolved, entries: Any, origin: _Origin) -> None:
     path = origin.path
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        resolved.problems.append(
-            f"{path}: sites_where: value {show(entries)}: wrong type ({toml_type(entries)}), "
-            "allowed: an array of tables, each begun with [[sites_where]]"
-        )
+    ok = isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
+    allowed = "an array of tables, each begun with [[sites_where]]"
+    if _wrong_type(resolved, path, "sites_where", entries, ok, allowed):
         return
     sites = resolved.data.get("sites")
     if not isinstance(sites, dict):
@@ -370,7 +344,10 @@ def _apply_sites_where(resolved: _Resolved, entries: Any, origin: _Origin) -> No
             bad_changes = _site_value_problems(resolved, changes, f"{label}.set.", path, ())
         if bad_conditions or "set" not in entry or not isinstance(entry["set"], dict):
             continue  # which sites were meant, or what for, is unclear: nothing to match
-        matched = [n for n, site in sites.items() if _matches(site, conditions)]
+        selector = SiteSelector.from_conditions(conditions)
+        matched = [
+            n for n, site in sites.items() if isinstance(site, dict) and selector.matches(site)
+        ]
         if not matched:
             wanted = " and ".join(f"{k} = {show(v)}" for k, v in conditions.items())
             resolved.problems.append(
@@ -400,22 +377,6 @@ def _site_value_problems(
             resolved.problems.append(f"{path}: {describe(err, Site, prefix, extra)}")
         return bad
     return set()
-
-
-def _matches(site: Any, conditions: dict[str, Any]) -> bool:
-    if not isinstance(site, dict):
-        return False
-    for key, wanted in conditions.items():
-        if key in site:
-            value = site[key]
-        else:
-            default = Site.model_fields[key].default
-            if default is PydanticUndefined:
-                return False
-            value = default
-        if value != wanted or isinstance(value, bool) != isinstance(wanted, bool):
-            return False
-    return True
 
 
 # --- step 3: validating the result ----------------------------------------------------

@@ -15,6 +15,7 @@ them in its parameter table and a test keeps the two identical.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -553,6 +554,14 @@ class Scenario(_Frozen):
     @property
     def site_names(self) -> list[str]:
         return list(self.sites)
+
+    def with_values(self, values: Mapping[str, Any]) -> Scenario:
+        """This scenario with the values at parameter paths (``ward.w_preparation``,
+        ``sites.F.n_peer_workers``, ``sites[host=nhs].team_preparation``; see
+        ``simulation.paths``) set, validated afresh."""
+        from simulation.paths import with_values  # paths builds on this module
+
+        return with_values(self, values)
 
     @property
     def n_participants(self) -> int:

@@ -138,7 +138,7 @@ def test_site_statistics_by_hand(tmp_path: Path) -> None:
         _target("pearson", "site_engagement_fidelity_correlation")
         + _target("spearman", "site_engagement_fidelity_correlation", "method = 'spearman'")
         + _target("low_both", "low_sites_below_others", "sites = ['C']")
-        + _target("low_attr", "low_sites_below_others", "sites = ['host=not_for_profit']")
+        + _target("low_attr", "low_sites_below_others", "sites = ['sites[host=not_for_profit]']")
         + _target("low_eng", "low_sites_below_others", "sites = ['C']\nmeasure = 'engagement'")
         + _target("site_b", "site_engaged_share", "site = 'B'", observed="observed = 0.7")
         + _target("fid_c", "site_fidelity", "site = 'C'", observed="observed = 0.6")
@@ -155,7 +155,7 @@ def test_site_statistics_by_hand(tmp_path: Path) -> None:
     assert row["spearman"] == pytest.approx(0.5), "Spearman: Pearson of the ranks"
     # C below A and B: engaged 0.5 - 0.2 = 0.3, fidelity 0.7 - 0.6 = 0.1 -> the smaller
     assert row["low_both"] == pytest.approx(0.1), "the smaller of the two gaps"
-    assert row["low_attr"] == pytest.approx(0.1), "host=not_for_profit selects site C"
+    assert row["low_attr"] == pytest.approx(0.1), "sites[host=not_for_profit] selects site C"
     assert row["low_eng"] == pytest.approx(0.3), "engagement gap only"
     assert row["site_b"] == 0.6, "one site's engaged share"
     assert row["fid_c"] == 0.6, "one site's fidelity"
@@ -352,10 +352,44 @@ def test_bad_targets_report_every_problem_at_once(tmp_path: Path) -> None:
     assert "2 problems" in str(caught.value)
 
 
+def test_old_bare_site_condition_works_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = load_targets(
+        _targets(tmp_path, _target("b", "low_sites_below_others", "sites = ['host=nhs', 'C']"))
+    )
+    assert capsys.readouterr().err == (
+        "peersim: note: old spelling 'host=nhs'; write 'sites[host=nhs]'\n"
+    ), "one line saying how to write it now"
+    assert old["b"].settings["sites"] == ("sites[host=nhs]", "C"), "read as the new spelling"
+    new = load_targets(
+        _targets(
+            tmp_path,
+            _target("b", "low_sites_below_others", "sites = ['sites[host=nhs]', 'C']"),
+            "new.toml",
+        )
+    )
+    assert capsys.readouterr().err == "", "no note for the new spelling"
+    assert old.targets == new.targets, "the same target either way"
+
+
+def test_bad_site_selectors_name_the_closest(tmp_path: Path) -> None:
+    body = _target("b", "low_sites_below_others", "sites = ['sites[hots=nhs]']")
+    with pytest.raises(TargetsError) as caught:
+        load_targets(_targets(tmp_path, body))
+    assert "cannot select sites by 'hots'; did you mean host?" in str(caught.value)
+    scenario = _scenario(THREE_SITES)
+    selector = "sites[geography=urban, host=not_for_profit]"
+    body = _target("c", "low_sites_below_others", f"sites = ['{selector}']")
+    with pytest.raises(TargetsError) as caught:
+        load_targets(_targets(tmp_path, body, "t3.toml")).bind(scenario)
+    assert f"value '{selector}': selects no site" in str(caught.value)
+
+
 def test_targets_that_do_not_fit_the_scenario_are_refused(tmp_path: Path) -> None:
     scenario = _scenario(THREE_SITES)
     body = _target("a", "site_fidelity", "site = 'D'", "observed = 0.5") + _target(
-        "b", "low_sites_below_others", "sites = ['host=nhs', 'C']"
+        "b", "low_sites_below_others", "sites = ['sites[host=nhs]', 'C']"
     )
     with pytest.raises(TargetsError) as caught:
         load_targets(_targets(tmp_path, body)).bind(scenario)

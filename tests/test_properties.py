@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from simulation import PeerSupportModel, Scenario, run
+from simulation.paths import site_path
 
 _EXPLORE = os.environ.get("PEERSIM_PROPERTY_EXAMPLES")
 PROPERTY_SETTINGS = settings(
@@ -303,9 +304,7 @@ def test_one_sites_coordinator_hours_touch_no_other_site(sc, seed, hours, data):
     coordinator hours leaves every other site's participants and site-week rows
     identical, and no participant's pre-drawn attributes change anywhere."""
     site = data.draw(st.sampled_from(sc.site_names), label="site")
-    d = sc.model_dump()
-    d["sites"][site]["supervisor_h_per_week"] = hours
-    changed = Scenario.model_validate(d)
+    changed = sc.with_values({site_path(site, "supervisor_h_per_week"): hours})
     a, b = run(sc, seed), run(changed, seed)
     others = a.participants.site != site
     assert_frame_equal(a.participants[others], b.participants[others], obj="other sites")

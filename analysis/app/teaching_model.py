@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from scenarios.loader import load_scenario
 from simulation import PeerSupportModel, Results, Scenario, replicate_seed
+from simulation.paths import site_path
 from simulation.rng import DEFAULT_SEED
 
 __all__ = ["DEFAULT_SEED", "SITE_CONTROLS", "TeachingModel", "with_conditions"]
@@ -103,9 +104,9 @@ def site_conditions(scenario: Scenario) -> dict[str, dict[str, Any]]:
 
 def with_conditions(base: Scenario, conditions: Conditions) -> Scenario:
     """``base`` with the given site conditions, validated like a scenario file."""
-    data = base.model_dump()
+    values: dict[str, Any] = {}
     for name, changes in conditions.items():
-        if name not in data["sites"]:
+        if name not in base.sites:
             raise ConditionsError(f"no site {name!r}; the sites are {', '.join(base.sites)}")
         unknown = sorted(set(changes) - set(CONTROLLED_FIELDS))
         if unknown:
@@ -113,9 +114,9 @@ def with_conditions(base: Scenario, conditions: Conditions) -> Scenario:
                 f"site {name}: {', '.join(unknown)} cannot be set here; "
                 f"the site controls set {', '.join(CONTROLLED_FIELDS)}"
             )
-        data["sites"][name].update(changes)
+        values.update({site_path(name, key): value for key, value in changes.items()})
     try:
-        return Scenario.model_validate(data)
+        return base.with_values(values)
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()

@@ -1,0 +1,212 @@
+"""One way to read an input file and to report what is wrong with it.
+
+Every input file of peersim (scenario files, calibration targets and priors, the
+sensitivity spec) is TOML, read by ``read_toml`` and checked into a frozen object.
+Whatever is wrong is reported at once, one line a problem, in one format::
+
+    FILE: dotted.key: value VALUE: what is wrong, allowed: what is allowed
+
+(a ``Problem``), raised together as one ``InputError``; several problems get a
+header ``FILE: N problems`` and are indented below it. ``suggest_among`` finds the
+closest valid names for a misspelt one and ``show`` displays a value as TOML
+writes it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simulation.names import closest_names, suggest_among
+
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "NOT_GIVEN",
+    "InputError",
+    "Problem",
+    "closest_names",
+    "format_problem",
+    "format_problems",
+    "read_toml",
+    "show",
+    "suggest_among",
+    "toml_type",
+]
+
+# Input files are hand-written and a few kilobytes; anything larger is a mistake
+# (a data file named by accident) and is refused before it is read into memory.
+MAX_INPUT_BYTES = 1024 * 1024
+# Values longer than this are shortened in messages.
+MAX_SHOWN_CHARS = 60
+
+
+class NotGiven:
+    """The ``value`` of a problem that concerns no single value (a missing key)."""
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN = NotGiven()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input file.
+
+    ``key`` is the dotted key as the user wrote it (with an entry label such as
+    ``target[2] 'met_share'`` in front where a file holds a list of entries), or
+    ``""`` for the file as a whole; ``what`` says what is wrong; ``allowed`` what
+    would be accepted; ``closest`` the valid names nearest a misspelt one.
+    """
+
+    file: Path | str | None
+    key: str
+    what: str
+    value: Any = NOT_GIVEN
+    allowed: str = ""
+    closest: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return format_problem(self)
+
+
+def format_problem(problem: Problem) -> str:
+    """``FILE: key: value VALUE: what, allowed: ALLOWED; did you mean X?``."""
+    parts = [str(p) for p in (problem.file, problem.key) if p is not None and p != ""]
+    if problem.value is not NOT_GIVEN:
+        parts.append(f"value {show(problem.value)}")
+    text = ": ".join([*parts, problem.what])
+    if problem.allowed:
+        text += f", allowed: {problem.allowed}"
+    if problem.closest:
+        text += f"; did you mean {' or '.join(problem.closest)}?"
+    return text
+
+
+def format_problems(path: Path | str, problems: Sequence[str]) -> str:
+    """One problem as its line; several under a ``FILE: N problems`` header."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{path}: {len(problems)} problems\n" + "\n".join(f"  {p}" for p in problems)
+
+
+class InputError(Exception):
+    """An input file that cannot be read or does not say something valid.
+
+    ``problems`` holds one line per problem, each starting with the file that set
+    the offending value; a ``Problem`` is formatted by ``format_problem``, a string
+    is taken as an already formatted line.
+    """
+
+    def __init__(self, path: Path | str, problems: Iterable[Problem | str]) -> None:
+        self.path = Path(path)
+        self.details: tuple[Problem | str, ...] = tuple(problems)
+        self.problems: list[str] = [str(p) for p in self.details]
+        super().__init__(format_problems(path, self.problems))
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def read_toml(
+    path: Path, what: str, error: type[InputError] = InputError, limit: int = MAX_INPUT_BYTES
+) -> dict[str, Any]:
+    """The parsed TOML file at ``path``, a ``what`` file (``"scenario"``, ...).
+
+    Raises ``error`` with one problem if the file is missing, not a regular file
+    (a directory, a FIFO, a device: refused before it is opened, so that reading
+    cannot block or run forever), larger than ``limit`` bytes, not UTF-8 (naming
+    the first bad byte) or not valid TOML (naming the line and column).
+    """
+
+    def refuse(text: str) -> InputError:
+        return error(path, [Problem(path, "", text)])
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise refuse(f"no such {what} file") from None
+    except OSError as e:
+        raise refuse(f"cannot read: {e.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise refuse(f"is a directory, not a {what} file")
+    if not stat.S_ISREG(info.st_mode):
+        raise refuse(f"not a regular file (a pipe, device or socket), not a {what} file")
+    if info.st_size > limit:
+        raise refuse(f"{info.st_size} bytes: too large for a {what} file (at most {limit})")
+    try:
+        # O_NONBLOCK: should the file be swapped for a FIFO since the stat, opening
+        # it does not wait for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise refuse(f"not a regular file, not a {what} file")
+            data = stream.read(limit + 1)
+    except OSError as e:
+        raise refuse(f"cannot read: {e.strerror}") from None
+    if len(data) > limit:  # grew since the stat
+        raise refuse(f"more than {limit} bytes: too large for a {what} file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(
+            path, [Problem(path, f"byte {e.start}", "not UTF-8 text (TOML files must be UTF-8)")]
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise error(path, [Problem(path, "", toml_error(str(e)))]) from None
+
+
+def toml_error(message: str) -> str:
+    """``line L, column C: invalid TOML: WHAT`` from a ``TOMLDecodeError``'s text."""
+    # Python 3.12's TOMLDecodeError carries its position only inside the message.
+    match = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", message)
+    if match:
+        what, line, column = match.groups()
+        return f"line {line}, column {column}: invalid TOML: {what}"
+    return f"invalid TOML: {message}"
+
+
+# --- names and values ----------------------------------------------------------------
+
+
+def toml_type(value: Any) -> str:
+    """The TOML kind of a parsed value, e.g. ``a string`` or ``an array``."""
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    for py_type, name in names.items():
+        if isinstance(value, py_type):
+            return name
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
+def show(value: Any, inline_tables: bool = False) -> str:
+    """A value as short text, as TOML writes it: booleans ``true``/``false``, arrays
+    element by element; a table as ``(a table)``, or with ``inline_tables`` as an
+    inline table ``{ key = value }`` (for small tables whose content is the point)."""
+    text = _toml_text(value, inline_tables)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
+def _toml_text(value: Any, inline_tables: bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        if not inline_tables:
+            return "(a table)"
+        items = (f"{k} = {_toml_text(v, True)}" for k, v in value.items())
+        return "{ " + ", ".join(items) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_text(v, inline_tables) for v in value) + "]"
+    return repr(value)
