@@ -379,7 +379,8 @@ _STATISTICS: tuple[Statistic, ...] = (
             Param(
                 "sites",
                 "sites",
-                'sites, by name or by attribute ("sites[host=not_for_profit]", "sites[geography=rural]"); '
+                'sites, by name or by selector ("sites[host=not_for_profit]", '
+                '"sites[geography=rural]"); '
                 "a site matching any entry is listed",
                 required=True,
             ),
