@@ -620,7 +620,7 @@ def test_resume_keeps_finished_generations_and_adds_the_rest(
 def test_resume_after_an_interruption_in_the_prior_sample(
     tmp_path: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import calibration.inference as inference
+    from calibration import inference
 
     body = _target("met", "met_share", observed="observed = 0.9")
     targets = load_targets(_targets(tmp_path, body)).bind(scenario)
@@ -730,7 +730,7 @@ def test_calibrate_command_interrupted_resumes_to_a_complete_output(
 ) -> None:
     """A run stopped by Ctrl-C in its second generation keeps the first; --resume
     finishes it, and the output folder holds what the help says."""
-    import calibration.inference as inference
+    from calibration import inference
 
     targets = _targets(
         tmp_path,

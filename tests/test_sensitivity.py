@@ -33,7 +33,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-import analysis.sensitivity as sensitivity
+from analysis import sensitivity
 from analysis.cli import main
 from analysis.sensitivity import (
     Analysis,
