@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,23 @@ def read_toml(
     def refuse(text: str) -> InputError:
         return error(path, [Problem(path, "", text)])
 
+    _check_file(path, what, limit, refuse)
+    data = _read_bytes(path, what, limit, refuse)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(
+            path, [Problem(path, f"byte {e.start}", "not UTF-8 text (TOML files must be UTF-8)")]
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise error(path, [Problem(path, "", toml_error(str(e)))]) from None
+
+
+def _check_file(path: Path, what: str, limit: int, refuse: Callable[[str], InputError]) -> None:
+    """Raise ``refuse(...)`` unless ``path`` is a regular file of at most ``limit`` bytes:
+    checked before it is opened, so that reading cannot block or run forever."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -141,6 +158,11 @@ def read_toml(
         raise refuse(f"not a regular file (a pipe, device or socket), not a {what} file")
     if info.st_size > limit:
         raise refuse(f"{info.st_size} bytes: too large for a {what} file (at most {limit})")
+
+
+def _read_bytes(path: Path, what: str, limit: int, refuse: Callable[[str], InputError]) -> bytes:
+    """The content of the regular file ``path``; ``refuse(...)`` is raised if it is no
+    longer a regular file or has grown past ``limit`` bytes since it was checked."""
     try:
         # O_NONBLOCK: should the file be swapped for a FIFO since the stat, opening
         # it does not wait for a writer; fstat then refuses it.
@@ -153,16 +175,7 @@ def read_toml(
         raise refuse(f"cannot read: {e.strerror}") from None
     if len(data) > limit:  # grew since the stat
         raise refuse(f"more than {limit} bytes: too large for a {what} file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise error(
-            path, [Problem(path, f"byte {e.start}", "not UTF-8 text (TOML files must be UTF-8)")]
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise error(path, [Problem(path, "", toml_error(str(e)))]) from None
+    return data
 
 
 def toml_error(message: str) -> str:

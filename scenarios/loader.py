@@ -282,7 +282,7 @@ def _forget(resolved: _Resolved, at: Key) -> None:
 
 
 def _wrong_type(
-    resolved: _Resolved, path: Path, key: str, value: Any, ok: bool, allowed: str
+    resolved: _Resolved, path: Path, key: str, value: Any, *, ok: bool, allowed: str
 ) -> bool:
     """Record that ``key``'s value has the wrong type unless ``ok``; whether it had."""
     if not ok:
@@ -296,9 +296,8 @@ def _wrong_type(
 def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
     path = origin.path
     ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
-    if _wrong_type(
-        resolved, path, "sites_remove", names, ok, 'an array of site names, e.g. ["A", "B"]'
-    ):
+    allowed = 'an array of site names, e.g. ["A", "B"]'
+    if _wrong_type(resolved, path, "sites_remove", names, ok=ok, allowed=allowed):
         return
     sites = resolved.data.get("sites")
     sites = sites if isinstance(sites, dict) else {}
@@ -317,49 +316,68 @@ def _apply_sites_where(resolved: _Resolved, entries: Any, origin: _Origin) -> No
     path = origin.path
     ok = isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
     allowed = "an array of tables, each begun with [[sites_where]]"
-    if _wrong_type(resolved, path, "sites_where", entries, ok, allowed):
+    if _wrong_type(resolved, path, "sites_where", entries, ok=ok, allowed=allowed):
         return
     sites = resolved.data.get("sites")
     if not isinstance(sites, dict):
         return  # validation reports the missing or malformed sites
     for number, entry in enumerate(entries, start=1):
-        label = f"sites_where[{number}]"
-        conditions = {k: v for k, v in entry.items() if k != "set"}
-        bad_conditions = _site_value_problems(resolved, conditions, f"{label}.", path, ("set",))
-        changes = entry.get("set")
-        bad_changes: set[str] = set()
-        if "set" not in entry:
-            resolved.problems.append(
-                f"{path}: {label}.set: missing: required, allowed: a table of site keys and "
-                "their new values, begun with [sites_where.set] after the conditions"
-            )
-            changes = {}
-        elif not isinstance(changes, dict):
-            resolved.problems.append(
-                f"{path}: {label}.set: value {show(changes)}: wrong type "
-                f"({toml_type(changes)}), allowed: a table of site keys and their new values"
-            )
-            changes = {}
-        else:
-            bad_changes = _site_value_problems(resolved, changes, f"{label}.set.", path, ())
-        if bad_conditions or "set" not in entry or not isinstance(entry["set"], dict):
-            continue  # which sites were meant, or what for, is unclear: nothing to match
-        selector = SiteSelector.from_conditions(conditions)
-        matched = [
-            n for n, site in sites.items() if isinstance(site, dict) and selector.matches(site)
-        ]
-        if not matched:
-            wanted = " and ".join(f"{k} = {show(v)}" for k, v in conditions.items())
-            resolved.problems.append(
-                f"{path}: {label}: matches no site: none of the {len(sites)} sites has {wanted}"
-                if conditions
-                else f"{path}: {label}: matches no site: there are no sites"
-            )
-        for name in matched:
-            for key, value in changes.items():
-                if key not in bad_changes:
-                    sites[name][key] = copy.deepcopy(value)
-                    resolved.origins[("sites", name, key)] = origin
+        _apply_sites_where_entry(resolved, sites, f"sites_where[{number}]", entry, origin)
+
+
+def _apply_sites_where_entry(
+    resolved: _Resolved, sites: dict[str, Any], label: str, entry: dict[str, Any], origin: _Origin
+) -> None:
+    """Check one ``[[sites_where]]`` entry, then make its changes to every site that
+    meets its conditions."""
+    path = origin.path
+    conditions = {k: v for k, v in entry.items() if k != "set"}
+    bad_conditions = _site_value_problems(resolved, conditions, f"{label}.", path, ("set",))
+    changes, bad_changes = _sites_where_changes(resolved, entry, label, path)
+    if bad_conditions or changes is None:
+        return  # which sites were meant, or what for, is unclear: nothing to match
+    for name in _matching_sites(resolved, sites, conditions, label, path):
+        for key, value in changes.items():
+            if key not in bad_changes:
+                sites[name][key] = copy.deepcopy(value)
+                resolved.origins[("sites", name, key)] = origin
+
+
+def _sites_where_changes(
+    resolved: _Resolved, entry: dict[str, Any], label: str, path: Path
+) -> tuple[dict[str, Any] | None, set[str]]:
+    """The ``set`` table of a ``[[sites_where]]`` entry (``None`` if it is missing or
+    not a table) and the keys among it whose values are bad; problems are reported."""
+    changes = entry.get("set")
+    if "set" not in entry:
+        resolved.problems.append(
+            f"{path}: {label}.set: missing: required, allowed: a table of site keys and "
+            "their new values, begun with [sites_where.set] after the conditions"
+        )
+        return None, set()
+    if not isinstance(changes, dict):
+        resolved.problems.append(
+            f"{path}: {label}.set: value {show(changes)}: wrong type "
+            f"({toml_type(changes)}), allowed: a table of site keys and their new values"
+        )
+        return None, set()
+    return changes, _site_value_problems(resolved, changes, f"{label}.set.", path, ())
+
+
+def _matching_sites(
+    resolved: _Resolved, sites: dict[str, Any], conditions: dict[str, Any], label: str, path: Path
+) -> list[str]:
+    """The names of the sites that meet ``conditions``; none is a problem, reported."""
+    selector = SiteSelector.from_conditions(conditions)
+    matched = [n for n, site in sites.items() if isinstance(site, dict) and selector.matches(site)]
+    if not matched:
+        wanted = " and ".join(f"{k} = {show(v)}" for k, v in conditions.items())
+        resolved.problems.append(
+            f"{path}: {label}: matches no site: none of the {len(sites)} sites has {wanted}"
+            if conditions
+            else f"{path}: {label}: matches no site: there are no sites"
+        )
+    return matched
 
 
 def _site_value_problems(

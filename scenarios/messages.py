@@ -73,16 +73,40 @@ def describe(
     key = prefix + (label(shown) if label else ".".join(str(part) for part in shown))
     if not shown:
         key = prefix.rstrip(".") or "(top level)"
-    return str(_problem_at(err, root, key, loc, value, extra_keys))
+    return str(_problem_at(err, root, key=key, loc=loc, value=value, extra=extra_keys))
+
+
+# Errors about the key itself (a missing or unknown key, a union's missing or invalid
+# tag), as opposed to the value found at it.
+_KEY_ERRORS = frozenset({"union_tag_not_found", "union_tag_invalid", "extra_forbidden", "missing"})
 
 
 def _problem_at(
-    err: ErrorDetails, root: type[BaseModel], key: str, loc: Loc, value: Any, extra: Iterable[str]
+    err: ErrorDetails,
+    root: type[BaseModel],
+    *,
+    key: str,
+    loc: Loc,
+    value: Any,
+    extra: Iterable[str],
 ) -> Problem:
     """The ``Problem`` (without its file) that one validation error describes."""
+    if err["type"] in _KEY_ERRORS:
+        return _key_problem(err, root, key=key, loc=loc, value=value, extra=extra)
+    return _value_problem(err, root, key=key, loc=loc, value=value)
+
+
+def _key_problem(
+    err: ErrorDetails,
+    root: type[BaseModel],
+    *,
+    key: str,
+    loc: Loc,
+    value: Any,
+    extra: Iterable[str],
+) -> Problem:
+    """A missing or unknown key, or a union's missing or invalid tag."""
     kind = err["type"]
-    info = field_at(loc, root)
-    meaning = f" ({info.description})" if info is not None and info.description else ""
     if kind == "union_tag_not_found":
         return Problem(None, key, "missing: required", allowed=", ".join(_tags(loc[:-1], root)))
     if kind == "union_tag_invalid":
@@ -91,15 +115,28 @@ def _problem_at(
     if kind == "extra_forbidden":
         hint = suggest(loc, root, tuple(extra) if len(loc) == 1 else ())
         return Problem(None, key, f"unknown key; {hint}", value)
-    if kind == "missing":
-        return Problem(None, key, "missing: required", allowed=_allowed(info, err, root) + meaning)
+    return Problem(None, key, "missing: required", allowed=_allowed_at(err, root, loc))
+
+
+def _value_problem(
+    err: ErrorDetails, root: type[BaseModel], *, key: str, loc: Loc, value: Any
+) -> Problem:
+    """A value that its field does not accept."""
+    kind = err["type"]
     if isinstance(value, dict) and kind.startswith(("value_error", "assertion_error")):
         # Whole-table checks (e.g. shares summing past 1): the table is not worth echoing.
         return Problem(None, key, err["msg"].removeprefix("Value error, "))
     if kind == "value_error":
         # A field's own check: its message says what is wrong and what is allowed.
         return Problem(None, key, _problem(err), value)
-    return Problem(None, key, _problem(err), value, _allowed(info, err, root) + meaning)
+    return Problem(None, key, _problem(err), value, _allowed_at(err, root, loc))
+
+
+def _allowed_at(err: ErrorDetails, root: type[BaseModel], loc: Loc) -> str:
+    """What the field at ``loc`` accepts, followed by its meaning in brackets."""
+    info = field_at(loc, root)
+    meaning = f" ({info.description})" if info is not None and info.description else ""
+    return _allowed(info, err, root) + meaning
 
 
 def validation_problems(
@@ -177,23 +214,28 @@ def allowed(info: FieldInfo) -> str:
     return f"{kind}, {bounds}" if bounds else kind
 
 
+# What a field of these types (or generic types, by their origin) accepts.
+_ORIGIN_KINDS: dict[Any, str] = {list: "an array of tables", tuple: "an array"}
+_TYPE_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "true or false"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+)
+
+
 def _kind(annotation: Any) -> str:
     annotation = _unwrap(annotation)
-    if typing.get_origin(annotation) is list:
-        return "an array of tables"
-    if typing.get_origin(annotation) is tuple:
-        return "an array"
-    if typing.get_origin(annotation) is typing.Literal:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
         return " or ".join(repr(v) for v in typing.get_args(annotation))
-    if annotation is bool:
-        return "true or false"
-    if annotation is int:
-        return "an integer"
-    if annotation is float:
-        return "a number"
-    if annotation is str:
-        return "a string"
-    if is_model(annotation) or typing.get_origin(annotation) is dict:
+    # By identity, not equality: an annotation need not be hashable.
+    named = _ORIGIN_KINDS.get(origin) or next(
+        (text for type_, text in _TYPE_KINDS if annotation is type_), None
+    )
+    if named is not None:
+        return named
+    if is_model(annotation) or origin is dict:
         return "a table"
     return str(annotation)
 
