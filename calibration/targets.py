@@ -127,29 +127,22 @@ class Pattern:
     def holds(self, value: Value) -> bool:
         """Whether one replicate's value shows the pattern (NaN: it does not)."""
         if isinstance(value, tuple):
-            low, high = value
-            if not (math.isfinite(low) and math.isfinite(high)):
-                return False
-            assert self.value is not None
-            inside = low <= self.value <= high
-            return inside if self.kind == "contains" else not inside
+            return self._interval_holds(value)
         if not math.isfinite(value):
             return False
-        match self.kind:
-            case "positive":
-                return value > 0
-            case "negative":
-                return value < 0
-            case "greater_than":
-                assert self.value is not None
-                return value > self.value
-            case "less_than":
-                assert self.value is not None
-                return value < self.value
-            case "between":
-                assert self.interval is not None
-                return self.interval[0] <= value <= self.interval[1]
-        raise ValueError(f"pattern {self.kind!r} needs an interval statistic")
+        test = _SCALAR_TESTS.get(self.kind)
+        if test is None:
+            raise ValueError(f"pattern {self.kind!r} needs an interval statistic")
+        return test(self, value)
+
+    def _interval_holds(self, interval: tuple[float, float]) -> bool:
+        """``contains`` or ``excludes``: whether a simulated interval holds the pattern's
+        ``value`` (or does not; NaN ends: neither)."""
+        low, high = interval
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return False
+        inside = low <= _given(self.value) <= high
+        return inside if self.kind == "contains" else not inside
 
     def describe(self) -> str:
         match self.kind:
@@ -159,6 +152,24 @@ class Pattern:
                 assert self.interval is not None
                 return f"between {self.interval[0]:g} and {self.interval[1]:g}"
         return f"{self.kind.replace('_', ' ')} {self.value:g}"
+
+
+def _given[T](setting: T | None) -> T:
+    """A pattern's ``value`` or ``interval``, which its kind requires (checked on loading)."""
+    assert setting is not None
+    return setting
+
+
+# Whether a single (finite) value shows a pattern, by the pattern's kind.
+_SCALAR_TESTS: dict[str, Callable[[Pattern, float], bool]] = {
+    "positive": lambda pattern, value: value > 0,
+    "negative": lambda pattern, value: value < 0,
+    "greater_than": lambda pattern, value: value > _given(pattern.value),
+    "less_than": lambda pattern, value: value < _given(pattern.value),
+    "between": lambda pattern, value: (
+        _given(pattern.interval)[0] <= value <= _given(pattern.interval)[1]
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -576,40 +587,51 @@ def _settings(bad: Callable[..., None], statistic: Any, given: dict[str, Any]) -
             if p.required:
                 bad(p.name, f"missing: required by {statistic.name}: {p.description}")
             continue
-        if p.kind == "bool" and not isinstance(value, bool):
-            bad(p.name, "wrong type", value, "true or false")
-        elif p.kind == "choice" and value not in p.choices:
-            bad(p.name, "not one of the choices", value, ", ".join(p.choices))
-        elif p.kind in ("site", "statistic") and (not isinstance(value, str) or not value):
-            bad(p.name, "wrong type", value, f"a string: {p.description}")
-        elif p.kind == "statistic" and not _single_valued(value):
-            bad(
-                p.name,
-                "not a single-valued statistic without settings",
-                value,
-                "trial:KEY or one of: "
-                + ", ".join(n for n in STATISTICS if _single_valued(n))
-                + _near(value, list(STATISTICS)),
-            )
-        elif p.kind == "sites":
-            if (
-                not isinstance(value, list)
-                or not value
-                or not all(isinstance(v, str) and v for v in value)
-            ):
-                bad(p.name, "wrong type", value, f"a non-empty array of strings: {p.description}")
-                continue
-            selectors = []
-            for v in value:
-                try:
-                    selectors.append(_site_entry(v))
-                except PathError as e:
-                    what = str(e).removeprefix(f"{v!r}: ")  # the value is shown already
-                    bad(p.name, what, v, f"a site name or {SELECTOR_FORMS}")
-            settings[p.name] = tuple(selectors)
-        else:
+        if p.kind == "sites":
+            selectors = _sites_setting(bad, p, value)
+            if selectors is not None:
+                settings[p.name] = selectors
+        elif _setting_ok(bad, p, value):
             settings[p.name] = value
     return settings
+
+
+def _setting_ok(bad: Callable[..., None], p: Any, value: Any) -> bool:
+    """Whether ``value`` suits the (single-valued) setting ``p``; if not, it is reported."""
+    if p.kind == "bool" and not isinstance(value, bool):
+        bad(p.name, "wrong type", value, "true or false")
+    elif p.kind == "choice" and value not in p.choices:
+        bad(p.name, "not one of the choices", value, ", ".join(p.choices))
+    elif p.kind in ("site", "statistic") and (not isinstance(value, str) or not value):
+        bad(p.name, "wrong type", value, f"a string: {p.description}")
+    elif p.kind == "statistic" and not _single_valued(value):
+        bad(
+            p.name,
+            "not a single-valued statistic without settings",
+            value,
+            "trial:KEY or one of: "
+            + ", ".join(n for n in STATISTICS if _single_valued(n))
+            + _near(value, list(STATISTICS)),
+        )
+    else:
+        return True
+    return False
+
+
+def _sites_setting(bad: Callable[..., None], p: Any, value: Any) -> tuple[Any, ...] | None:
+    """The site selectors of a ``sites`` setting, the bad ones reported and left out;
+    ``None`` (reported) if ``value`` is not a non-empty array of strings."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        bad(p.name, "wrong type", value, f"a non-empty array of strings: {p.description}")
+        return None
+    selectors = []
+    for v in value:
+        try:
+            selectors.append(_site_entry(v))
+        except PathError as e:
+            what = str(e).removeprefix(f"{v!r}: ")  # the value is shown already
+            bad(p.name, what, v, f"a site name or {SELECTOR_FORMS}")
+    return tuple(selectors)
 
 
 def _single_valued(name: str) -> bool:
@@ -653,58 +675,93 @@ def _observation(
 ) -> Observation | None:
     share = statistic is not None and statistic.share
     ratio = statistic is not None and statistic.ratio
-    if statistic is not None and statistic.interval:
-        bad(
-            None,
-            f"{entry.statistic} is an interval: give a pattern (contains or excludes), "
-            "not observed",
-        )
+    if not _takes_observation(bad, statistic, entry, share=share):
         return None
-    counted = isinstance(entry, CountEntry)
-    if (counted or entry.n is not None) and not share and not _is_trial_key(entry.statistic):
-        key = "count" if counted else "n"
-        bad(key, "only share statistics take count and n", getattr(entry, key))
+    value = _observed_value(bad, entry, share=share, ratio=ratio)
+    if value is None:
         return None
-    if isinstance(entry, CountEntry):
-        if entry.count > entry.n:
-            bad("count", "more than n", entry.count, f"a whole number from 0 to n = {entry.n}")
-            return None
-        value = entry.count / entry.n
-    else:
-        value = entry.observed
-        if ratio and not value > 0:
-            bad("observed", "out of range", value, "a ratio > 0")
-            return None
-        if share and not 0 <= value <= 1:
-            bad("observed", "out of range", value, "a share from 0 to 1")
-            return None
     se, n = entry.se, entry.n
     ci = (entry.ci[0], entry.ci[1]) if entry.ci is not None else None
     if se is not None and ci is not None:
         bad("se", "give se or ci, not both")
         return None
     if ci is not None:
-        shown = list(ci)
-        if ci[0] > ci[1]:
-            bad("ci", "low is above high", shown, _PAIR)
-            return None
-        if not ci[0] <= value <= ci[1]:
-            bad("ci", f"does not contain observed {value:g}", shown, "low <= observed <= high")
-            return None
-        if ratio and ci[0] <= 0:
-            bad("ci", "not positive", shown, "a ratio's interval, low > 0")
-            return None
-        if ci[0] == ci[1]:
-            bad("ci", "has no width", shown, "low < high")
-            return None
-        width = math.log(ci[1]) - math.log(ci[0]) if ratio else ci[1] - ci[0]
-        se = width / (2 * Z_95)
+        se = _se_from_ci(bad, ci, value, ratio=ratio)
     elif se is None and n is not None:
-        if not 0 <= value <= 1:
-            bad("n", f"observed {value:g} is not a share", n, "n only with a share")
+        se = _se_from_n(bad, value, n)
+    else:
+        return Observation(value=value, se=se, ci=ci, n=n)
+    # A standard error from ci or n is None when they were bad (and reported).
+    return Observation(value=value, se=se, ci=ci, n=n) if se is not None else None
+
+
+def _takes_observation(
+    bad: Callable[..., None], statistic: Any, entry: ObservedEntry | CountEntry, *, share: bool
+) -> bool:
+    """Whether ``statistic`` can be given an observed value (a count and n: a share only)."""
+    if statistic is not None and statistic.interval:
+        bad(
+            None,
+            f"{entry.statistic} is an interval: give a pattern (contains or excludes), "
+            "not observed",
+        )
+        return False
+    counted = isinstance(entry, CountEntry)
+    if (counted or entry.n is not None) and not share and not _is_trial_key(entry.statistic):
+        key = "count" if counted else "n"
+        bad(key, "only share statistics take count and n", getattr(entry, key))
+        return False
+    return True
+
+
+def _observed_value(
+    bad: Callable[..., None], entry: ObservedEntry | CountEntry, *, share: bool, ratio: bool
+) -> float | None:
+    """The observed value, or the share ``count / n``; ``None`` (reported) if out of range."""
+    if isinstance(entry, CountEntry):
+        if entry.count > entry.n:
+            bad("count", "more than n", entry.count, f"a whole number from 0 to n = {entry.n}")
             return None
-        se = math.sqrt(max(value * (1 - value), 0.25 / n) / n)  # never 0 at 0% or 100%
-    return Observation(value=value, se=se, ci=ci, n=n)
+        return entry.count / entry.n
+    value = entry.observed
+    if ratio and not value > 0:
+        bad("observed", "out of range", value, "a ratio > 0")
+        return None
+    if share and not 0 <= value <= 1:
+        bad("observed", "out of range", value, "a share from 0 to 1")
+        return None
+    return value
+
+
+def _se_from_ci(
+    bad: Callable[..., None], ci: tuple[float, float], value: float, *, ratio: bool
+) -> float | None:
+    """The standard error (on the log scale for a ratio) that a 95% interval implies;
+    ``None`` (reported) if the interval is reversed, empty or does not hold ``value``."""
+    shown = list(ci)
+    if ci[0] > ci[1]:
+        bad("ci", "low is above high", shown, _PAIR)
+        return None
+    if not ci[0] <= value <= ci[1]:
+        bad("ci", f"does not contain observed {value:g}", shown, "low <= observed <= high")
+        return None
+    if ratio and ci[0] <= 0:
+        bad("ci", "not positive", shown, "a ratio's interval, low > 0")
+        return None
+    if ci[0] == ci[1]:
+        bad("ci", "has no width", shown, "low < high")
+        return None
+    width = math.log(ci[1]) - math.log(ci[0]) if ratio else ci[1] - ci[0]
+    return width / (2 * Z_95)
+
+
+def _se_from_n(bad: Callable[..., None], value: float, n: int) -> float | None:
+    """The standard error of a share observed among ``n``; ``None`` (reported) if
+    ``value`` is not a share."""
+    if not 0 <= value <= 1:
+        bad("n", f"observed {value:g} is not a share", n, "n only with a share")
+        return None
+    return math.sqrt(max(value * (1 - value), 0.25 / n) / n)  # never 0 at 0% or 100%
 
 
 def _bind_statistic(
