@@ -35,8 +35,8 @@ from matplotlib.figure import Figure
 from calibration.distance import PATTERN_MET_SHARE
 from calibration.posterior import Posterior, weighted_quantile
 from calibration.priors import PriorSet, get_parameter
-from calibration.statistics import statistic_unit
-from calibration.targets import Target, TargetSet
+from calibration.statistics import Value, statistic_unit
+from calibration.targets import Observation, Pattern, Target, TargetSet
 from simulation import Scenario
 from simulation.executors import Backend
 from simulation.runner import SweepError, replicate_jobs, run_jobs
@@ -66,6 +66,7 @@ class Predictive:
 def predictive(
     targets: TargetSet,
     posterior: Posterior,
+    *,
     base: Scenario,
     calibrated: Scenario,
     backend: Backend,
@@ -199,6 +200,7 @@ def make_figures(
     priors: PriorSet,
     posterior: Posterior,
     pred: Predictive,
+    *,
     generations: pd.DataFrame,
     floor: float,
 ) -> dict[str, Figure]:
@@ -249,54 +251,65 @@ def _target_panel(ax: Axes, t: Target, targets: TargetSet, pred: Predictive) -> 
     ax.grid(axis="x", alpha=0.3)
     for y, (frame, colour) in enumerate(((pred.median, "C1"), (pred.posterior, "C0"))):
         values = [targets.value_of(t, row) for row in frame.to_dict("records")]
-        if any(isinstance(v, tuple) for v in values):
-            # An interval statistic: the median simulated interval, and its ends' 95% range.
-            ends = np.array([v for v in values if isinstance(v, tuple)], float).reshape(-1, 2)
-            ends = ends[np.all(np.isfinite(ends), axis=1)]
-            if len(ends):
-                lo_q = np.quantile(ends[:, 0], [PREDICTIVE_INTERVAL[0], 0.5])
-                hi_q = np.quantile(ends[:, 1], [0.5, PREDICTIVE_INTERVAL[1]])
-                ax.plot([lo_q[0], hi_q[1]], [y, y], color=colour, lw=1, alpha=0.6)
-                ax.plot([lo_q[1], hi_q[0]], [y, y], color=colour, lw=4, solid_capstyle="butt")
-            continue
-        x = np.array(values, float)
-        x = x[np.isfinite(x)]
-        if len(x):
-            lo, mid, hi = np.quantile(x, [PREDICTIVE_INTERVAL[0], 0.5, PREDICTIVE_INTERVAL[1]])
-            ax.plot([lo, hi], [y, y], color=colour, lw=3, solid_capstyle="butt")
-            ax.plot(mid, y, "o", color=colour)
+        _simulated_marks(ax, values, y, colour)
     if t.observed is not None:
-        o = t.observed
-        ax.axvline(o.value, color="black", lw=1.5)
-        if o.ci is not None:
-            ax.axvspan(o.ci[0], o.ci[1], color="grey", alpha=0.25, lw=0)
-        elif o.se is not None and not t.ratio:
-            ax.axvspan(o.value - Z_95 * o.se, o.value + Z_95 * o.se, color="grey", alpha=0.25, lw=0)
+        _observed_marks(ax, t.observed, ratio=t.ratio)
     elif t.pattern is not None:
-        p = t.pattern
-        if p.kind in ("positive", "negative"):
-            ax.axvline(0, color="black", lw=1)
-            ax.text(
-                0.99,
-                0.1,
-                f"pattern: {p.describe()}",
-                transform=ax.transAxes,
-                ha="right",
-                fontsize=7,
-            )
-        elif p.interval is not None:
-            ax.axvspan(*p.interval, color="green", alpha=0.15, lw=0)
-        elif p.value is not None:
-            ax.axvline(p.value, color="black", lw=1)
-            ax.text(
-                0.99,
-                0.1,
-                f"pattern: {p.describe()}",
-                transform=ax.transAxes,
-                ha="right",
-                fontsize=7,
-            )
+        _pattern_marks(ax, t.pattern)
     ax.tick_params(labelsize=7)
+
+
+def _simulated_marks(ax: Axes, values: Sequence[Value], y: int, colour: str) -> None:
+    """The simulated trials' median (dot) and 95% interval (bar) at height ``y``."""
+    if any(isinstance(v, tuple) for v in values):
+        # An interval statistic: the median simulated interval, and its ends' 95% range.
+        ends = np.array([v for v in values if isinstance(v, tuple)], float).reshape(-1, 2)
+        ends = ends[np.all(np.isfinite(ends), axis=1)]
+        if len(ends):
+            lo_q = np.quantile(ends[:, 0], [PREDICTIVE_INTERVAL[0], 0.5])
+            hi_q = np.quantile(ends[:, 1], [0.5, PREDICTIVE_INTERVAL[1]])
+            ax.plot([lo_q[0], hi_q[1]], [y, y], color=colour, lw=1, alpha=0.6)
+            ax.plot([lo_q[1], hi_q[0]], [y, y], color=colour, lw=4, solid_capstyle="butt")
+        return
+    x = np.array(values, float)
+    x = x[np.isfinite(x)]
+    if len(x):
+        lo, mid, hi = np.quantile(x, [PREDICTIVE_INTERVAL[0], 0.5, PREDICTIVE_INTERVAL[1]])
+        ax.plot([lo, hi], [y, y], color=colour, lw=3, solid_capstyle="butt")
+        ax.plot(mid, y, "o", color=colour)
+
+
+def _observed_marks(ax: Axes, o: Observation, *, ratio: bool) -> None:
+    """The observed value (black line) and its 95% CI (grey; from its SE if the source
+    gives no CI, except for a ratio, whose SE is on the log scale)."""
+    ax.axvline(o.value, color="black", lw=1.5)
+    if o.ci is not None:
+        ax.axvspan(o.ci[0], o.ci[1], color="grey", alpha=0.25, lw=0)
+    elif o.se is not None and not ratio:
+        ax.axvspan(o.value - Z_95 * o.se, o.value + Z_95 * o.se, color="grey", alpha=0.25, lw=0)
+
+
+def _pattern_marks(ax: Axes, p: Pattern) -> None:
+    """A pattern's region (green) or threshold (black line, with the pattern named)."""
+    if p.kind in ("positive", "negative"):
+        ax.axvline(0, color="black", lw=1)
+        _pattern_label(ax, p)
+    elif p.interval is not None:
+        ax.axvspan(*p.interval, color="green", alpha=0.15, lw=0)
+    elif p.value is not None:
+        ax.axvline(p.value, color="black", lw=1)
+        _pattern_label(ax, p)
+
+
+def _pattern_label(ax: Axes, p: Pattern) -> None:
+    ax.text(
+        0.99,
+        0.1,
+        f"pattern: {p.describe()}",
+        transform=ax.transAxes,
+        ha="right",
+        fontsize=7,
+    )
 
 
 def parameters_figure(priors: PriorSet, posterior: Posterior) -> Figure:
@@ -426,6 +439,22 @@ def write_report(
 ) -> Path:
     """``report.md`` in ``directory``; ``info`` holds the run's facts (command, dates,
     settings, stop reason, scales, output names)."""
+    lines = [
+        *_run_facts(info, targets, priors),
+        _in_short(targets_table, parameters_table),
+        "",
+        *_targets_section(targets, targets_table),
+        *_parameters_section(priors, parameters_table),
+        *_run_section(generations, info),
+        *_method_section(info),
+    ]
+    path = directory / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _run_facts(info: Mapping[str, Any], targets: TargetSet, priors: PriorSet) -> list[str]:
+    """The report's title and the run's facts: command, dates, settings, stop reason."""
     lines: list[str] = []
     add = lines.append
     add(f"# Calibration report: {info['scenario_name']}")
@@ -457,8 +486,13 @@ def write_report(
         f"the posterior, and as many of the calibrated scenario (`{info['calibrated_scenario']}`)"
     )
     add("")
-    add(_in_short(targets_table, parameters_table))
-    add("")
+    return lines
+
+
+def _targets_section(targets: TargetSet, targets_table: pd.DataFrame) -> list[str]:
+    """``## Targets``: observed vs simulated per target, the figure, the sources."""
+    lines: list[str] = []
+    add = lines.append
     n_met = int(targets_table["posterior_met"].sum())
     fitted = targets_table[targets_table["role"] == "fitted"]
     add("## Targets")
@@ -493,6 +527,13 @@ def write_report(
         note = f" {t.note}" if t.note else ""
         add(f"- **{t.name}** [{t.grade}]: {t.source}.{note}")
     add("")
+    return lines
+
+
+def _parameters_section(priors: PriorSet, parameters_table: pd.DataFrame) -> list[str]:
+    """``## Parameters``: prior vs posterior per parameter, the figures, why each prior."""
+    lines: list[str] = []
+    add = lines.append
     add("## Parameters")
     add("")
     add(
@@ -523,6 +564,13 @@ def write_report(
     for p in priors.priors:
         add(f"- `{p.parameter}`: {p.reason}")
     add("")
+    return lines
+
+
+def _run_section(generations: pd.DataFrame, info: Mapping[str, Any]) -> list[str]:
+    """``## The run``: one row per generation, the epsilon figure, the targets' scales."""
+    lines: list[str] = []
+    add = lines.append
     add("## The run")
     add("")
     add("| generation | epsilon | accepted | simulated | acceptance rate | ESS | time |")
@@ -544,14 +592,19 @@ def write_report(
             + "."
         )
         add("")
+    return lines
+
+
+def _method_section(info: Mapping[str, Any]) -> list[str]:
+    """``## Method`` and the list of output files."""
+    lines: list[str] = []
+    add = lines.append
     add("## Method")
     add("")
     add(METHOD_TEXT.format(floor=info["epsilon_floor"], met=PATTERN_MET_SHARE))
     add("")
     add("Files: " + ", ".join(f"`{name}`" for name in info["outputs"]) + ".")
-    path = directory / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return lines
 
 
 METHOD_TEXT = """\

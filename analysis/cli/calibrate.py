@@ -354,12 +354,12 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
     pred = report.predictive(
         plan.targets,
         posterior,
-        plan.scenario,
-        calibrated,
-        backend,
-        plan.ws.partial / "predictive",
-        plan.report_replicates,
-        plan.settings.seed,
+        base=plan.scenario,
+        calibrated=calibrated,
+        backend=backend,
+        work_dir=plan.ws.partial / "predictive",
+        n_replicates=plan.report_replicates,
+        seed=plan.settings.seed,
     )
     targets_table = report.target_table(plan.targets, pred)
     parameters_table = report.parameter_table(plan.priors, posterior, plan.scenario)
@@ -413,7 +413,12 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
         shutil.copyfile(plan.ws.partial / _TARGETS_COPY, tmp / _TARGETS_COPY)
         shutil.copyfile(plan.ws.partial / _PRIORS_COPY, tmp / _PRIORS_COPY)
         figures = report.make_figures(
-            plan.targets, plan.priors, posterior, pred, result.generations, result.epsilon_floor
+            plan.targets,
+            plan.priors,
+            posterior,
+            pred,
+            generations=result.generations,
+            floor=result.epsilon_floor,
         )
         report.save_figures(figures, tmp / "figures")
         report.write_report(
