@@ -78,6 +78,7 @@ from simulation.outcomes import (
     outcome,
 )
 from simulation.paths import (
+    ParameterPath,
     PathError,
     SiteSelector,
     known_paths,
@@ -463,10 +464,10 @@ def _parameters(
         return []  # paths and ranges are checked against the base scenario
     out: list[Parameter] = []
     claimed: dict[tuple[str, str], str] = {}
-    for path, spec in given.items():
+    for path, entry in given.items():
         key = f'parameters."{path}"'
         try:
-            parameter = _parameter(str(path), spec, base, priors)
+            parameter = _parameter(str(path), entry, base, priors)
         except _ParameterProblem as e:
             bad(key, str(e))
             continue
@@ -527,60 +528,90 @@ def _parameter(path: str, spec: Any, base: Scenario, priors: _Priors) -> Paramet
     except PathError as e:
         raise _ParameterProblem(f"unknown parameter; {_suggest_path(path, base, e)}") from None
     group, name, info = parsed.group, parsed.field, parsed.info
-    if parsed.sites is None:
-        sites: tuple[str, ...] = ()
-        bases: tuple[Any, ...] = (getattr(getattr(base, group), name),)
-    else:
-        sites = _select_sites(parsed.sites, base)
-        bases = tuple(getattr(base.sites[s], name) for s in sites)
+    sites, bases = _base_values(parsed, base)
     kind = info.annotation
     if kind not in (int, float):
         raise _ParameterProblem(
             f"not a number ({field_allowed(info)}): switches and choices cannot be varied; "
             "set them in the base scenario instead"
         )
-    origin = ""
-    if spec == "prior":
-        mode: Literal["value", "scale"] = "value"
-        low, high, origin = priors.range(path)
-        shown = f'"prior" [{low:g}, {high:g}]'
-    else:
-        mode, low, high = _range(spec)
-        shown = show_inline(spec["scale"] if mode == "scale" else spec)  # as written
-    targets = sites if group == "sites" else (group,)
+    given = _given_range(path, spec, priors)
     parameter = Parameter(
         path=path,
         field=name,
         group=group,
         sites=sites,
-        mode=mode,
-        low=low,
-        high=high,
+        mode=given.mode,
+        low=given.low,
+        high=given.high,
         integer=kind is int,
         base=tuple(float(b) for b in bases),
         description=info.description or "",
-        origin=origin,
+        origin=given.origin,
     )
-    allowed = f"allowed: {field_allowed(info)} ({info.description})"
-    if mode == "scale":
-        if low < 0:
-            raise _ParameterProblem(f"scale {shown}: a multiplier must be >= 0")
-        if all(b == 0 for b in bases):
-            raise _ParameterProblem(
-                f"scale {shown}: the base value is 0, which no multiplier "
-                "changes; give a value range [low, high] instead"
-            )
-        for target, b in zip(targets, bases, strict=True):
-            for x in (low, high):
-                v = b * x
-                if not _within(info, v):
-                    where = f" at site {target}" if group == "sites" else ""
-                    raise _ParameterProblem(
-                        f"scale {shown}: gives {v:g}{where} (base {b:g}), out of range, {allowed}"
-                    )
-    elif not (_within(info, low) and _within(info, high)):
-        raise _ParameterProblem(f"value {shown}: out of range, {allowed}")
+    if given.mode == "scale":
+        targets = sites if group == "sites" else (group,)
+        _check_scale(info, given, list(zip(targets, bases, strict=True)), at_sites=group == "sites")
+    elif not (_within(info, given.low) and _within(info, given.high)):
+        raise _ParameterProblem(f"value {given.shown}: out of range, {_allowed(info)}")
     return parameter
+
+
+def _base_values(parsed: ParameterPath, base: Scenario) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The sites a path selects (none for a trial-wide group) and the base scenario's
+    values there (the group's one value for a trial-wide path)."""
+    if parsed.sites is None:
+        return (), (getattr(getattr(base, parsed.group), parsed.field),)
+    sites = _select_sites(parsed.sites, base)
+    return sites, tuple(getattr(base.sites[s], parsed.field) for s in sites)
+
+
+@dataclass(frozen=True)
+class _GivenRange:
+    """A parameter's range as the spec gives it: values, or multipliers of the base
+    value (``scale``); where it came from (a prior, else ``""``); as written."""
+
+    mode: Literal["value", "scale"]
+    low: float
+    high: float
+    origin: str
+    shown: str
+
+
+def _given_range(path: str, spec: Any, priors: _Priors) -> _GivenRange:
+    if spec == "prior":
+        low, high, origin = priors.range(path)
+        return _GivenRange("value", low, high, origin, f'"prior" [{low:g}, {high:g}]')
+    mode, low, high = _range(spec)
+    shown = show_inline(spec["scale"] if mode == "scale" else spec)  # as written
+    return _GivenRange(mode, low, high, "", shown)
+
+
+def _check_scale(
+    info: FieldInfo, given: _GivenRange, bases: Sequence[tuple[str, Any]], *, at_sites: bool
+) -> None:
+    """Raise unless the multipliers keep the field within its bounds wherever it is
+    set (``bases``: each group or site with its base value) and change something."""
+    if given.low < 0:
+        raise _ParameterProblem(f"scale {given.shown}: a multiplier must be >= 0")
+    if all(b == 0 for _, b in bases):
+        raise _ParameterProblem(
+            f"scale {given.shown}: the base value is 0, which no multiplier "
+            "changes; give a value range [low, high] instead"
+        )
+    for target, b in bases:
+        for x in (given.low, given.high):
+            v = b * x
+            if not _within(info, v):
+                where = f" at site {target}" if at_sites else ""
+                raise _ParameterProblem(
+                    f"scale {given.shown}: gives {v:g}{where} (base {b:g}), out of range, "
+                    f"{_allowed(info)}"
+                )
+
+
+def _allowed(info: FieldInfo) -> str:
+    return f"allowed: {field_allowed(info)} ({info.description})"
 
 
 def _select_sites(selector: SiteSelector, base: Scenario) -> tuple[str, ...]:
