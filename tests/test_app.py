@@ -130,6 +130,7 @@ def test_default_seed_is_the_command_lines():
     assert TeachingModel().seed == DEFAULT_SEED
 
 
+@pytest.mark.slow
 def test_mesa_reset_recreates_the_trial_the_parameters_describe():
     # Mesa's ModelController resets with type(model)(**_build_model_init_kwargs(...)).
     from mesa.visualization.solara_viz import _build_model_init_kwargs
@@ -321,6 +322,8 @@ def test_trajectories_draw_every_site_for_the_weeks_so_far():
 
 
 # ---------------------------------------------------------------- boundaries
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_command_line_does_not_import_solara():
     code = (
         "import sys\nfrom analysis.cli import build_parser\nbuild_parser()\n"

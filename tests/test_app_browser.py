@@ -26,6 +26,9 @@ from pathlib import Path
 
 import pytest
 
+# A server process and a browser: run with `-m browser`, left out of `-m "not slow"`.
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.subprocess]
+
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

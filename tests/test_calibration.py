@@ -36,7 +36,6 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
-from calibration.distance import acceptance_threshold, pattern_penalty
 from calibration.files import PriorsError, TargetsError
 from calibration.posterior import (
     Posterior,
@@ -55,6 +54,22 @@ from scenarios import load_scenario
 from simulation import Results, Scenario, replicate_seed, run_batch
 from simulation.executors import ExecutorSpec, open_executor
 from simulation.stats import Z_95
+
+
+# calibration.distance imports pyabc, which alone costs about 10 s of CPU on the project's
+# machine: imported on first use, so collecting this file (every run, any -m or -k) does not
+# pay it. Same functions, same arguments.
+def acceptance_threshold(*args: Any, **kwargs: Any) -> float:
+    from calibration.distance import acceptance_threshold as threshold
+
+    return threshold(*args, **kwargs)
+
+
+def pattern_penalty(*args: Any, **kwargs: Any) -> float:
+    from calibration.distance import pattern_penalty as penalty
+
+    return penalty(*args, **kwargs)
+
 
 # --- tiny hand-made results ------------------------------------------------------------
 
@@ -492,11 +507,13 @@ def test_cli_refuses_a_bad_targets_file_and_writes_nothing(
 # --- distance ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pattern_penalty_is_zero_when_shown_more_often_than_not() -> None:
     assert [pattern_penalty(s) for s in (1.0, 0.5, 0.25, 0.0)] == [0.0, 0.0, 0.5, 1.0]
     assert pattern_penalty(math.nan) == 1.0, "not computable: not shown"
 
 
+@pytest.mark.slow
 def test_epsilon_floor_is_the_95_percent_sampling_error_threshold(tmp_path: Path) -> None:
     one = load_targets(_targets(tmp_path, _target("a", "met_share", observed="observed = 0.9")))
     assert acceptance_threshold(one) == pytest.approx(Z_95, abs=0.02), "one target: |Z| < 1.96"
@@ -571,6 +588,7 @@ def recovery(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"result": result, "priors": priors, "lines": lines, "problem": problem}
 
 
+@pytest.mark.slow
 def test_recovery_posterior_covers_the_truth_and_narrows(recovery: dict[str, Any]) -> None:
     result, priors = recovery["result"], recovery["priors"]
     assert result.reached_floor, f"the run should reach its floor: {result.stop_reason}"
@@ -590,6 +608,7 @@ def test_recovery_posterior_covers_the_truth_and_narrows(recovery: dict[str, Any
         )
 
 
+@pytest.mark.slow
 def test_progress_says_epsilon_acceptance_and_time(recovery: dict[str, Any]) -> None:
     lines = recovery["lines"]
     assert lines[0].startswith("prior sample"), lines
@@ -599,6 +618,7 @@ def test_progress_says_epsilon_acceptance_and_time(recovery: dict[str, Any]) -> 
     assert "to go" in generation, "an estimate of the time left"
 
 
+@pytest.mark.slow
 def test_resume_keeps_finished_generations_and_adds_the_rest(
     tmp_path: Path, scenario: Scenario
 ) -> None:
@@ -617,6 +637,7 @@ def test_resume_keeps_finished_generations_and_adds_the_rest(
     pd.testing.assert_frame_equal(first.generations, second.generations.iloc[:1])
 
 
+@pytest.mark.slow
 def test_resume_after_an_interruption_in_the_prior_sample(
     tmp_path: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -725,6 +746,7 @@ def test_load_posterior_errors(tmp_path: Path) -> None:
 # --- peersim calibrate ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_calibrate_command_interrupted_resumes_to_a_complete_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

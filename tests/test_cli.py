@@ -112,6 +112,8 @@ def _run_main(args: list[str]) -> str:
 # --- a successful run ---------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_run_writes_every_file(runs: dict[int, tuple[Path, str]]) -> None:
     out, _ = runs[1]
     for name in OUTPUT_FILES:
@@ -122,6 +124,8 @@ def test_run_writes_every_file(runs: dict[int, tuple[Path, str]]) -> None:
     assert leftovers == [], f"no temporary folders should remain: {leftovers}"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_tables_have_the_required_columns_with_replicate_first(
     runs: dict[int, tuple[Path, str]],
 ) -> None:
@@ -144,6 +148,8 @@ def test_tables_have_the_required_columns_with_replicate_first(
     assert set(sites.astype(str)) == {"urban", "rural"}, "site_weeks should name both sites"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_manifest_records_how_the_run_was_made(
     runs: dict[int, tuple[Path, str]], tiny_toml: Path
 ) -> None:
@@ -167,6 +173,8 @@ def test_manifest_records_how_the_run_was_made(
     assert manifest["command"][:2] == ["peersim", "run"], "command line should be recorded"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_results_do_not_depend_on_worker_count(runs: dict[int, tuple[Path, str]]) -> None:
     one, two = runs[1][0], runs[2][0]
     for name in ("site_weeks", "participants", "trial"):
@@ -179,6 +187,8 @@ def test_results_do_not_depend_on_worker_count(runs: dict[int, tuple[Path, str]]
     assert len(hashes) == 1, "the same scenario should hash the same"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_summary_is_printed_with_where_results_went(runs: dict[int, tuple[Path, str]]) -> None:
     out, stdout = runs[1]
     for part in ("urban", "rural", "ITT odds ratio", "engaged share", "fidelity"):
@@ -293,6 +303,7 @@ def test_help_explains_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 # --- interruption: nothing half written ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_interrupt_while_writing_keeps_only_the_resumable_partial_folder(
     tiny_toml: Path,
     tmp_path: Path,
@@ -346,6 +357,8 @@ def _peersim(*args: str) -> list[str]:
     return [sys.executable, "-m", "analysis.cli", *args]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_subprocess_bad_scenario_exits_2_without_traceback(tmp_path: Path) -> None:
     toml = tmp_path / "bad.toml"
     toml.write_text(BAD_SCENARIO, encoding="utf-8")
@@ -367,6 +380,8 @@ def test_subprocess_bad_scenario_exits_2_without_traceback(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_subprocess_ctrl_c_with_workers_exits_130_and_keeps_only_the_partial_folder(
     tiny_toml: Path, tmp_path: Path
 ) -> None:
@@ -414,6 +429,7 @@ def _wait_for_workers(pid: int, timeout_s: float = 20.0) -> None:
 POSTERIOR_DIR = REPO / "docs" / "calibration"
 
 
+@pytest.mark.slow
 def test_posterior_run_draws_parameters_per_replicate_reproducibly(
     tiny_toml: Path, tmp_path: Path
 ) -> None:

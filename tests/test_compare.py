@@ -448,6 +448,7 @@ def test_help_teaches_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
         assert part in text, f"'peersim compare --help' should mention {part!r}"
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_only_the_partial_folder_and_resume_completes(
     toml_files: dict[str, Path],
     tmp_path: Path,
@@ -484,6 +485,7 @@ def test_interrupt_keeps_only_the_partial_folder_and_resume_completes(
 POSTERIOR_DIR = Path(__file__).resolve().parent.parent / "docs" / "calibration"
 
 
+@pytest.mark.slow
 def test_posterior_compare_pairs_the_same_particle_per_replicate(
     toml_files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -155,6 +155,8 @@ def test_readme_has_peersim_commands():
 
 
 @pytest.mark.parametrize("command", _peersim_commands())
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_readme_peersim_command_runs_as_written(command, tmp_path):
     argv = shlex.split(command)
     if "--out" not in argv:

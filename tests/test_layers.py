@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# lint-imports in a fresh interpreter (about a second: fast tier).
+pytestmark = pytest.mark.subprocess
+
 REPO = Path(__file__).resolve().parent.parent
 # The `lint-imports` console script, run by this interpreter (no PATH lookup).
 _LINT_IMPORTS = (

@@ -98,6 +98,8 @@ def test_same_seed_gives_identical_output(scenario):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_output_is_identical_in_a_fresh_process(scenario):
     """A replicate run in freshly spawned worker processes (new interpreter, new
     hash salt, nothing inherited) equals the same replicate run here, so seeds

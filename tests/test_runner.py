@@ -137,6 +137,8 @@ def test_tables_equal_running_each_job_alone(
     )
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_process_pools_and_dask_give_identical_tables(
     jobs: list[Job],
     expected: dict[str, pd.DataFrame],
@@ -160,6 +162,8 @@ def _pool_of_one() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_table_functions_run_on_the_workers(
     jobs: list[Job], expected: dict[str, pd.DataFrame], pool: Backend, tmp_path: Path
 ) -> None:
@@ -196,6 +200,8 @@ def engaged_by_site(results: Results) -> pd.DataFrame:
 
 
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_run_killed_part_way_resumes_to_the_uninterrupted_result(
     scenario: Scenario, tmp_path: Path
 ) -> None:
@@ -305,6 +311,8 @@ def fail_on_replicate(scenario: Scenario, seeds: Sequence[np.random.SeedSequence
     return run_batch(scenario, seeds)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_failing_job_is_recorded_and_the_others_complete(
     scenario: Scenario, pool: Backend, tmp_path: Path
 ) -> None:
@@ -372,6 +380,8 @@ def die_once(marker: Path, scenario: Scenario, seeds: Sequence[object]) -> list[
 
 
 @pytest.mark.parametrize("where", ["process pool", "Dask"])
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_worker_that_dies_loses_nothing(
     where: str,
     jobs: list[Job],
@@ -396,6 +406,8 @@ def test_a_worker_that_dies_loses_nothing(
 # --- the command line -------------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_on_a_dask_cluster_equals_one_process(
     dask_cluster: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -204,6 +204,7 @@ ISHIGAMI_ST = (0.5576, 0.4424, 0.2437)
 ISHIGAMI_TOLERANCE = 0.05
 
 
+@pytest.mark.slow
 def test_ishigami_sobol_indices_match_the_analytic_values(tiny_toml: Path, tmp_path: Path):
     body = (
         'outputs = ["engaged_share"]\nmethod = "sobol"\nreplicates = 1\nseed = 3\n'
@@ -254,6 +255,7 @@ def test_linear_function_gives_exact_morris_effects(tiny_toml: Path, tmp_path: P
     assert got.loc["sites.A.team_preparation", "mu"] == pytest.approx(-2.0), "signed mean"
 
 
+@pytest.mark.slow
 def test_second_order_indices_of_an_additive_function_are_zero(tiny_toml: Path, tmp_path: Path):
     body = 'outputs = ["engaged_share"]\nmethod = "sobol"\nreplicates = 1\n'
     body += f"{UNIT_PARAMETERS}\n[sobol]\nn = 128\nsecond_order = true\n"
@@ -391,6 +393,7 @@ def _run_main(args: list[str]) -> int:
         return main(args)
 
 
+@pytest.mark.slow
 def test_interrupted_analysis_resumes_to_the_same_results(
     tiny_toml: Path,
     tmp_path: Path,

@@ -11,6 +11,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "docs" / "tutorial.md"
 
@@ -37,6 +39,8 @@ def test_tutorial_covers_the_session():
     )
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_every_tutorial_command_runs_in_order(tmp_path):
     """Each command exits 0 in sequence, and the outputs the text points the
     class to exist."""
