@@ -281,23 +281,24 @@ def _forget(resolved: _Resolved, at: Key) -> None:
             del record[key]
 
 
-def _wrong_type(
-    resolved: _Resolved, path: Path, key: str, value: Any, *, ok: bool, allowed: str
+def _is_array_of(
+    resolved: _Resolved, origin: _Origin, key: str, value: Any, *, item: type, allowed: str
 ) -> bool:
-    """Record that ``key``'s value has the wrong type unless ``ok``; whether it had."""
+    """Whether ``key``'s value is an array of ``item``s; if not, the problem is recorded
+    (``allowed`` says what is)."""
+    ok = isinstance(value, list) and all(isinstance(v, item) for v in value)
     if not ok:
         resolved.problems.append(
-            f"{path}: {key}: value {show(value)}: wrong type ({toml_type(value)}), "
+            f"{origin.path}: {key}: value {show(value)}: wrong type ({toml_type(value)}), "
             f"allowed: {allowed}"
         )
-    return not ok
+    return ok
 
 
 def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
     path = origin.path
-    ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
     allowed = 'an array of site names, e.g. ["A", "B"]'
-    if _wrong_type(resolved, path, "sites_remove", names, ok=ok, allowed=allowed):
+    if not _is_array_of(resolved, origin, "sites_remove", names, item=str, allowed=allowed):
         return
     sites = resolved.data.get("sites")
     sites = sites if isinstance(sites, dict) else {}
@@ -313,10 +314,8 @@ def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
 
 
 def _apply_sites_where(resolved: _Resolved, entries: Any, origin: _Origin) -> None:
-    path = origin.path
-    ok = isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
     allowed = "an array of tables, each begun with [[sites_where]]"
-    if _wrong_type(resolved, path, "sites_where", entries, ok=ok, allowed=allowed):
+    if not _is_array_of(resolved, origin, "sites_where", entries, item=dict, allowed=allowed):
         return
     sites = resolved.data.get("sites")
     if not isinstance(sites, dict):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def describe(
     key = prefix + (label(shown) if label else ".".join(str(part) for part in shown))
     if not shown:
         key = prefix.rstrip(".") or "(top level)"
-    return str(_problem_at(err, root, key=key, loc=loc, value=value, extra=extra_keys))
+    return str(_problem_at(err, root, _Where(key, loc, value), extra_keys))
 
 
 # Errors about the key itself (a missing or unknown key, a union's missing or invalid
@@ -81,31 +82,30 @@ def describe(
 _KEY_ERRORS = frozenset({"union_tag_not_found", "union_tag_invalid", "extra_forbidden", "missing"})
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Where a validation error is: the key as the message shows it, the location in
+    the model, and the value found there."""
+
+    key: str
+    loc: Loc
+    value: Any
+
+
 def _problem_at(
-    err: ErrorDetails,
-    root: type[BaseModel],
-    *,
-    key: str,
-    loc: Loc,
-    value: Any,
-    extra: Iterable[str],
+    err: ErrorDetails, root: type[BaseModel], where: _Where, extra: Iterable[str]
 ) -> Problem:
     """The ``Problem`` (without its file) that one validation error describes."""
     if err["type"] in _KEY_ERRORS:
-        return _key_problem(err, root, key=key, loc=loc, value=value, extra=extra)
-    return _value_problem(err, root, key=key, loc=loc, value=value)
+        return _key_problem(err, root, where, extra)
+    return _value_problem(err, root, where)
 
 
 def _key_problem(
-    err: ErrorDetails,
-    root: type[BaseModel],
-    *,
-    key: str,
-    loc: Loc,
-    value: Any,
-    extra: Iterable[str],
+    err: ErrorDetails, root: type[BaseModel], where: _Where, extra: Iterable[str]
 ) -> Problem:
     """A missing or unknown key, or a union's missing or invalid tag."""
+    key, loc, value = where.key, where.loc, where.value
     kind = err["type"]
     if kind == "union_tag_not_found":
         return Problem(None, key, "missing: required", allowed=", ".join(_tags(loc[:-1], root)))
@@ -118,10 +118,9 @@ def _key_problem(
     return Problem(None, key, "missing: required", allowed=_allowed_at(err, root, loc))
 
 
-def _value_problem(
-    err: ErrorDetails, root: type[BaseModel], *, key: str, loc: Loc, value: Any
-) -> Problem:
+def _value_problem(err: ErrorDetails, root: type[BaseModel], where: _Where) -> Problem:
     """A value that its field does not accept."""
+    key, loc, value = where.key, where.loc, where.value
     kind = err["type"]
     if isinstance(value, dict) and kind.startswith(("value_error", "assertion_error")):
         # Whole-table checks (e.g. shares summing past 1): the table is not worth echoing.
