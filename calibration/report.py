@@ -435,7 +435,6 @@ def write_report(
     parameters_table: pd.DataFrame,
     generations: pd.DataFrame,
     info: Mapping[str, Any],
-    figures: Sequence[str],
 ) -> Path:
     """``report.md`` in ``directory``; ``info`` holds the run's facts (command, dates,
     settings, stop reason, scales, output names)."""

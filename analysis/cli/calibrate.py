@@ -429,7 +429,6 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
             parameters_table=parameters_table,
             generations=result.generations,
             info=info,
-            figures=list(figures),
         )
         if plan.keep_db:
             shutil.copyfile(plan.ws.partial / DB_NAME, tmp / DB_NAME)
