@@ -40,7 +40,7 @@ from typing import Literal
 import numpy as np
 
 from simulation.params import Scenario
-from simulation.results import ARMS, Results
+from simulation.results import ARMS, SETTINGS, Results
 
 Better = Literal["higher", "lower", "none"]
 Group = Literal["peer_support", "usual_care", "dose"]
@@ -64,6 +64,7 @@ INDEX_01 = "0-1 index"
 ODDS_RATIO = "odds ratio"
 LOG_ODDS_RATIO = "log odds ratio"
 SHARE_DIFFERENCE = "difference in share"
+CONTACTS_PER_PS = "contacts per participant of the peer support arm"
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,43 @@ def _readmitted(group: Group) -> SiteFn:
     return site_values
 
 
+def _per_participant_of_ps(values: Callable[[Results], np.ndarray]) -> SiteFn:
+    """Each site's mean over its peer support arm of ``values`` (one per participant);
+    NaN at a site without peer support participants."""
+
+    def site_values(results: Results, scenario: Scenario | None) -> np.ndarray:
+        a = results.participant_arrays
+        site = np.asarray(a["site"], dtype=np.int64)
+        ps = np.asarray(a["arm"], dtype=np.int64) == ARMS.index("peer_support")
+        n_sites = len(results.site_names)
+        n = np.bincount(site[ps], minlength=n_sites).astype(float)
+        total = np.bincount(site[ps], weights=values(results)[ps], minlength=n_sites)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(n > 0, total / n, math.nan)
+
+    return site_values
+
+
+def _of_ps(values: Callable[[Results], np.ndarray]) -> TrialFn:
+    """The mean over the whole peer support arm of ``values``; NaN if it is empty."""
+
+    def value(results: Results) -> float:
+        a = results.participant_arrays
+        ps = np.asarray(a["arm"], dtype=np.int64) == ARMS.index("peer_support")
+        return float(values(results)[ps].mean()) if ps.any() else math.nan
+
+    return value
+
+
+def _community_contacts(results: Results) -> np.ndarray:
+    return np.asarray(results.participant_arrays["contacts_community"], dtype=np.float64)
+
+
+def _first_met_on_ward(results: Results) -> np.ndarray:
+    setting = np.asarray(results.participant_arrays["first_contact_setting"], dtype=np.int64)
+    return (setting == SETTINGS.index("ward")).astype(np.float64)
+
+
 def _log_itt_or(results: Results) -> float:
     return log_or_nan(float(results.trial["itt_or"]))
 
@@ -328,6 +366,23 @@ _ALL: tuple[Outcome, ...] = (
         value=_log_itt_or,
     ),
     _from_trial("allocated_share", "allocated a peer worker", SHARE_PS, "higher"),
+    Outcome(
+        "contacts_community_mean",
+        "community contacts after discharge",
+        CONTACTS_PER_PS,
+        "higher",
+        value=_trial("contacts_community_mean"),
+        site_values=_per_participant_of_ps(_community_contacts),
+        trial_key="contacts_community_mean",
+    ),
+    Outcome(
+        "met_on_ward_share",
+        "first met their peer worker on the ward",
+        SHARE_PS,
+        "higher",
+        value=_of_ps(_first_met_on_ward),
+        site_values=_per_participant_of_ps(_first_met_on_ward),
+    ),
     Outcome(
         "site_gap_engaged",
         "engaged share of the best site minus that of the worst",
