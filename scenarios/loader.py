@@ -69,6 +69,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from scenarios.claims import CLAIM_KEY, Claim, parse_claim
 from scenarios.inputs import InputError, read_toml
 from scenarios.messages import describe, show, suggest_among, toml_type
 from simulation.params import Scenario, Site
@@ -76,7 +77,9 @@ from simulation.paths import SiteSelector
 
 DEFAULT_SCENARIO_FILE = "enrich_trial.toml"
 # Keys of the file format that are not scenario parameters: resolved, then removed.
-EXTENSION_KEYS: tuple[str, ...] = ("extends", "sites_remove", "sites_where")
+# A what-if's [claim] (scenarios.claims) is checked with its file and removed; it is
+# never inherited.
+EXTENSION_KEYS: tuple[str, ...] = ("extends", "sites_remove", "sites_where", CLAIM_KEY)
 _NOT_INHERITED: tuple[str, ...] = ("name", "description")
 _TOP_LEVEL = frozenset(EXTENSION_KEYS) | frozenset(_NOT_INHERITED)
 
@@ -103,6 +106,20 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     """Read, resolve and validate a scenario file; ``None`` means the ENRICH default."""
     source = default_scenario_path() if path is None else Path(path)
     return _validate(_resolve(source), source)
+
+
+def load_claim(path: str | Path) -> Claim | None:
+    """The ``[claim]`` of the file ``path`` itself (never a parent's: a claim is not
+    inherited), or ``None`` if it makes none; ``ScenarioError`` naming the file, key,
+    value and what is allowed if the claim is malformed (``scenarios.claims``)."""
+    source = Path(path)
+    raw = read_toml(source, "scenario", ScenarioError)
+    if CLAIM_KEY not in raw:
+        return None
+    claim, problems = parse_claim(source, raw[CLAIM_KEY])
+    if claim is None:
+        raise ScenarioError(source, problems)
+    return claim
 
 
 def scenario_parent(path: str | Path) -> Path | None:
@@ -171,6 +188,7 @@ def _resolve(path: Path, chain: tuple[tuple[Path, Path], ...] = ()) -> _Resolved
     """
     raw = read_toml(path, "scenario", ScenarioError)
     extensions = {key: raw.pop(key) for key in EXTENSION_KEYS if key in raw}
+    claim_problems = parse_claim(path, extensions[CLAIM_KEY])[1] if CLAIM_KEY in extensions else []
     here = (_identity(path), path)
     if "extends" in extensions:
         parent = _resolve_parent(path, extensions["extends"], (*chain, here))
@@ -203,6 +221,7 @@ def _resolve(path: Path, chain: tuple[tuple[Path, Path], ...] = ()) -> _Resolved
             )
     if "sites_where" in extensions:
         _apply_sites_where(resolved, extensions["sites_where"], origin)
+    resolved.problems.extend(str(p) for p in claim_problems)
     if "name" not in resolved.data:
         resolved.data["name"] = path.stem
         resolved.origins[("name",)] = origin

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from scenarios.claims import CLAIMABLE, Claim
 from simulation.params import Scenario
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -101,6 +102,7 @@ def file_schema() -> dict[str, Any]:
         "items": {"$ref": "#/$defs/SitesWhere"},
         "description": "changes to every site meeting conditions, e.g. every rural site",
     }
+    props["claim"] = _claim_schema()
     schema["required"] = [r for r in schema.get("required", []) if r != "sites"]
     schema["dependentRequired"] = {"sites_remove": ["extends"]}
     # Without a parent or conditions to fill them in, every site must be complete.
@@ -118,6 +120,25 @@ def file_schema() -> dict[str, Any]:
         "changes. Checked fully by 'peersim validate FILE'."
     )
     return schema
+
+
+def _claim_schema() -> dict[str, Any]:
+    """A what-if's [claim] (scenarios.claims): its outcome one of the claimable names,
+    its sites one selector or an array of them."""
+    claim = Claim.model_json_schema()
+    props = claim["properties"]
+    props["outcome"]["enum"] = list(CLAIMABLE)
+    selector = {"type": "string", "pattern": r"^sites(\.|\[)"}
+    props["sites"] = {
+        "description": props["sites"]["description"],
+        "anyOf": [selector, {"type": "array", "items": selector, "minItems": 1}],
+    }
+    claim["description"] = (
+        "what the what-if claims its lever does, checked by 'peersim levers' (not "
+        "inherited through extends)"
+    )
+    claim.pop("title", None)
+    return claim
 
 
 def _describe_unit_and_grade(prop: dict[str, Any]) -> None:
