@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "analysis.cli.app",
     "analysis.cli.calibrate",
     "analysis.cli.compare",
+    "analysis.cli.levers",
     "analysis.cli.scenarios",
     "analysis.cli.sensitivity",
 )
