@@ -36,6 +36,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from scenarios import ScenarioError, library, load_claim, load_scenario, scenari
 from scenarios.claims import Claim, selects_nothing
 from scenarios.inputs import InputError, Problem
 from simulation import Results, Scenario
+from simulation.executors import Backend
 from simulation.outcomes import OUTCOMES
 from simulation.rng import DEFAULT_SEED
 from simulation.runner import ExecutorSpec, Job, SweepResult, TableFn, run_jobs
@@ -269,7 +271,7 @@ def run_audit_sweep(
     *,
     seed: int = DEFAULT_SEED,
     n_replicates: int = DOCS_REPLICATES,
-    executor: object = None,
+    executor: ExecutorSpec | Backend | Executor | None = None,
     progress: bool | None = None,
     resume: bool = False,
 ) -> SweepResult:
@@ -278,7 +280,7 @@ def run_audit_sweep(
         audit_jobs(levers, seed, n_replicates),
         out_dir,
         tables=LEVER_TABLES,
-        executor=executor if executor is not None else ExecutorSpec(workers=1),  # type: ignore[arg-type]
+        executor=executor if executor is not None else ExecutorSpec(workers=1),
         progress=progress,
         resume=resume,
         desc="levers",
@@ -290,7 +292,7 @@ def audit(
     *,
     seed: int = DEFAULT_SEED,
     n_replicates: int = DOCS_REPLICATES,
-    executor: object = None,
+    executor: ExecutorSpec | Backend | Executor | None = None,
 ) -> pd.DataFrame:
     """The audit table of ``levers`` (default: the library's), run in a temporary
     folder (in this process unless ``executor`` says otherwise)."""
