@@ -81,6 +81,11 @@ SITE_WEEK_OUTCOMES: tuple[str, ...] = tuple(
 FIDELITY_OUTCOMES: tuple[str, ...] = tuple(
     o.name for o in COMPARED_OUTCOMES if o.site_week_column is not None and o.trial_key is None
 )
+# Read per site from the trial table's PREFIX_SITE columns (rated fidelity); overall:
+# the mean over sites.
+SITE_TRIAL_OUTCOMES: tuple[Outcome, ...] = tuple(
+    o for o in COMPARED_OUTCOMES if o.site_trial_prefix is not None
+)
 
 COMPARISON_COLUMNS: tuple[str, ...] = (
     "whatif",
@@ -234,7 +239,22 @@ def _trial_outcomes(trial: pd.DataFrame) -> pd.DataFrame:
     odds = wide["itt_or"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         wide["log_itt_or"] = np.where(odds > 0, np.log(odds), np.nan)
-    return _long(wide, list(COMPARED))
+    parts = [_long(wide, [n for n in COMPARED if n in wide.columns])]
+    for o in SITE_TRIAL_OUTCOMES:
+        parts.append(_site_trial_outcome(trial, o))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _site_trial_outcome(trial: pd.DataFrame, o: Outcome) -> pd.DataFrame:
+    """Per site from the trial table's ``PREFIX_SITE`` columns, overall their mean."""
+    prefix = f"{o.site_trial_prefix}_"
+    columns = [c for c in trial.columns if c.startswith(prefix)]
+    ids = trial[["scenario", "replicate"]]
+    rows = [ids.assign(scope=OVERALL, **{o.name: trial[columns].astype(float).mean(axis=1)})]
+    rows += [
+        ids.assign(scope=c[len(prefix) :], **{o.name: trial[c].astype(float)}) for c in columns
+    ]
+    return _long(pd.concat(rows, ignore_index=True), [o.name])
 
 
 def _site_week_outcomes(site_weeks: pd.DataFrame) -> pd.DataFrame:

@@ -89,7 +89,8 @@ class ServiceUser(_Indexed):
 
 
 class PeerWorker(_Indexed):
-    """A peer worker: holds a caseload, four fidelity domains and a morale."""
+    """A peer worker: holds a caseload, four fidelity domains, a wellbeing
+    (morale) and a working week."""
 
     @property
     def site(self) -> str:
@@ -103,6 +104,16 @@ class PeerWorker(_Indexed):
     @property
     def morale(self) -> float:
         return float(self.model.pw.morale[self.index])
+
+    @property
+    def in_post(self) -> bool:
+        """False while the post is vacant after a peer worker left."""
+        return bool(self.model.pw.in_post[self.index])
+
+    @property
+    def hours_needed(self) -> float:
+        """Hours this week's work needed (contracted: ``workweek.dur_contracted_h_per_week``)."""
+        return float(self.model.pw.hours_needed[self.index])
 
     @property
     def caseload(self) -> int:
@@ -124,11 +135,11 @@ class Supervisor(_Indexed):
 
     @property
     def site(self) -> str:
-        return self.model.site_label(int(self.model.sup_site[self.index]))
+        return self.model.site_label(int(self.model.coordinators.site[self.index]))
 
     @property
     def hours_per_week(self) -> float:
-        return float(self.model.sup_hours[self.index])
+        return float(self.model.coordinators.hours[self.index])
 
 
 class WardStaff(_Indexed):

@@ -1,114 +1,70 @@
 """The peer support model: ENRICH-style trial delivery at several sites, weekly.
 
-Agents (see ``simulation.agents``) keep their state in per-type arrays held
-here: ``su`` for service users, ``pw`` for peer workers, and small per-site
-arrays for supervisors and ward staff. Every random decision is drawn up front
-from a stream named for the decision and the site (``simulation.rng``), so a
-what-if changes only the draws its change touches.
+The agents are array-backed collections (``simulation.population``): service
+users, peer workers, coordinators and ward teams, each owning its state and
+its phases of the week; ``step()`` is the list of those phases. Every random
+decision is drawn from a stream named for the decision and the site
+(``simulation.rng``), so a what-if changes only the draws its change touches.
+The Mesa agents (``simulation.agents``) are per-entity views for the app and
+for exploration.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import mesa
 import numpy as np
 
 from simulation.agents import FIDELITY_DOMAINS, PeerWorker, ServiceUser, Supervisor, WardStaff
 from simulation.params import Scenario
-from simulation.results import DIAGNOSES, Results
+from simulation.population import (
+    COMMUNITY_TIER,
+    SEEK_TIER,
+    WARD_TIER,
+    Coordinators,
+    PeerWorkers,
+    ServiceUsers,
+    SiteTable,
+    WardTeams,
+)
+from simulation.results import RECORDS, Results
 from simulation.rng import Streams
 from simulation.stats import odds_ratio
 
-REL, RECIP, LEAD, STRENGTH = 0, 1, 2, 3
-SETTING_WARD, SETTING_COMMUNITY = 1, 2
-SITE_RECORDS = (
-    "n_recruited_ps",
-    "met_share",
-    "engaged_share",
-    "contacts_mean",
-    "ward_relationship",
-)
-PW_RECORDS = (
-    "fid_relationships",
-    "fid_reciprocity",
-    "fid_leadership",
-    "fid_strengths",
+__all__ = ["RECORDS", "PeerSupportModel", "run", "run_batch"]
+
+_COLUMN = {name: k for k, name in enumerate(RECORDS)}
+# Peer-worker state columns (PeerWorkers.state) and the records they feed, in order.
+_PW_RECORDS = (
+    *(f"fid_{d}" for d in FIDELITY_DOMAINS),
     "caseload_mean",
     "pw_morale",
+    "hours_needed_mean",
+    "shortfall_mean",
 )
-RECORDS = SITE_RECORDS + PW_RECORDS
-
-
-def _expit(x: np.ndarray) -> np.ndarray:
-    # exp overflows beyond about 709; the probability is 0 or 1 to double precision there.
-    return 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(x, -700.0), 700.0)))
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return math.log(p / (1 - p))
-
-
-@dataclass(eq=False)
-class ServiceUserState:
-    """Per-participant arrays, one row per service user, sites in order."""
-
-    site: np.ndarray
-    arm: np.ndarray  # 0 usual care, 1 peer support
-    diagnosis: np.ndarray
-    non_heterosexual: np.ndarray
-    week_recruited: np.ndarray
-    week_discharged: np.ndarray
-    # Pre-drawn randomness (common random numbers)
-    z_frailty: np.ndarray
-    readmit_clock: np.ndarray  # Exp(1): readmitted when cumulative hazard passes it
-    z_first_contact: np.ndarray
-    u_engage: np.ndarray
-    u_rb: np.ndarray  # (n, n_rb_activities_max)
-    u_ward: np.ndarray  # (n, ward weeks)
-    u_community: np.ndarray  # (n, support weeks)
-    # Derived, fixed per participant
-    hazard: np.ndarray  # weekly readmission hazard without peer support
-    odds_missed: np.ndarray  # odds of missing a meeting at full peer worker morale
-    # Dynamic state
-    pw: np.ndarray
-    met: np.ndarray
-    week_first_contact: np.ndarray
-    first_contact_setting: np.ndarray
-    first_contact_min: np.ndarray
-    rb_activities: np.ndarray
-    engaged: np.ndarray
-    closed: np.ndarray  # no longer on a caseload (declined, readmitted, support over)
-    contacts_ward: np.ndarray
-    contacts_community: np.ndarray
-    sessions: np.ndarray  # contacts_ward + contacts_community
-    readmit_due: np.ndarray  # week after discharge the clock runs out, given the dose so far
-
-
-class PeerWorkerState:
-    """Per-peer-worker arrays. Fidelity, caseload and morale are column views of
-    one matrix so that a week's site means take one matrix product: update them
-    in place, never rebind them."""
-
-    def __init__(
-        self, site: np.ndarray, records_access: np.ndarray, fidelity0: float, morale0: float
-    ) -> None:
-        n = len(site)
-        self.site = site
-        self.records_access = records_access
-        self.state = np.empty((n, len(PW_RECORDS)))
-        self.fidelity = self.state[:, :4]  # domains on 0-1, in FIDELITY_DOMAINS order
-        self.caseload = self.state[:, 4]
-        self.morale = self.state[:, 5]
-        self.fidelity[:] = fidelity0
-        self.caseload[:] = 0
-        self.morale[:] = morale0
-        self.hours_needed = np.zeros(n)
-        self.declines_this_week = np.zeros(n)
-
+# Participant columns of Results, with the ServiceUsers array each comes from.
+_PARTICIPANT_ARRAYS = (
+    "site",
+    "arm",
+    "diagnosis",
+    "non_heterosexual",
+    "week_recruited",
+    "week_discharged",
+    "met",
+    "week_first_contact",
+    "first_contact_setting",
+    "first_contact_min",
+    "rb_activities",
+    "engaged",
+    "stopped_at_handover",
+    "contacts_ward",
+    "contacts_community",
+    "sessions",
+    "readmit_due",
+    "pw",
+)
 
 Seed = int | np.random.SeedSequence
 
@@ -133,32 +89,69 @@ class PeerSupportModel(mesa.Model):
         self.params = scenario  # not "scenario": mesa.Model reserves that name
         self.site_names: tuple[str, ...] = tuple(scenario.sites)
         self.week = 0
-        p = scenario
-        tr = p.trial
-        self.n_ward_weeks = tr.dur_ward_after_recruitment_max_weeks
+        tr = scenario.trial
         self.n_support_weeks = tr.dur_support_after_discharge_weeks
         # Delivery ends when the last possible participant's support does.
-        self.n_weeks = tr.dur_recruitment_weeks + self.n_ward_weeks + self.n_support_weeks
-        self._init_sites()
-        self._init_peer_workers()
-        self._init_service_users()
-        self._init_records()
-        self.peer_workers = PeerWorker.create_agents(self, self.n_pw, list(range(self.n_pw)))
-        n_sup = len(self.sup_site)
+        self.n_weeks = (
+            tr.dur_recruitment_weeks
+            + tr.dur_ward_after_recruitment_max_weeks
+            + self.n_support_weeks
+        )
+        sites = SiteTable.build(scenario, self.replicate_streams)
+        self.n_sites = len(sites)
+        mech = scenario.mechanisms
+        nfp = np.array([s.host == "not_for_profit" for s in sites.sites])
+        rural = np.array([s.geography == "rural" for s in sites.sites])
+        honorary = sites.column("honorary_contracts").astype(bool)
+        # M4: barriers apply to not-for-profit peer workers without honorary contracts.
+        barriers = nfp & ~honorary & mech.m4_host_barriers
+        self.wards = WardTeams(scenario, sites, barriers)
+        self.coordinators = Coordinators(scenario, sites, nfp, rural)
+        self.workers = PeerWorkers(
+            scenario, sites, self.coordinators, barriers=barriers, rural=rural, n_weeks=self.n_weeks
+        )
+        self.users = ServiceUsers(scenario, sites, self.n_weeks)
+        # Meeting weeks after discharge (0 = discharge week): weekly, then fortnightly.
+        week = np.arange(self.n_support_weeks) + 1
+        weekly = tr.dur_weekly_phase_weeks
+        self.meeting_week = (week <= weekly) | ((week - weekly) % 2 == 0)
+        self._init_counts()
+        self._init_ratings()
+        self.peer_workers = PeerWorker.create_agents(
+            self, self.workers.n, list(range(self.workers.n))
+        )
+        n_sup = len(self.coordinators.site)
         self.supervisors = Supervisor.create_agents(self, n_sup, list(range(n_sup)))
         self.ward_staff = WardStaff.create_agents(self, self.n_sites, list(range(self.n_sites)))
         self._service_users: mesa.agent.AgentSet | None = None
+
+    # The collections under the short names the agents' views and tests use.
+    @property
+    def su(self) -> ServiceUsers:
+        return self.users
+
+    @property
+    def pw(self) -> PeerWorkers:
+        return self.workers
+
+    @property
+    def ward_relationship(self) -> np.ndarray:
+        return self.wards.relationship
+
+    @property
+    def site_n_pw(self) -> np.ndarray:
+        return np.diff(self.workers.site_start)
 
     @property
     def service_users(self) -> mesa.agent.AgentSet:
         """The participants as Mesa agents, registered on first use.
 
-        Their state lives in ``self.su`` either way; registering 590 Mesa agents
-        costs about a fifth of a whole replicate, which a calibration run that
-        never looks at them should not pay.
+        Their state lives in ``self.users`` either way; registering 590 Mesa
+        agents costs about a fifth of a whole replicate, which a calibration run
+        that never looks at them should not pay.
         """
         if self._service_users is None:
-            n = len(self.su.site)
+            n = self.users.n
             self._service_users = ServiceUser.create_agents(self, n, list(range(n)))
         return self._service_users
 
@@ -168,586 +161,208 @@ class PeerSupportModel(mesa.Model):
         return name if self.n_replicates == 1 else f"{name} (replicate {g // len(self.site_names)})"
 
     # ----------------------------------------------------------------- set-up
-    def _init_sites(self) -> None:
-        p, mech = self.params, self.params.mechanisms
-        # Site g is site g % n of the scenario in replicate g // n.
-        sites = list(p.sites.values()) * self.n_replicates
-        self.n_sites = len(sites)
-        self.site_nfp = np.array([s.host == "not_for_profit" for s in sites])
-        self.site_rural = np.array([s.geography == "rural" for s in sites])
-        self.site_prep = np.array([s.team_preparation for s in sites])
-        self.site_n_pw = np.array([s.n_peer_workers for s in sites])
-        self.site_cap = np.array([s.n_caseload_cap for s in sites])
-        honorary = np.array([s.honorary_contracts for s in sites])
-        # M4: barriers apply to not-for-profit peer workers without honorary contracts.
-        self.site_barriers = self.site_nfp & ~honorary & mech.m4_host_barriers
-        # M5: travel to community meetings costs peer worker hours (remote meetings
-        # cost none); without M5, travel is free everywhere.
-        travel_min = np.array([s.dur_travel_min * (1 - s.p_remote_contact) for s in sites])
-        travel_min *= mech.m5_rural_travel
-        cm = p.community
-        # Peer worker hours per meeting: column 0 on the ward, column 1 in the community.
-        self.site_cost_h = (
-            np.column_stack(
-                [np.full(self.n_sites, cm.dur_meeting_min), cm.dur_meeting_min + 2 * travel_min]
-            )
-            / 60.0
-        )
-        # Meeting weeks after discharge (0 = discharge week): weekly, then fortnightly.
-        tr = p.trial
-        week = np.arange(tr.dur_support_after_discharge_weeks) + 1
-        weekly = tr.dur_weekly_phase_weeks
-        self.meeting_week = (week <= weekly) | ((week - weekly) % 2 == 0)
-        rural_effect = self.site_rural & mech.m5_rural_travel
-        self.site_presence = np.where(rural_effect, p.ward.rel_presence_rural, 1.0)
-        self.site_authority = np.where(self.site_barriers, p.ward.rel_authority_nfp, 1.0)
-
-        # Supervisors: the site's coordinator hours split evenly between its coordinators.
-        self.sup_site = np.repeat(np.arange(self.n_sites), [s.n_supervisors for s in sites])
-        site_hours = np.array([s.supervisor_h_per_week for s in sites])
-        self.sup_hours = (
-            site_hours[self.sup_site] / np.array([s.n_supervisors for s in sites])[self.sup_site]
-        )
-        self._supervision_plan(site_hours)
-
-        self.ward_relationship = np.full(self.n_sites, p.ward.ward_relationship_base)
-        # The part of the ward relationship target that experience does not move.
-        self.ward_target_fixed = (
-            p.ward.ward_relationship_base
-            + p.ward.w_preparation * self.site_prep
-            - p.ward.w_friction_nfp * self.site_barriers
-        )
-        self.site_met = np.zeros(self.n_sites)
-        self.site_engaged = np.zeros(self.n_sites)
-        self.site_declined = np.zeros(self.n_sites)
-        self.site_sessions = np.zeros(self.n_sites)
-
-    def _supervision_plan(self, site_hours: np.ndarray) -> None:
-        """M3/M4/M5: coordinator hours -> supervision hours per peer worker.
-
-        Coordinator hours, liaison and preparation do not change over time in
-        this version, so the plan is made once.
-        """
-        p, mech = self.params, self.params.mechanisms
-        sv = p.supervision
-        liaison = np.where(self.site_nfp & mech.m4_host_barriers, sv.share_liaison_nfp, 0.0)
-        prep_h = sv.dur_team_prep_h_per_week * self.site_prep if mech.m1_ward_relationship else 0.0
-        available = np.maximum(0.0, site_hours * (1 - liaison) - prep_h)
-        attend = np.where(self.site_rural & mech.m5_rural_travel, sv.p_attend_rural, 1.0)
-        self.site_supervision_h = available / self.site_n_pw * attend
-        with np.errstate(over="ignore"):  # a tiny need: adequacy is simply 1
-            ratio = self.site_supervision_h / sv.dur_need_h_per_pw_week
-        self.site_adequacy = np.minimum(1.0, ratio)
-
-    def _init_peer_workers(self) -> None:
-        p = self.params
-        site = np.repeat(np.arange(self.n_sites), self.site_n_pw)
-        n_pw = self.n_pw = len(site)
-        self.site_pw_start = np.concatenate([[0], np.cumsum(self.site_n_pw)])
-        records = np.zeros(n_pw, dtype=bool)
-        for k, s in enumerate(list(p.sites.values()) * self.n_replicates):
-            # The first round(share * n) peer workers of a site hold access.
-            n_access = (
-                s.n_peer_workers
-                if s.honorary_contracts
-                else round(s.share_records_access * s.n_peer_workers)
-            )
-            records[self.site_pw_start[k] : self.site_pw_start[k] + n_access] = True
-        self.pw = PeerWorkerState(
-            site, records, p.fidelity.fidelity_initial, p.morale.morale_initial
-        )
-        access = np.where(records, 1.0, p.ward.rel_referral_no_records)
-        self.pw_ward_access = access * self.site_authority[site] * self.site_presence[site]
-        self.pw_hours_available = np.full(n_pw, p.community.dur_pw_contact_h_per_week)
-        # Turnover (M8): a vacant post is blocked from allocation until refilled.
-        self.pw_blocked = np.zeros(n_pw)
-        self.pw_vacant_until = np.full(n_pw, -1)
-        self.u_leave: np.ndarray | None = None
-        if p.morale.p_leave_per_week > 0:
-            self.u_leave = np.hstack(
-                [
-                    self.replicate_streams[k // len(p.sites)]
-                    .get(f"turnover/{name}")
-                    .random((self.n_weeks, s.n_peer_workers))
-                    for k, (name, s) in enumerate(list(p.sites.items()) * self.n_replicates)
-                ]
-            )
-        # M3: supervision adequacy is static per site, so each peer worker's pull is too.
-        adequacy = self.site_adequacy[site] if p.mechanisms.m3_supervision else np.ones(n_pw)
-        self.pw_adequacy = adequacy
-        self.pw_pull = (p.fidelity.rate_pull_per_week * adequacy)[:, None]
-
-    def _participant_draws(self) -> dict[str, np.ndarray]:
-        """Every participant's random draws, site by site and replicate by replicate,
-        each from its own named stream (common random numbers)."""
-        p = self.params
-        tr = p.trial
-        parts: dict[str, list[np.ndarray]] = {}
-
-        def add(name: str, value: np.ndarray) -> None:
-            parts.setdefault(name, []).append(value)
-
-        block_max = tr.n_block_max
-        for k, (name, s) in enumerate(list(p.sites.items()) * self.n_replicates):
-            n = s.n_participants
-            streams = self.replicate_streams[k // len(p.sites)]
-            rng = streams.get(f"participants/{name}")
-            add("site", np.full(n, k))
-            add("week_recruited", np.sort(rng.integers(0, tr.dur_recruitment_weeks, n)))
-            add("stay", rng.integers(1, tr.dur_ward_after_recruitment_max_weeks + 1, n))
-            add("u_diag", rng.random(n))
-            add("u_orient", rng.random(n))
-            add("z_frailty", rng.standard_normal(n))
-            add("readmit_clock", rng.exponential(1.0, n))
-            add("z_first_contact", rng.standard_normal(n))
-            add("u_engage", rng.random(n))
-            # Randomisation: block sizes for each diagnostic stratum, then keys
-            # that order each block (see _randomise).
-            rng = streams.get(f"randomisation/{name}")
-            sizes = 2 * rng.integers(1, block_max + 1, (len(DIAGNOSES), n // 2 + 1))
-            add("block_sizes", sizes.ravel())
-            add("block_keys", rng.random(int(sizes.sum())))
-            # Separate streams so that a longer ward stay or support period does
-            # not shift any other draw.
-            add(
-                "u_rb",
-                streams.get(f"first_contact/{name}").random((n, p.engagement.n_rb_activities_max)),
-            )
-            add("u_ward", streams.get(f"ward/{name}").random((n, self.n_ward_weeks)))
-            add(
-                "u_community",
-                streams.get(f"community/{name}").random((n, max(self.n_support_weeks, 1))),
-            )
-
-        return {k: np.concatenate(v) for k, v in parts.items()}
-
-    def _init_service_users(self) -> None:
-        p = self.params
-        tr = p.trial
-        a = self._participant_draws()
-        n = len(a["site"])
-        u_diag = a.pop("u_diag")
-        a["diagnosis"] = np.where(
-            u_diag < tr.share_psychotic,
-            0,
-            np.where(u_diag < tr.share_psychotic + tr.share_personality, 1, 2),
-        )
-        a["non_heterosexual"] = a.pop("u_orient") < tr.p_non_heterosexual
-        a["week_discharged"] = a["week_recruited"] + a.pop("stay")
-        sizes, keys = a.pop("block_sizes"), a.pop("block_keys")
-        a["arm"] = self._randomise(a["site"], a["diagnosis"], sizes, keys)
-        rd = p.readmission
-        h0 = -math.log1p(-rd.p_readmit_12m_usual_care) / 52.0
-        sd = rd.sd_frailty_log_hazard
-        # Mean-one lognormal frailty keeps the average hazard at h0.
-        hazard = h0 * np.exp(sd * a["z_frailty"] - sd * sd / 2)
-        logit_missed = (
-            _logit(p.community.p_missed_meeting) + p.community.w_frailty_missed * a["z_frailty"]
-        )
-        odds_missed = np.exp(logit_missed)
-        self.su = ServiceUserState(
-            **a,
-            hazard=hazard,
-            odds_missed=odds_missed,
-            pw=np.full(n, -1),
-            met=np.zeros(n, dtype=bool),
-            week_first_contact=np.full(n, -1),
-            first_contact_setting=np.zeros(n, dtype=np.int8),
-            first_contact_min=np.full(n, np.nan),
-            rb_activities=np.full(n, -1),
-            engaged=np.zeros(n, dtype=bool),
-            closed=np.zeros(n, dtype=bool),
-            contacts_ward=np.zeros(n, dtype=np.int64),
-            contacts_community=np.zeros(n, dtype=np.int64),
-            sessions=np.zeros(n, dtype=np.int64),
-            readmit_due=self._first_due(a["readmit_clock"], hazard),
-        )
-        self.ps = a["arm"] == 1
-        # Peer-support participants by week of recruitment, for allocation.
-        ps_idx = np.flatnonzero(self.ps)
-        order = ps_idx[np.argsort(a["week_recruited"][ps_idx], kind="stable")]
-        bounds = np.searchsorted(a["week_recruited"][order], np.arange(self.n_weeks + 1))
-        self.recruits_by_week = [order[bounds[w] : bounds[w + 1]] for w in range(self.n_weeks)]
-        self.waiting: list[int] = []
-        self.open_cases = np.zeros(0, dtype=np.int64)
-        # Participants recruited so far, per site and week (the shares' denominator).
-        recruited = np.zeros((self.n_weeks, self.n_sites))
-        np.add.at(recruited, (a["week_recruited"][ps_idx], a["site"][ps_idx]), 1)
+    def _init_counts(self) -> None:
+        su, n = self.users, self.n_sites
+        self.site_met = np.zeros(n)
+        self.site_engaged = np.zeros(n)
+        self.site_declined = np.zeros(n)
+        self.site_sessions = np.zeros(n)
+        # Peer-support participants recruited so far, per week and site (the shares'
+        # denominator).
+        ps = su.arm == 1
+        recruited = np.zeros((self.n_weeks, n))
+        np.add.at(recruited, (su.week_recruited[ps], su.site[ps]), 1)
         self.n_recruited_ps = np.cumsum(recruited, axis=0)
-        e = p.engagement
-        self._log_or_min = math.log(e.or_per_first_contact_min)
-        self._log_or_rb = math.log(e.or_per_rb_activity)
-        self._log_or_nonhet = math.log(e.or_non_heterosexual)
-        # Week of the last support week: a case closes after it.
-        self.su_last_support_week = a["week_discharged"] + self.n_support_weeks - 1
+        self.records = np.zeros((self.n_weeks, len(RECORDS), n))
+        self._pw_rows = [_COLUMN[name] for name in _PW_RECORDS]
+        self._n_pw_site = np.diff(self.workers.site_start).astype(float)[:, None]
 
-    @staticmethod
-    def _first_due(clock: np.ndarray, hazard: np.ndarray) -> np.ndarray:
-        """Until dosed, the hazard is constant: the clock runs out in this week."""
-        with np.errstate(over="ignore"):
-            return np.maximum(np.ceil(clock / np.maximum(hazard, 1e-300)), 1.0)
-
-    def _randomise(
-        self, site: np.ndarray, diagnosis: np.ndarray, sizes: np.ndarray, keys: np.ndarray
-    ) -> np.ndarray:
-        """1:1 allocation in permuted blocks of random length within each site and
-        diagnostic stratum, participants taken in recruitment order.
-
-        Each stratum's allocation sequence is a run of blocks of 2, 4, ... places
-        (``sizes``, drawn per site: n // 2 + 1 blocks for each stratum, enough
-        for all of its participants), each block holding equal numbers of both
-        arms in the order of its ``keys``.
-        """
-        n_strata = len(DIAGNOSES)
-        block = np.repeat(np.arange(len(sizes)), sizes)
-        order = np.lexsort((keys, block))  # places shuffled within each block
-        block_start = np.cumsum(sizes) - sizes
-        rank = np.empty(len(block), dtype=np.int64)
-        rank[order] = np.arange(len(block)) - block_start[block]
-        sequence = rank < (sizes // 2)[block]
-        # Where each (site, stratum) sequence starts among all the places.
-        n_site = np.bincount(site, minlength=self.n_sites)
-        n_blocks = n_strata * (n_site // 2 + 1)
-        first_block = np.repeat(np.cumsum(n_blocks) - n_blocks, n_strata) + np.tile(
-            np.arange(n_strata), self.n_sites
-        ) * np.repeat(n_site // 2 + 1, n_strata)
-        stratum_start = block_start[first_block]
-        # The k-th participant of a stratum takes place k of its sequence.
-        stratum = n_strata * site + diagnosis
-        by_stratum = np.argsort(stratum, kind="stable")
-        counts = np.bincount(stratum, minlength=n_strata * self.n_sites)
-        nth = np.empty(len(site), dtype=np.int64)
-        nth[by_stratum] = np.arange(len(site)) - np.repeat(np.cumsum(counts) - counts, counts)
-        return sequence[stratum_start[stratum] + nth].astype(np.int8)
-
-    def _init_records(self) -> None:
-        self.records = np.zeros((self.n_weeks, len(RECORDS), self.n_sites))
+    def _init_ratings(self) -> None:
+        """Fidelity ratings (weeks of delivery past the end are rated in the last week)."""
+        fd = self.params.fidelity
+        self.rating_weeks = sorted({min(w, self.n_weeks - 1) for w in fd.rating_weeks})
+        n = len(self.rating_weeks)
+        self.rating_noise = fd.sd_rating_noise * self.workers.rating_z[:n]
+        self.ratings_latent = np.full((n, self.n_sites, 4), np.nan)
 
     # ------------------------------------------------------------- one week
     def step(self) -> None:
+        """One week of delivery (Mesa's step: ``advance_week`` with Mesa's clock)."""
+        self.advance_week()
+
+    def advance_week(self) -> None:
         """One week of delivery, in this order:
 
-        1. allocate   - newly recruited peer-support participants get the peer
+        1. allocate   - coordinators give new and waiting participants the peer
                         worker with the lightest caseload under the cap
         2. relate     - ward relationships move towards their target (M1, M4)
-        3. plan       - peer worker hours needed this week vs hours available (M5)
+        3. plan       - each peer worker's week: hours needed for fixed work, the
+                        ward, community meetings and seeking, against hours
+                        contracted (M5)
         4. ward       - further meetings on the ward; who is met there first (M1, M4)
-        5. community  - scheduled meetings after discharge; who is reached first (M5)
+        5. community  - scheduled meetings after discharge; who is reached first
         6. first      - first contacts: length, activities, engaged or not (M2)
-        7. sessions   - this week's sessions counted; the dose moves the
-                        readmission clock (M7)
+        7. sessions   - this week's sessions counted; each moves the readmission
+                        clock along the dose-response curve (M7)
         8. close      - cases whose support period ended
-        9. drift      - fidelity domains: supervision pull, drift, clinical pull (M3, M6)
-        10. morale    - recovery with supervision, strain, declines (M8)
-        11. turnover  - peer workers leave; posts refilled after a vacancy (M8)
+        9. drift      - fidelity domains: supervision, susceptibility, each
+                        domain's own drivers (M3-M6)
+        10. wellbeing - supervision and team support, strain, friction, declines (M8)
+        11. turnover  - peer workers leave, their cases are handed over; posts
+                        refilled after a vacancy (M8)
         12. readmit   - participants whose clock has run out leave support (M7)
-        13. record    - per-site measures of this week
+        13. rate      - in rating weeks, each site's peer workers are rated
+        14. record    - per-site measures of this week
         """
         t = self.week
-        self.pw.declines_this_week[:] = 0
+        self.workers.declines_this_week[:] = 0
         self.allocate(t)
-        self.relate()
-        on_ward, in_community, meeting = self.plan(t)
-        first_ward, seen_ward = self.ward_contacts(t, on_ward)
-        first_community, seen_community = self.community_contacts(t, in_community, meeting)
+        self.wards.relate(self.site_met, self.site_engaged, self.site_declined)
+        on_ward, community, ward_share = self.plan(t)
+        first_ward, seen_ward = self.users.meet_on_ward(
+            t, on_ward, self.workers, self.wards.relationship
+        )
+        first_community, seen_community = self.users.meet_in_community(t, community, self.workers)
         self.first_contacts(t, first_ward, first_community)
         self.add_sessions(t, first_ward, first_community, seen_ward, seen_community)
-        self.close_cases(t)
-        self.drift(on_ward)
-        self.update_morale()
+        self.users.close_cases(t)
+        self.workers.drift(ward_share)
+        self.workers.update_wellbeing(self.wards.relationship)
         self.turnover(t)
-        self.readmit(t, in_community)
+        self.users.readmit(t, community)
+        self._update_caseloads()
+        if t in self.rating_weeks:
+            self.rate(t)
         self.record(t)
         self.week += 1
 
     def active_caseload_members(self, pw: int) -> np.ndarray:
         """Participants now on peer worker ``pw``'s caseload."""
-        cases = self.open_cases[~self.su.closed[self.open_cases]]
-        return cases[self.su.pw[cases] == pw]
+        su = self.users
+        cases = su.open_cases[~su.closed[su.open_cases]]
+        return cases[su.pw[cases] == pw]
 
     def allocate(self, t: int) -> None:
-        """Newly recruited peer-support participants, and any still waiting, get
-        the peer worker at their site with the lightest caseload under the cap."""
-        su = self.su
-        queue = [*self.waiting, *self.recruits_by_week[t].tolist()]
-        if not queue:
-            return
-        caseload = self.pw.caseload
-        site, start, cap = su.site, self.site_pw_start, self.site_cap
-        blocked = self.pw_blocked  # vacant posts take no one
-        waiting: list[int] = []
-        allocated: list[int] = []
-        for i in queue:
-            if su.closed[i]:
-                continue  # support window passed while waiting
-            k = site[i]
-            lo = start[k]
-            loads = (caseload[lo : start[k + 1]] + blocked[lo : start[k + 1]]).tolist()
-            j = lo + loads.index(min(loads))  # lightest caseload, lowest index on ties
-            if loads[j - lo] < cap[k]:
-                su.pw[i] = j
-                caseload[j] += 1
-                allocated.append(i)
-            else:
-                waiting.append(i)
-        self.waiting = waiting
-        if allocated:
-            self.open_cases = np.concatenate([self.open_cases, allocated])
-
-    def relate(self) -> None:
-        """M1: the ward relationship moves towards a target set by preparation,
-        host-organisation friction (M4) and the experience of peer support so far."""
-        if not self.params.mechanisms.m1_ward_relationship:
-            return
-        w = self.params.ward
-        experience = (self.site_engaged - self.site_declined) / (self.site_met + 1.0)
-        target = self.ward_target_fixed + w.w_experience * experience
-        target = np.minimum(np.maximum(target, 0.0), 1.0)
-        self.ward_relationship += w.rate_adjust_per_week * (target - self.ward_relationship)
+        su = self.users
+        queue = [*su.waiting, *su.recruits_by_week[t].tolist()]
+        if queue:
+            su.waiting = Coordinators.allocate(su, self.workers, queue)
 
     def plan(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Which participants need their peer worker this week, and whether each
-        peer worker has the hours (M5: travel makes community meetings dearer)."""
-        su = self.su
-        cases = self.open_cases = self.open_cases[~su.closed[self.open_cases]]
+        """Which participants need their peer worker this week and what that
+        takes: returns those on the ward, the community work planned (unmet
+        participants sought, engaged ones due a meeting), and each peer worker's
+        share of open cases on the ward (clinical pull, M6)."""
+        su, pw = self.users, self.workers
+        cases = su.open_cases = su.open_cases[~su.closed[su.open_cases]]
         discharged = su.week_discharged[cases] <= t
         on_ward, in_community = cases[~discharged], cases[discharged]
-        scheduled = self.meeting_week[t - su.week_discharged[in_community]]
-        # Unmet participants are sought every week; engaged ones meet on schedule.
-        meeting = ~su.met[in_community] | (su.engaged[in_community] & scheduled)
-        cost = self.site_cost_h[su.site[cases], discharged.view(np.int8)]
-        cost[discharged] *= meeting
-        hours = np.bincount(su.pw[cases], weights=cost, minlength=self.n_pw)
-        self.pw.hours_needed = hours
-        self.pw_capacity = np.minimum(1.0, self.pw_hours_available / np.maximum(hours, 1e-12))
-        return on_ward, in_community, meeting
-
-    def ward_contacts(self, t: int, on_ward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ward meetings: returns who meets their peer worker for the first time,
-        and who has a further meeting."""
-        su = self.su
-        pw = su.pw[on_ward]
-        site = su.site[on_ward]
-        u = su.u_ward[on_ward, t - su.week_recruited[on_ward]]
-        capacity = self.pw_capacity[pw]
-        met = su.met[on_ward]
-        p_first = (
-            self.params.ward.p_first_contact_per_week_max
-            * self.ward_relationship[site]
-            * self.pw_ward_access[pw]
-            * capacity
+        unmet = ~su.met[in_community]
+        due = su.engaged[in_community] & self.meeting_week[t - su.week_discharged[in_community]]
+        community = in_community[unmet | due]
+        work = np.concatenate([on_ward, community])
+        tier = np.concatenate(
+            [
+                np.full(len(on_ward), WARD_TIER),
+                np.where(unmet[unmet | due], SEEK_TIER, COMMUNITY_TIER),
+            ]
         )
-        p_again = self.params.ward.p_contact_per_week * self.site_presence[site] * capacity
-        again = met & su.engaged[on_ward] & (u < p_again)
-        su.contacts_ward[on_ward[again]] += 1
-        return on_ward[~met & (u < p_first)], on_ward[again]
-
-    def community_contacts(
-        self, t: int, in_community: np.ndarray, meeting: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Scheduled meetings happen or are missed: returns who is reached for the
-        first time, and who attends a meeting."""
-        su = self.su
-        idx = in_community[meeting]
-        pw = su.pw[idx]
-        u = su.u_community[idx, t - su.week_discharged[idx]]
-        capacity = self.pw_capacity[pw]
-        met = su.met[idx]
-        p_first = self.params.community.p_first_contact_per_week * capacity
-        # Odds of missing: the participant's own, times the peer worker's morale factor.
-        morale_odds = np.exp(self.params.morale.w_morale_missed * (1 - self.pw.morale))
-        p_attend = capacity / (1 + su.odds_missed[idx] * morale_odds[pw])
-        attended = met & (u < p_attend)
-        su.contacts_community[idx[attended]] += 1
-        return idx[~met & (u < p_first)], idx[attended]
+        n_on_ward = np.bincount(su.pw[on_ward], minlength=pw.n)
+        pw.plan_week(su.pw[work], su.site[work], tier, n_on_ward)
+        ward_share = n_on_ward / np.maximum(pw.caseload, 1.0)
+        return on_ward, community, ward_share
 
     def first_contacts(self, t: int, first_ward: np.ndarray, first_community: np.ndarray) -> None:
-        """M2: the first contact's length and relationship-building activities
-        depend on the peer worker's fidelity, morale and the setting; whether the
-        participant engages follows the published odds ratios."""
-        n_ward = len(first_ward)
-        if n_ward + len(first_community) == 0:
+        if len(first_ward) + len(first_community) == 0:
             return
-        p, su = self.params, self.su
-        e = p.engagement
-        idx = np.concatenate([first_ward, first_community])
-        on_ward = np.arange(len(idx)) < n_ward
-        pw = su.pw[idx]
-        site = su.site[idx]
-        if p.mechanisms.m2_first_contact_quality:
-            f = self.pw.fidelity[pw]
-            quality = (f[:, REL] + f[:, RECIP]) / 2
-            p_rb = f[:, REL]
-            ward_room = 1 - e.w_ward_room * (1 - self.ward_relationship[site])
-            room = np.where(on_ward, ward_room, e.rel_first_contact_community)
-        else:
-            quality = p_rb = np.full(len(idx), p.fidelity.fidelity_initial)
-            room = np.ones(len(idx))
-        morale = 1 - p.morale.w_morale_contact * (1 - self.pw.morale[pw])
-        mean_min = e.dur_first_contact_full_min * quality * room * morale
-        length = mean_min + e.dur_first_contact_sd_min * su.z_first_contact[idx]
-        length = np.minimum(np.maximum(length, 1.0), 480.0)
-        rb = (su.u_rb[idx] < (p_rb * room)[:, None]).sum(axis=1)
-        logit = (
-            e.logit_intercept
-            + self._log_or_min * length
-            + self._log_or_rb * rb
-            + self._log_or_nonhet * su.non_heterosexual[idx]
+        su = self.users
+        idx, engaged = su.first_contacts(
+            t, first_ward, first_community, self.workers, self.wards.relationship
         )
-        engaged = su.u_engage[idx] < _expit(logit)
-        su.met[idx] = True
-        su.week_first_contact[idx] = t
-        su.first_contact_setting[idx] = np.where(on_ward, SETTING_WARD, SETTING_COMMUNITY)
-        su.first_contact_min[idx] = length
-        su.rb_activities[idx] = rb
-        su.engaged[idx] = engaged
-        su.contacts_ward[first_ward] += 1
-        su.contacts_community[first_community] += 1
-        declined = ~engaged
-        su.closed[idx[declined]] = True  # a participant who does not engage leaves the caseload
+        site = su.site[idx]
         by_outcome = np.bincount(2 * site + engaged, minlength=2 * self.n_sites).reshape(-1, 2)
         self.site_declined += by_outcome[:, 0]
         self.site_engaged += by_outcome[:, 1]
         self.site_met += by_outcome[:, 0] + by_outcome[:, 1]
-        self.pw.declines_this_week += np.bincount(pw[declined], minlength=self.n_pw)
-
-    def close_cases(self, t: int) -> None:
-        """Cases close when support ends, the participant declines or is readmitted."""
-        su = self.su
-        cases = self.open_cases
-        su.closed[cases[self.su_last_support_week[cases] <= t]] = True
-        # Still waiting for a peer worker when support would have ended: never allocated.
-        for i in self.waiting:
-            if self.su_last_support_week[i] <= t:
-                su.closed[i] = True
-        self.pw.caseload[:] = np.bincount(su.pw[cases[~su.closed[cases]]], minlength=self.n_pw)
-
-    def drift(self, on_ward: np.ndarray) -> None:
-        """M3 and M6: supervision pulls each domain towards full fidelity; every
-        domain drifts without it, faster at low morale; ward work pulls the
-        relationship and reciprocity domains towards a clinical style."""
-        fd, mech = self.params.fidelity, self.params.mechanisms
-        drift = fd.rate_drift_per_week * (1 + fd.w_low_morale_drift * (1 - self.pw.morale))
-        f = self.pw.fidelity
-        change = self.pw_pull * (1 - f) - drift[:, None] * f
-        if mech.m6_clinical_drift and len(on_ward):
-            # Share of each peer worker's open caseload still on the ward.
-            still_open = on_ward[~self.su.closed[on_ward]]
-            on_ward_n = np.bincount(self.su.pw[still_open], minlength=self.n_pw)
-            extra = drift * fd.w_clinical_pull * on_ward_n / np.maximum(self.pw.caseload, 1)
-            change[:, :2] -= extra[:, None] * f[:, :2]  # relationships and reciprocity
-        f += change
-        # Rates are per week; large ones would overshoot the 0-1 scale.
-        np.maximum(f, 0.0, out=f)
-        np.minimum(f, 1.0, out=f)
-
-    def turnover(self, t: int) -> None:
-        """M8 lever: a peer worker leaves with a chance that rises as morale
-        falls; their open cases wait for reallocation to colleagues, and the
-        post stays vacant for ``dur_vacancy_weeks`` before a new peer worker
-        starts with the initial fidelity and morale."""
-        if self.u_leave is None:
-            return
-        mo, pw = self.params.morale, self.pw
-        in_post = self.pw_vacant_until < 0
-        p_leave = mo.p_leave_per_week * (1 + mo.w_leave_low_morale * (1 - pw.morale))
-        leaving = np.flatnonzero(in_post & (self.u_leave[t] < p_leave))
-        if len(leaving):
-            su = self.su
-            cases = self.open_cases
-            orphaned = cases[np.isin(su.pw[cases], leaving) & ~su.closed[cases]]
-            su.pw[orphaned] = -1
-            self.open_cases = cases[su.pw[cases] >= 0]
-            self.waiting = [*orphaned.tolist(), *self.waiting]
-            pw.caseload[leaving] = 0
-            self.pw_blocked[leaving] = np.inf
-            self.pw_vacant_until[leaving] = t + mo.dur_vacancy_weeks
-        starting = np.flatnonzero(self.pw_vacant_until == t)
-        if len(starting):
-            pw.fidelity[starting] = self.params.fidelity.fidelity_initial
-            pw.morale[starting] = mo.morale_initial
-            self.pw_blocked[starting] = 0.0
-            self.pw_vacant_until[starting] = -1
-
-    def update_morale(self) -> None:
-        """M8: morale recovers with supervision, falls with workload and declines."""
-        mo, mech = self.params.morale, self.params.mechanisms
-        if not mech.m8_morale:
-            return
-        m = self.pw.morale
-        adequacy = self.pw_adequacy
-        workload = np.minimum(self.pw.hours_needed / self.pw_hours_available, 2.0)
-        m += (
-            mo.rate_recovery_per_week * adequacy * (1 - m)
-            - mo.rate_strain_per_week * workload * m
-            - mo.rate_dropout_per_week * self.pw.declines_this_week * m
-        )
-        np.maximum(m, 0.0, out=m)
-        np.minimum(m, 1.0, out=m)
+        declined = su.pw[idx[~engaged]]
+        self.workers.declines_this_week += np.bincount(declined, minlength=self.workers.n)
 
     def add_sessions(self, t: int, *seen: np.ndarray) -> None:
-        """Count this week's sessions (each participant meets at most once a
-        week). M7: from the week a participant reaches the dose threshold, their
-        readmission hazard is lower, so the week their clock runs out moves later."""
-        su = self.su
         idx = np.concatenate(seen)
-        su.sessions[idx] += 1
-        self.site_sessions += np.bincount(su.site[idx], minlength=self.n_sites)
-        rd = self.params.readmission
-        if not self.params.mechanisms.m7_dose_response:
-            return
-        dosed = idx[su.sessions[idx] == rd.n_sessions_dose]
-        if len(dosed) == 0:
-            return
-        # Weeks after discharge already run at the full hazard (none if dosed on the ward).
-        k = np.maximum(t - su.week_discharged[dosed], 0).astype(float)
-        h = su.hazard[dosed]
-        remaining = su.readmit_clock[dosed] - h * k
-        with np.errstate(over="ignore"):  # a vanishing hazard: the clock never runs out
-            weeks_left = np.ceil(remaining / np.maximum(h * rd.rel_hazard_engaged, 1e-300))
-        su.readmit_due[dosed] = k + np.maximum(weeks_left, 1.0)
+        self.users.add_sessions(t, idx)
+        self.site_sessions += np.bincount(self.users.site[idx], minlength=self.n_sites)
 
-    def readmit(self, t: int, in_community: np.ndarray) -> None:
-        """M7: a participant whose readmission clock has run out is readmitted,
-        which ends community peer support. Outside support nothing can change
-        the clock, so everyone else's readmission week is read off at the end."""
-        su = self.su
-        # Open cases after discharge, and anyone still waiting for a peer worker.
-        at_risk = np.concatenate([in_community, self.waiting]).astype(np.int64)
-        weeks_after = t - su.week_discharged[at_risk] + 1
-        su.closed[at_risk[weeks_after >= su.readmit_due[at_risk]]] = True
+    def turnover(self, t: int) -> None:
+        """M8: leavers' cases are handed over (some participants stop, which
+        weighs on the colleagues who pick the rest up); vacancies refilled."""
+        leaving = self.workers.leavers(t)
+        if len(leaving):
+            stopped = self.users.hand_over(leaving)
+            self.site_engaged -= np.bincount(self.users.site[stopped], minlength=self.n_sites)
+        self.workers.refill(t)
+
+    def _update_caseloads(self) -> None:
+        su = self.users
+        cases = su.open_cases
+        open_ = cases[~su.closed[cases]]
+        self.workers.caseload[:] = np.bincount(su.pw[open_], minlength=self.workers.n)
+
+    def _site_means(self, values: np.ndarray) -> np.ndarray:
+        """Means over each site's peer workers in post (rows of ``values``), per site.
+
+        Peer workers are contiguous by site: sum each block in order (exact, so a
+        replicate's numbers do not depend on what else is in the batch).
+        """
+        pw = self.workers
+        start = pw.site_start[:-1]
+        if not pw.any_vacant:
+            return np.add.reduceat(values, start, axis=0) / self._n_pw_site
+        w = pw.in_post.astype(float)
+        sums = np.add.reduceat(values * w[:, None], start, axis=0)
+        return sums / np.maximum(np.add.reduceat(w, start), 1.0)[:, None]
+
+    def rate(self, t: int) -> None:
+        """Rate each site's peer workers in post on the four fidelity domains."""
+        k = self.rating_weeks.index(t)
+        self.ratings_latent[k] = self._site_means(self.workers.fidelity)
 
     def record(self, t: int) -> None:
-        """Per-site measures of the week: shares of the peer-support arm recruited
-        so far, and means over each site's peer workers."""
-        r = self.records[t]
+        """Per-site measures of the week, by name: shares of the peer-support arm
+        recruited so far, and means over each site's peer workers in post."""
+        r, c, pw = self.records[t], _COLUMN, self.workers
         n = self.n_recruited_ps[t]
-        r[0] = n
         denom = np.maximum(n, 1.0)
-        r[1] = self.site_met / denom
-        r[2] = self.site_engaged / denom
-        r[3] = self.site_sessions / denom
-        r[4] = self.ward_relationship
-        # Peer workers are contiguous by site: sum each block in order (exact,
-        # so a replicate's numbers do not depend on what else is in the batch).
-        sums = np.add.reduceat(self.pw.state, self.site_pw_start[:-1], axis=0)
-        r[5:] = (sums / self.site_n_pw[:, None]).T
+        r[c["n_recruited_ps"]] = n
+        r[c["met_share"]] = self.site_met / denom
+        r[c["engaged_share"]] = self.site_engaged / denom
+        r[c["contacts_mean"]] = self.site_sessions / denom
+        r[c["ward_relationship"]] = self.wards.relationship
+        # State columns are in _PW_RECORDS order; "short" is a shortfall above 0.
+        r[self._pw_rows] = self._site_means(pw.state).T
+        r[c["share_pw_short"]] = self._site_means((pw.shortfall > 0)[:, None])[:, 0]
+        r[c["pw_in_post"]] = (
+            np.add.reduceat(pw.in_post.astype(float), pw.site_start[:-1])
+            if pw.any_vacant
+            else self._n_pw_site[:, 0]
+        )
 
     # ---------------------------------------------------------- whole trial
     def run_to_end(self) -> list[Results]:
         """Step through delivery, finish the readmission follow-up, and report
         each replicate's results, in seed order."""
+        # Straight through, without Mesa's event scheduler around each step (it
+        # costs about a tenth of a replicate and nothing here reads its clock).
         while self.week < self.n_weeks:
-            self.step()
+            self.advance_week()
         return [self.results(r) for r in range(self.n_replicates)]
 
     def results(self, replicate: int = 0) -> Results:
         """The tidy results of one replicate."""
         n_site = len(self.site_names)
         g0, g1 = replicate * n_site, (replicate + 1) * n_site
-        lo, hi = np.searchsorted(self.su.site, [g0, g1])  # participants are in site order
-        su = {name: value[lo:hi] for name, value in vars(self.su).items()}
-        pw_offset = self.site_pw_start[g0]
+        lo, hi = np.searchsorted(self.users.site, [g0, g1])  # participants are in site order
+        su = {name: getattr(self.users, name)[lo:hi] for name in _PARTICIPANT_ARRAYS}
+        pw_offset = self.workers.site_start[g0]
         site = su["site"] - g0
         followup = self.params.trial.dur_followup_weeks
         readmitted = su["readmit_due"] <= followup
@@ -780,39 +395,32 @@ class PeerSupportModel(mesa.Model):
             if n_ps
             else math.nan,
         }
-        records = self.records[:, :, g0:g1]
-        fid = [RECORDS.index(f"fid_{d}") for d in FIDELITY_DOMAINS]
-        fidelity = records[:, fid].mean(axis=1)
+        # Site fidelity as the trial measured it: the mean of the ratings (four
+        # domains, rater error included); the latent mean at the same weeks too.
+        latent = self.ratings_latent[:, g0:g1]
+        rated = np.clip(latent + self.rating_noise[:, g0:g1], 0.0, 1.0)
+        fidelity_rated = rated.mean(axis=(0, 2))
+        fidelity_latent = latent.mean(axis=(0, 2))
         for k, name in enumerate(self.site_names):
             trial[f"engaged_share_{name}"] = share(su["engaged"], ps & (site == k))
-            trial[f"fidelity_{name}"] = float(fidelity[-1, k])
+            trial[f"fidelity_{name}"] = float(fidelity_rated[k])
+            trial[f"latent_fidelity_{name}"] = float(fidelity_latent[k])
 
+        records = self.records[:, :, g0:g1]
         sw: dict[str, np.ndarray] = {n: records[:, j].ravel() for j, n in enumerate(RECORDS)}
-        sw["fidelity"] = fidelity.ravel()
-        sw["supervision_hours"] = np.tile(self.site_supervision_h[g0:g1], self.n_weeks)
+        fid = [_COLUMN[f"fid_{d}"] for d in FIDELITY_DOMAINS]
+        sw["fidelity"] = records[:, fid].mean(axis=1).ravel()
+        sw["supervision_hours"] = np.tile(self.coordinators.site_supervision_h[g0:g1], self.n_weeks)
         sw["site"] = np.tile(np.arange(n_site), self.n_weeks)
         sw["week"] = np.repeat(np.arange(self.n_weeks), n_site)
-        participants = {
-            "participant": np.arange(hi - lo),
-            "site": site,
-            "arm": su["arm"],
-            "diagnosis": su["diagnosis"],
-            "non_heterosexual": su["non_heterosexual"],
-            "week_recruited": su["week_recruited"],
-            "week_discharged": su["week_discharged"],
-            "peer_worker": np.where(su["pw"] >= 0, su["pw"] - pw_offset, -1),
-            "met": su["met"],
-            "week_first_contact": su["week_first_contact"],
-            "first_contact_setting": su["first_contact_setting"],
-            "first_contact_min": su["first_contact_min"],
-            "rb_activities": su["rb_activities"],
-            "engaged": su["engaged"],
-            "contacts_ward": su["contacts_ward"],
-            "contacts_community": su["contacts_community"],
-            "sessions": su["sessions"],
-            "readmitted_12m": readmitted,
-            "weeks_to_readmission": readmit_week,
-        }
+        participants = {name: su[name] for name in _PARTICIPANT_ARRAYS[:-2]}
+        participants.update(
+            participant=np.arange(hi - lo),
+            site=site,
+            peer_worker=np.where(su["pw"] >= 0, su["pw"] - pw_offset, -1),
+            readmitted_12m=readmitted,
+            weeks_to_readmission=readmit_week,
+        )
         return Results(self.site_names, trial, sw, participants)
 
 

@@ -19,9 +19,10 @@ How an outcome is computed:
   that ``analysis.compare`` can read it from the tables of many replicates at once
   (the same numbers, vectorised): the key of ``Results.trial`` holding the whole
   trial's value; the ``site_weeks`` column holding each site's value at the end of
-  delivery; the group whose readmission share is each site's value. An outcome
-  with a ``site_week_column`` and no ``trial_key`` is, for the whole trial, the
-  mean over sites (fidelity).
+  delivery; the group whose readmission share is each site's value; the prefix
+  of the ``Results.trial`` keys ``PREFIX_SITE`` holding each site's value (rated
+  fidelity). An outcome with a ``site_week_column`` or a ``site_trial_prefix`` and
+  no ``trial_key`` is, for the whole trial, the mean over sites (fidelity).
 
 Labels and units may name ``{followup}`` and ``{dose}``: ``label_for``,
 ``unit_for`` and ``heading`` fill in a scenario's follow-up and 2+ sessions dose.
@@ -80,6 +81,7 @@ class Outcome:
     trial_key: str | None = None
     site_week_column: str | None = None
     readmitted: Group | None = None
+    site_trial_prefix: str | None = None
 
     @property
     def per_site(self) -> bool:
@@ -320,12 +322,12 @@ _ALL: tuple[Outcome, ...] = (
     ),
     Outcome(
         "fidelity",
-        "fidelity, mean of 4 domains, end of delivery",
+        "fidelity as rated, mean of 4 domains and the rating weeks",
         INDEX_01,
         "higher",
         value=_mean_over_sites(_fidelity),
         site_values=_site(_fidelity),
-        site_week_column="fidelity",
+        site_trial_prefix="fidelity",
     ),
     _domain("fid_relationships", "building relationships"),
     _domain("fid_reciprocity", "reciprocity and mutuality"),

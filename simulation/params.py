@@ -18,13 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, NoReturn
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 def _f(default: Any, grade: str, unit: str, meaning: str, source: str = "", **kw: Any) -> Any:
     """A field with its unit, evidence grade and source attached for the ODD table."""
     extra: dict[str, Any] = {"grade": grade, "unit": unit, "source": source}
     return Field(default, description=meaning, json_schema_extra=extra, **kw)
+
+
+def _as_tuple(value: Any) -> Any:
+    """TOML arrays arrive as lists; a frozen scenario holds tuples."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 class FrozenDict(dict[str, Any]):
@@ -201,6 +206,14 @@ class Engagement(_Frozen):
         ge=0,
         le=1,
     )
+    w_frailty_engage: float = _f(
+        -0.3,
+        "M",
+        "log-odds per SD of frailty",
+        "frailer participants engage less, so part of the observed dose association is selection",
+        ge=-5,
+        le=5,
+    )
 
 
 class Ward(_Frozen):
@@ -283,18 +296,10 @@ class Ward(_Frozen):
         ge=0,
         le=1,
     )
-    rel_presence_rural: float = _f(
-        0.7,
-        "M",
-        "multiplier",
-        "ward presence of peer workers at rural sites (travel)",
-        ge=0,
-        le=1,
-    )
 
 
 class Community(_Frozen):
-    """Contacts after discharge, limited by peer worker hours and travel (M5)."""
+    """Contacts after discharge; the hours they take are in ``Workweek`` (M5)."""
 
     p_first_contact_per_week: float = _f(
         0.1,
@@ -317,14 +322,6 @@ class Community(_Frozen):
     w_frailty_missed: float = _f(
         0.5, "M", "log-odds per SD", "frailer participants miss more meetings", ge=-5, le=5
     )
-    dur_pw_contact_h_per_week: float = _f(
-        15.0,
-        "M",
-        "h per week",
-        "peer worker hours per week available for meetings and travel",
-        gt=0,
-        le=80,
-    )
     dur_meeting_min: float = _f(
         60.0, "M", "min", "length of a meeting, travel excluded", gt=0, le=480
     )
@@ -337,7 +334,8 @@ class Supervision(_Frozen):
         1.0,
         "M",
         "h per peer worker per week",
-        "supervision a peer worker needs for full adequacy",
+        "scale of supervision's diminishing returns: adequacy is 1 - exp(-hours / this), "
+        "so this many hours give 0.63 and twice as many 0.86",
         gt=0,
         le=40,
     )
@@ -368,79 +366,289 @@ class Supervision(_Frozen):
     )
 
 
+class Workweek(_Frozen):
+    """M5 and M8: a peer worker's contracted week and what it is spent on.
+
+    Hours go first to fixed commitments (team meeting, admin, group supervision
+    and, at rural sites, the journey to it), then to the ward (visits while any
+    participant is still an inpatient, and ward meetings), then to scheduled
+    community meetings with their travel, and last to seeking participants
+    discharged before a first contact. Where the hours run out, the later uses
+    get a share of what they need: meetings are missed and first contacts slip.
+    """
+
+    dur_contracted_h_per_week: float = _f(
+        20.0,
+        "M",
+        "h per week",
+        "a peer worker's contracted hours (ENRICH posts' hours not obtained; "
+        "part-time posts assumed)",
+        ge=1,
+        le=80,
+    )
+    dur_team_meeting_h_per_week: float = _f(
+        1.0, "M", "h per week", "peer worker team and service meetings", ge=0, le=40
+    )
+    dur_admin_h_per_week: float = _f(
+        2.0, "M", "h per week", "admin, training and email, apart from contact notes", ge=0, le=40
+    )
+    dur_notes_min_per_contact: float = _f(
+        15.0, "M", "min per contact", "writing up each meeting", ge=0, le=240
+    )
+    dur_group_supervision_h_per_week: float = _f(
+        1.5,
+        "M",
+        "h per week",
+        "group supervision attended (regular group supervision is [T], Marks 2021; "
+        "its length and frequency were not obtained)",
+        ge=0,
+        le=40,
+    )
+    n_ward_visits_per_week: int = _f(
+        2,
+        "M",
+        "visits per week",
+        "ward visits a peer worker makes while any of their participants is an inpatient "
+        "(to be known to staff and meet participants); each costs the return journey",
+        ge=0,
+        le=14,
+    )
+    dur_ward_visit_h: float = _f(
+        1.5,
+        "M",
+        "h per visit",
+        "time on the ward per visit, apart from meetings with participants",
+        ge=0,
+        le=12,
+    )
+    dur_seek_h_per_week: float = _f(
+        1.0,
+        "M",
+        "h per participant per week",
+        "trying to reach a participant discharged before any contact (calls, visits)",
+        ge=0,
+        le=40,
+    )
+
+
 class Fidelity(_Frozen):
-    """M3 and M6: the four fidelity domains of each peer worker, each on 0-1."""
+    """M3, M4, M5 and M6: each peer worker's four fidelity domains, each on 0-1.
+
+    Every domain is pulled towards full fidelity by supervision and drifts with
+    the peer worker's own susceptibility; each domain also has its own driver
+    (docs/ODD.md, "Fidelity"): clinical pull erodes relationships and
+    reciprocity, lost wellbeing erodes reciprocity, missing ward access and
+    records erode leadership, choice and control, and hours short erode
+    strengths and community connections.
+    """
 
     fidelity_initial: float = _f(
-        0.7, "M", "0-1 score", "each domain's score after training, at the start", ge=0, le=1
+        0.7,
+        "M",
+        "0-1 score",
+        "mean of each domain's score after training, over peer workers",
+        ge=0,
+        le=1,
+    )
+    sd_initial_logit: float = _f(
+        0.5,
+        "M",
+        "SD of log-odds",
+        "spread of peer workers' starting scores, each domain drawn on its own",
+        ge=0,
+        le=5,
+    )
+    w_existing_workforce_logit: float = _f(
+        0.3,
+        "M",
+        "log-odds",
+        "shift in the starting scores of peer workers assigned from an existing peer "
+        "workforce rather than newly hired (both pathways are [T], Marks 2021; "
+        "their difference is not)",
+        ge=-5,
+        le=5,
+    )
+    sd_log_susceptibility: float = _f(
+        0.5,
+        "M",
+        "SD of log-multiplier",
+        "spread between peer workers of susceptibility to drift (mean-one lognormal)",
+        ge=0,
+        le=3,
     )
     rate_pull_per_week: float = _f(
-        0.1, "M", "per week", "pull of adequate supervision towards full fidelity", ge=0, le=1
+        0.1, "M", "per week", "pull of fully adequate supervision towards full fidelity", ge=0, le=1
     )
     rate_drift_per_week: float = _f(
         0.03,
         "M",
         "per week",
-        "drift away from peer support principles without supervision",
+        "drift of every domain away from peer support principles, at average susceptibility",
         ge=0,
         le=1,
     )
-    w_clinical_pull: float = _f(
-        1.0,
+    rate_clinical_pull_per_week: float = _f(
+        0.03,
         "M",
-        "multiplier per ward share",
-        "extra drift of the relationship and "
-        "reciprocity domains per share of the caseload on the ward (M6)",
+        "per week per ward share",
+        "extra drift of relationships and reciprocity per share of the caseload on the ward (M6)",
         ge=0,
-        le=10,
+        le=1,
     )
-    w_low_morale_drift: float = _f(
-        1.0, "M", "multiplier", "extra drift per unit of lost morale", ge=0, le=10
+    rate_burnout_drift_per_week: float = _f(
+        0.03,
+        "M",
+        "per week per unit of lost wellbeing",
+        "extra drift of reciprocity as wellbeing falls",
+        ge=0,
+        le=1,
     )
+    rate_authority_drift_per_week: float = _f(
+        0.04,
+        "M",
+        "per week per unit of missing access",
+        "extra drift of leadership, choice and control per unit of ward access missing "
+        "(records, authority: M4)",
+        ge=0,
+        le=1,
+    )
+    rate_time_pressure_drift_per_week: float = _f(
+        0.1,
+        "M",
+        "per week per share of hours short",
+        "extra drift of strengths and community connections per share of the week's "
+        "needed hours not available (M5)",
+        ge=0,
+        le=2,
+    )
+    rating_weeks: Annotated[tuple[int, ...], BeforeValidator(_as_tuple)] = _f(
+        (26, 52),
+        "M",
+        "weeks of delivery",
+        "weeks at which each site's peer workers are rated on the fidelity index (the "
+        "trial's rating times were not obtained); site fidelity is the mean rating",
+        min_length=1,
+        max_length=20,  # simulation.population.MAX_RATINGS
+    )
+    sd_rating_noise: float = _f(
+        0.05,
+        "M",
+        "0-1 score",
+        "rater error of one site rating, per domain (the index's reliability was not obtained)",
+        ge=0,
+        le=1,
+    )
+
+    @model_validator(mode="after")
+    def _rating_weeks(self) -> Fidelity:
+        if any(w < 0 for w in self.rating_weeks) or list(self.rating_weeks) != sorted(
+            set(self.rating_weeks)
+        ):
+            raise ValueError(
+                "rating_weeks must be distinct weeks >= 0 in increasing order "
+                f"(got {list(self.rating_weeks)})"
+            )
+        return self
 
 
 class Morale(_Frozen):
-    """M8: peer worker morale and its feedback on contacts."""
+    """M8: peer worker wellbeing (morale) on 0-1, its feedback on contacts, and turnover.
 
-    morale_initial: float = _f(0.8, "M", "0-1 score", "morale at the start", ge=0, le=1)
+    The cohort study found wellbeing and job satisfaction fell and burnout rose
+    during the role [T] (BMC Psychiatry 2022): here strain, ward friction and
+    participants who decline pull wellbeing down; supervision and the peer team
+    hold it up.
+    """
+
+    morale_initial: float = _f(0.8, "M", "0-1 score", "wellbeing at the start", ge=0, le=1)
     rate_recovery_per_week: float = _f(
-        0.05, "M", "per week", "recovery of morale with adequate supervision", ge=0, le=1
-    )
-    rate_strain_per_week: float = _f(
         0.02,
         "M",
+        "per week",
+        "recovery of wellbeing with fully adequate supervision",
+        ge=0,
+        le=1,
+    )
+    rate_team_support_per_week: float = _f(
+        0.01,
+        "M",
+        "per week",
+        "recovery with the peer team's support (less where rural travel cuts attendance)",
+        ge=0,
+        le=1,
+    )
+    rate_strain_per_week: float = _f(
+        0.03,
+        "M",
         "per week per workload ratio",
-        "loss of morale with workload (hours needed over hours available)",
+        "loss of wellbeing with workload (hours needed over hours contracted)",
+        ge=0,
+        le=1,
+    )
+    rate_shortfall_per_week: float = _f(
+        0.05,
+        "M",
+        "per week per share of hours short",
+        "loss of wellbeing from being unable to offer the support planned ([T]: feeling "
+        "unable to offer enough support undermined peer workers' sense of value)",
+        ge=0,
+        le=1,
+    )
+    rate_friction_per_week: float = _f(
+        0.02,
+        "M",
+        "per week per unit of ward distance",
+        "loss of wellbeing from a poor ward relationship (1 - ward relationship)",
         ge=0,
         le=1,
     )
     rate_dropout_per_week: float = _f(
-        0.02, "M", "per decline", "loss of morale for each participant who declines", ge=0, le=1
+        0.02,
+        "M",
+        "per decline",
+        "loss of wellbeing for each participant who declines or stops",
+        ge=0,
+        le=1,
     )
     w_morale_contact: float = _f(
-        0.5, "M", "weight", "how much lost morale shortens first contacts", ge=0, le=1
+        0.5, "M", "weight", "how much lost wellbeing shortens first contacts", ge=0, le=1
     )
     w_morale_missed: float = _f(
-        1.0, "M", "log-odds per unit", "how much lost morale raises missed meetings", ge=0, le=10
+        1.0,
+        "M",
+        "log-odds per unit",
+        "how much lost wellbeing raises missed meetings",
+        ge=0,
+        le=10,
     )
     p_leave_per_week: float = _f(
         0.0,
         "M",
         "probability per week",
-        "chance a peer worker at full morale leaves the role in a week (turnover)",
+        "chance a peer worker at full wellbeing leaves the role in a week (turnover; "
+        "none in the ENRICH scenario, where no figure was obtained)",
         ge=0,
         le=1,
     )
     w_leave_low_morale: float = _f(
-        2.0, "M", "multiplier per unit", "how much lost morale raises leaving", ge=0, le=20
+        2.0, "M", "multiplier per unit", "how much lost wellbeing raises leaving", ge=0, le=20
     )
     dur_vacancy_weeks: int = _f(
         8, "M", "weeks", "weeks a post stays vacant before a new peer worker starts", ge=0, le=104
     )
+    p_reengage_after_handover: float = _f(
+        0.6,
+        "M",
+        "probability",
+        "chance an engaged participant whose peer worker leaves takes up support with "
+        "the next one; the others stop",
+        ge=0,
+        le=1,
+    )
 
 
 class Readmission(_Frozen):
-    """M7: readmission over 12 months after discharge."""
+    """M7: readmission over 12 months after discharge, and the dose of peer support."""
 
     p_readmit_12m_usual_care: float = _f(
         0.34,
@@ -459,19 +667,28 @@ class Readmission(_Frozen):
         ge=0,
         le=5,
     )
-    rel_hazard_engaged: float = _f(
-        0.85,
+    rel_hazard_full_dose: float = _f(
+        0.8,
         "M",
         "hazard ratio",
-        "readmission hazard once a participant has had the dose threshold of sessions",
+        "readmission hazard at a saturating dose of sessions (the causal effect)",
         gt=0,
         le=5,
+    )
+    n_sessions_half_effect: float = _f(
+        6.0,
+        "M",
+        "sessions",
+        "sessions that give half of the full-dose effect (graded, saturating)",
+        ge=0.1,
+        le=100,
     )
     n_sessions_dose: int = _f(
         2,
         "W",
         "sessions",
-        "sessions at which benefit appeared",
+        "the dose group reported: readmission was lower with at least this many sessions "
+        "(a reporting threshold, not a mechanism)",
         "ENRICH.md: lay summary",
         ge=1,
         le=50,
@@ -487,10 +704,14 @@ class Mechanisms(_Frozen):
     )
     m3_supervision: bool = _f(True, "M", "switch", "M3 supervision pulls fidelity back")
     m4_host_barriers: bool = _f(True, "M", "switch", "M4 not-for-profit host barriers")
-    m5_rural_travel: bool = _f(True, "M", "switch", "M5 rural travel costs")
+    m5_rural_travel: bool = _f(
+        True, "M", "switch", "M5 travel costs hours (off: every journey takes no time)"
+    )
     m6_clinical_drift: bool = _f(True, "M", "switch", "M6 ward culture pulls to clinical")
-    m7_dose_response: bool = _f(True, "M", "switch", "M7 engagement dose lowers readmission")
-    m8_morale: bool = _f(True, "M", "switch", "M8 peer worker morale feedback")
+    m7_dose_response: bool = _f(
+        True, "M", "switch", "M7 sessions lower readmission (graded, saturating)"
+    )
+    m8_morale: bool = _f(True, "M", "switch", "M8 peer worker wellbeing moves and feeds back")
 
 
 class Site(_Frozen):
@@ -521,6 +742,13 @@ class Site(_Frozen):
     p_remote_contact: float = Field(
         default=0.0, ge=0, le=1, description="share of community meetings held by phone or video"
     )
+    share_existing_workforce: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of peer workers assigned from an existing peer workforce rather "
+        "than newly hired (recruitment pathway)",
+    )
     n_peer_workers: int = Field(ge=1, le=500, description="peer workers at the site")
     n_caseload_cap: int = Field(ge=1, le=200, description="most participants per peer worker")
     n_participants: int = Field(ge=0, le=100_000, description="participants recruited")
@@ -535,6 +763,7 @@ class Scenario(_Frozen):
     engagement: Engagement = Engagement()
     ward: Ward = Ward()
     community: Community = Community()
+    workweek: Workweek = Workweek()
     supervision: Supervision = Supervision()
     fidelity: Fidelity = Fidelity()
     morale: Morale = Morale()
@@ -573,6 +802,7 @@ PARAMETER_GROUPS: tuple[str, ...] = (
     "engagement",
     "ward",
     "community",
+    "workweek",
     "supervision",
     "fidelity",
     "morale",

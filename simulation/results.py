@@ -29,7 +29,16 @@ SITE_WEEK_COLUMNS: tuple[str, ...] = (
     "ward_relationship",
     "caseload_mean",
     "pw_morale",
+    "pw_in_post",
+    "hours_needed_mean",
+    "shortfall_mean",
+    "share_pw_short",
 )
+"""The site-week table's columns, in order: the one list of them."""
+# Columns of the site-week table that are not recorded week by week by the model.
+SITE_WEEK_DERIVED: tuple[str, ...] = ("site", "week", "fidelity", "supervision_hours")
+# What the model records each week for each site, by name (``PeerSupportModel.records``).
+RECORDS: tuple[str, ...] = tuple(c for c in SITE_WEEK_COLUMNS if c not in SITE_WEEK_DERIVED)
 
 PARTICIPANT_COLUMNS: tuple[str, ...] = (
     "participant",
@@ -46,6 +55,7 @@ PARTICIPANT_COLUMNS: tuple[str, ...] = (
     "first_contact_min",
     "rb_activities",
     "engaged",
+    "stopped_at_handover",
     "contacts_ward",
     "contacts_community",
     "sessions",

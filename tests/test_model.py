@@ -445,7 +445,7 @@ def test_usual_care_outcomes_do_not_depend_on_peer_support(scenario):
     support lowers the hazard a lot or not at all, or engages more people; the
     peer-support arm's readmissions do change (the test is not vacuous)."""
     variants = {
-        "rel_hazard_engaged=0.3": variant(scenario, readmission={"rel_hazard_engaged": 0.3}),
+        "rel_hazard_full_dose=0.3": variant(scenario, readmission={"rel_hazard_full_dose": 0.3}),
         "M7 off": variant(scenario, mechanisms={"m7_dose_response": False}),
         "or_per_rb_activity=3": variant(scenario, engagement={"or_per_rb_activity": 3.0}),
     }
@@ -460,7 +460,7 @@ def test_usual_care_outcomes_do_not_depend_on_peer_support(scenario):
                 base.loc[uc, cols], other.loc[uc, cols], obj=f"rep {i}, {name}: usual care"
             )
         ps = base.arm == "peer_support"
-        strong = run(variants["rel_hazard_engaged=0.3"], seed).participants
+        strong = run(variants["rel_hazard_full_dose=0.3"], seed).participants
         assert strong.readmitted_12m[ps].sum() < base.readmitted_12m[ps].sum(), (
-            f"rep {i}: expected fewer peer-support readmissions with rel_hazard_engaged 0.3"
+            f"rep {i}: expected fewer peer-support readmissions with rel_hazard_full_dose 0.3"
         )

@@ -92,9 +92,14 @@ def test_every_outcome_has_a_label_unit_direction_and_a_unique_heading():
         assert o.better in DIRECTIONS, f"{o.name}: better is one of {DIRECTIONS}, not {o.better}"
     for name in COMPARED:
         o = OUTCOMES[name]
-        read_per_site = o.site_week_column is not None or o.readmitted is not None
+        read_per_site = (
+            o.site_week_column is not None
+            or o.readmitted is not None
+            or o.site_trial_prefix is not None
+        )
         assert o.per_site == read_per_site, (
-            f"{name}: compare reads an outcome per site from site_weeks or readmissions"
+            f"{name}: compare reads an outcome per site from site_weeks, readmissions or "
+            "the trial table's per-site keys"
         )
     headings = [o.heading() for o in OUTCOMES.values()]
     assert len(set(headings)) == len(headings), f"headings should tell outcomes apart: {headings}"

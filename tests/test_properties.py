@@ -113,18 +113,36 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             "p_missed_meeting": draw(_floats(0, 1)),
             "w_frailty_missed": draw(_floats(-5, 5)),
         },
+        "workweek": {
+            "dur_contracted_h_per_week": draw(_floats(1, 80)),
+            "dur_admin_h_per_week": draw(_floats(0, 40)),
+            "dur_group_supervision_h_per_week": draw(_floats(0, 40)),
+            "n_ward_visits_per_week": draw(st.integers(0, 14)),
+            "dur_seek_h_per_week": draw(_floats(0, 40)),
+        },
         "supervision": {"dur_need_h_per_pw_week": draw(_floats(0, 40, exclude_min=True))},
         "fidelity": {
             "fidelity_initial": draw(_floats(0, 1)),
+            "sd_initial_logit": draw(_floats(0, 5)),
+            "sd_log_susceptibility": draw(_floats(0, 3)),
             "rate_pull_per_week": draw(_floats(0, 1)),
             "rate_drift_per_week": draw(_floats(0, 1)),
-            "w_clinical_pull": draw(_floats(0, 10)),
-            "w_low_morale_drift": draw(_floats(0, 10)),
+            "rate_clinical_pull_per_week": draw(_floats(0, 1)),
+            "rate_burnout_drift_per_week": draw(_floats(0, 1)),
+            "rate_authority_drift_per_week": draw(_floats(0, 1)),
+            "rate_time_pressure_drift_per_week": draw(_floats(0, 2)),
+            "rating_weeks": draw(
+                st.lists(st.integers(0, 120), min_size=1, max_size=4, unique=True).map(sorted)
+            ),
+            "sd_rating_noise": draw(_floats(0, 1)),
         },
         "morale": {
             "morale_initial": draw(_floats(0, 1)),
             "rate_strain_per_week": draw(_floats(0, 1)),
+            "rate_shortfall_per_week": draw(_floats(0, 1)),
+            "rate_friction_per_week": draw(_floats(0, 1)),
             "rate_dropout_per_week": draw(_floats(0, 1)),
+            "p_reengage_after_handover": draw(_floats(0, 1)),
             "p_leave_per_week": draw(st.sampled_from([0.0, 0.05, 0.3])),
             "w_leave_low_morale": draw(_floats(0, 20)),
             "dur_vacancy_weeks": draw(st.integers(0, 10)),
@@ -132,7 +150,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         "readmission": {
             "p_readmit_12m_usual_care": draw(_floats(0, 1, exclude_min=True, exclude_max=True)),
             "sd_frailty_log_hazard": draw(_floats(0, 5)),
-            "rel_hazard_engaged": draw(_floats(0, 5, exclude_min=True)),
+            "rel_hazard_full_dose": draw(_floats(0, 5, exclude_min=True)),
+            "n_sessions_half_effect": draw(_floats(0.1, 100)),
             "n_sessions_dose": draw(st.integers(1, 50)),
         },
         "mechanisms": draw(MECHANISMS),
@@ -374,11 +393,11 @@ def test_no_first_contact_after_readmission_while_waiting():
 
 
 def test_fidelity_stays_in_0_1_when_drift_overshoots():
-    """Fidelity domains stay in [0,1] even when a week's drift exceeds 1 (allowed:
-    rate_drift_per_week <= 1 and w_low_morale_drift <= 10). Minimal case found by
-    Hypothesis: full initial fidelity, no pull, drift 1 x (1 + 2 x lost morale 1)
-    = 3, M6 on, one participant on the ward: relationships and reciprocity end
-    the first week at 4, so site fidelity is 2."""
+    """Fidelity domains stay in [0,1] even when a week's erosion exceeds 1
+    (allowed: every drift rate up to 1). Full initial fidelity, no pull, base
+    drift 1, clinical pull 1 and burnout drift 1 with wellbeing 0, M6 on, one
+    participant on the ward: without the bound, reciprocity would end the first
+    week at 1 - 3 = -2."""
     sc = Scenario.model_validate(
         {
             "trial": {"dur_recruitment_weeks": 1, "dur_ward_after_recruitment_max_weeks": 1},
@@ -386,8 +405,10 @@ def test_fidelity_stays_in_0_1_when_drift_overshoots():
                 "fidelity_initial": 1.0,
                 "rate_pull_per_week": 0.0,
                 "rate_drift_per_week": 1.0,
-                "w_clinical_pull": 1.0,
-                "w_low_morale_drift": 2.0,
+                "sd_initial_logit": 0.0,
+                "sd_log_susceptibility": 0.0,
+                "rate_clinical_pull_per_week": 1.0,
+                "rate_burnout_drift_per_week": 1.0,
             },
             "morale": {"morale_initial": 0.0},
             "sites": {
@@ -410,3 +431,60 @@ def test_fidelity_stays_in_0_1_when_drift_overshoots():
     domains = sw[["fid_relationships", "fid_reciprocity", "fid_leadership", "fid_strengths"]]
     worst = float(domains.to_numpy().max())
     assert worst <= 1, f"expected every fidelity domain <= 1, found a maximum of {worst}"
+
+
+@PROPERTY_SETTINGS
+@given(sc=scenarios(), seed=SEEDS)
+def test_hours_spent_never_exceed_hours_contracted(sc, seed):
+    """Conservation of time: every week, each peer worker's hours spent (fixed
+    work, the ward, community meetings, seeking) are at most their contracted
+    hours (to rounding), and a use whose need is covered in full leaves no
+    shortfall recorded."""
+    model = PeerSupportModel(sc, seed)
+    contracted = sc.workweek.dur_contracted_h_per_week
+    while model.week < model.n_weeks:
+        model.step()
+        spent = model.pw.hours_spent()
+        assert (spent <= contracted * (1 + 1e-9)).all(), (
+            f"week {model.week - 1}: expected hours spent <= {contracted} h, found "
+            f"{spent.max():.6f} h"
+        )
+        covered = (model.pw.tier_share >= 1).all(axis=1) & (
+            model.pw.fixed_h * model.pw.in_post <= contracted
+        )
+        assert (model.pw.shortfall[covered] == 0).all(), (
+            f"week {model.week - 1}: expected no shortfall where every use is covered"
+        )
+
+
+@PROPERTY_SETTINGS
+@given(sc=scenarios(), seed=SEEDS)
+def test_every_participant_is_in_exactly_one_state(sc, seed):
+    """Conservation of people: every week, each peer-support participant
+    recruited so far is in exactly one of: waiting for a peer worker, on a
+    caseload (open), or closed (declined, readmitted, stopped or support over);
+    a participant not yet recruited is in none; usual-care participants never
+    enter any."""
+    model = PeerSupportModel(sc, seed)
+    su = model.su
+    ps = su.arm == 1
+    while model.week < model.n_weeks:
+        model.step()
+        t = model.week - 1
+        waiting = np.zeros(su.n, dtype=int)
+        waiting[list(su.waiting)] = 1
+        open_ = np.zeros(su.n, dtype=int)
+        cases = su.open_cases[~su.closed[su.open_cases]]
+        open_[cases] = 1
+        closed = su.closed.astype(int)
+        states = waiting + open_ + closed
+        recruited = ps & (su.week_recruited <= t)
+        bad = np.flatnonzero(recruited & (states != 1))
+        assert len(bad) == 0, (
+            f"week {t}: expected each recruited participant in exactly one state, found "
+            f"participant {bad[0]} waiting={waiting[bad[0]]} open={open_[bad[0]]} "
+            f"closed={closed[bad[0]]}"
+        )
+        assert (states[~recruited] == 0).all(), (
+            f"week {t}: expected no state for participants not recruited or in usual care"
+        )

@@ -108,7 +108,6 @@ EXPECTED_CHANGES: dict[str, dict[str, Any]] = {
         "sites.G.p_remote_contact": 0.5,
     },
     "whatif_caseload_cap_tight": {f"sites.{s}.n_caseload_cap": 2 for s in "ABCDEFG"},
-    "whatif_caseload_cap_loose": {f"sites.{s}.n_caseload_cap": 20 for s in "ABCDEFG"},
     "whatif_turnover": {"morale.p_leave_per_week": 0.01, "morale.dur_vacancy_weeks": 12},
     "whatif_support_8_weeks": {
         "trial.dur_support_after_discharge_weeks": 8,
@@ -269,14 +268,18 @@ def test_double_supervision_raises_fidelity_and_engagement_at_the_low_sites() ->
 def test_team_preparation_everywhere_raises_ward_first_contacts_but_costs_supervision() -> None:
     """M1: more first contacts on the ward at the less prepared sites C-G. But the
     programme's coordinator hours come out of supervision (M3): at the stretched
-    not-for-profit sites F and G fidelity falls, and engagement with it. This is what
-    the mechanisms imply for an unfunded programme (documented in the file); the funded
-    variant below shows the gain."""
+    not-for-profit sites F and G fidelity falls, so their engagement gains nothing
+    (within noise: the ward's gain and the supervision's loss about cancel). This is
+    what the mechanisms imply for an unfunded programme (documented in the file); the
+    funded variant below shows the gain."""
     name = "whatif_team_preparation_everywhere"
     ward_first = _participants("first_contact_setting", "CDEFG", where="ward")
     assert_moves(name, ward_first, "share first met on the ward at C-G", +1)
     assert_moves(name, _sites_trial("fidelity", "FG"), "fidelity at F, G (less supervision)", -1)
-    assert_moves(name, _sites_trial("engaged_share", "FG"), "engaged share at F, G", -1)
+    mean, se, _ = _paired(name, _sites_trial("engaged_share", "FG"))
+    assert abs(mean) < 3 * se + 0.01, (
+        f"engaged share at F, G: expected no clear gain or loss, found {mean:+.4f} (SE {se:.4f})"
+    )
 
 
 def test_funded_team_preparation_raises_ward_contacts_and_engagement() -> None:
@@ -290,9 +293,10 @@ def test_funded_team_preparation_raises_ward_contacts_and_engagement() -> None:
 
 
 def test_remote_contacts_raise_community_contacts_at_rural_sites() -> None:
-    """M5: less travel per community meeting, so fewer meetings are thinned. The effect
-    is small (about +0.03 contacts per participant on about 3) because at ENRICH
-    caseloads a rural peer worker's hours are seldom used up; see the file."""
+    """M5: less travel per community meeting, so fewer meetings are cut when a rural
+    peer worker's hours run short (about one week in seven, mostly because ward
+    visits take the travel first). The gain is modest, about +0.1 contacts per
+    participant at E and G on about 2.3; see the file."""
     name = "whatif_remote_contacts_rural"
     rural = _participants("contacts_community", "EG")
     assert_moves(name, rural, "community contacts per participant at E, G", +1)
@@ -312,28 +316,13 @@ def test_tight_caseload_cap_lowers_met_share_and_contacts() -> None:
     assert_moves(name, _site_weeks_mean("pw_morale"), "peer worker morale", +1)
 
 
-def test_loose_caseload_cap_changes_nothing_because_the_enrich_cap_never_binds() -> None:
-    """The ENRICH cap of 10 is never reached (about 2 open cases per peer worker), so a
-    cap of 20 changes no allocation: every replicate is identical to enrich_trial."""
-    name = "whatif_caseload_cap_loose"
-    for key in ("met_share", "engaged_share", "contacts_community_mean", "readmit_ps"):
-        _, _, diffs = _paired(name, _trial(key))
-        assert np.all(diffs == 0), f"{name}: {key} should be identical to enrich_trial"
-    busiest = max(float(r.site_week_arrays["caseload_mean"].max()) for r in _runs(BASE))
-    assert busiest < 10, f"enrich_trial's mean caseload should stay below the cap: {busiest}"
-
-
-def test_turnover_lowers_community_contacts() -> None:
-    """M8 turnover: leavers' cases wait for reallocation and colleagues' workload rises,
-    so fewer community contacts. Met share barely moves (about -0.001): with caseloads
-    far below the cap, colleagues absorb a leaver's cases within a week or two."""
+def test_turnover_lowers_engagement_and_community_contacts() -> None:
+    """M8 turnover: some engaged participants stop at the handover to a new peer
+    worker, leavers' cases wait for reallocation and colleagues' workload rises, so
+    fewer stay engaged and there are fewer community contacts."""
     name = "whatif_turnover"
+    assert_moves(name, _trial("engaged_share"), "engaged share", -1)
     assert_moves(name, _trial("contacts_community_mean"), "community contacts", -1)
-    # A model effect the file documents: at G, where fidelity has drifted below that
-    # of a newly trained peer worker, new starters raise the site's mean fidelity.
-    assert_moves(name, _trial("fidelity_G"), "fidelity at G (new starters)", +1)
-    mean, se, _ = _paired(name, _trial("engaged_share"))
-    assert mean < 0, f"engaged share should not rise with turnover: {mean:+.4f} (SE {se:.4f})"
 
 
 def test_shorter_support_lowers_community_contacts() -> None:
