@@ -1,9 +1,10 @@
 """The distance between a particle's simulated summary and the observed targets.
 
 For one particle (a parameter set, simulated R times), with fitted quantitative
-targets i of weight w_i (W their sum) and patterns j of weight v_j::
+targets i of weight w_i (W their sum) and patterns j::
 
-    d = sqrt( sum_i w_i * z_i**2 / W )  +  sum_j v_j * penalty_j
+    d = sqrt( sum_i w_i * z_i**2 / W )      if every pattern j is shown,
+    d = infinity                            otherwise (the particle is rejected)
 
 **Quantitative part.** ``z_i = (mean_i - observed_i) / s_i`` where ``mean_i`` is
 the mean over the R replicates (of the log, for odds ratios) and ``s_i`` is the
@@ -20,9 +21,12 @@ errors away". If ``sd_i`` is unavailable (R = 1), the reported SE stands in for
 it, or without one the median absolute deviation of the particles' means
 (pyabc's default scale).
 
-**Patterns.** ``penalty_j`` is 0 when the pattern holds in at least half of the
-particle's replicates (``PATTERN_MET_SHARE``: the model shows it more often than
-not), rising linearly to 1 when it holds in none.
+**Patterns.** A sourced pattern is a constraint, not a preference: a particle
+whose replicates show a fitted pattern (of weight above 0) in fewer than
+``PATTERN_MET_SHARE`` of them (more often than not) is rejected whatever its
+other targets, so no accepted particle contradicts a sourced fact in most of
+its trials. A soft penalty would let a particle trade a broken pattern for a
+close quantitative fit.
 
 **When to stop.** At the true parameters each ``z_i`` is roughly standard
 normal, so the quantitative part is below the 95% quantile of
@@ -120,13 +124,11 @@ class TargetDistance(pyabc.AdaptivePNormDistance):
         d = float(super().__call__(x, x_0, t, par)) if self.quantitative else 0.0
         if not math.isfinite(d):
             return math.inf
-        return d + sum(
-            w * pattern_penalty(x.get(name, math.nan)) for name, w in self.patterns.items()
-        )
+        return d + sum(pattern_penalty(x.get(name, math.nan)) for name in self.patterns)
 
     def components(self, x: dict, t: int) -> dict[str, float]:
-        """Each fitted target's part: ``z`` for a quantitative target (signed), the
-        penalty for a pattern (for the fit report)."""
+        """Each fitted target's part: ``z`` for a quantitative target (signed), 0 or
+        infinity for a pattern (shown or not; for the fit report)."""
         weights = self.scale_weights.get(t)
         out: dict[str, float] = {}
         if weights is not None:
@@ -150,10 +152,10 @@ class TargetDistance(pyabc.AdaptivePNormDistance):
 
 def pattern_penalty(share: float) -> float:
     """0 if the pattern holds in at least ``PATTERN_MET_SHARE`` of the replicates,
-    rising linearly to 1 when it holds in none (NaN: 1)."""
-    if not math.isfinite(share):
-        return 1.0
-    return min(1.0, max(0.0, (PATTERN_MET_SHARE - share) / PATTERN_MET_SHARE))
+    else infinity: the particle is rejected (NaN, not computable: rejected too)."""
+    if math.isfinite(share) and share >= PATTERN_MET_SHARE:
+        return 0.0
+    return math.inf
 
 
 def acceptance_threshold(targets: TargetSet, level: float = ACCEPTANCE_LEVEL) -> float:

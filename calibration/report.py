@@ -611,9 +611,9 @@ Each particle (a parameter set) is simulated as R trials side by side; each tria
 target statistics are computed the way the papers computed them (the engagement odds
 ratios by logistic regression on the simulated participants who met their peer
 worker). The distance of a particle is `sqrt(sum_i w_i z_i^2 / sum_i w_i)` over the
-fitted quantitative targets plus, per pattern, its weight times a penalty that is 0
-when the pattern holds in at least {met:.0%} of the particle's trials and rises to 1
-when it holds in none. `z_i` is the difference between the particle's mean (of the
+fitted quantitative targets; a sourced pattern is a constraint: a particle whose
+trials show a pattern in fewer than {met:.0%} of them is rejected, whatever its fit
+to the other targets. `z_i` is the difference between the particle's mean (of the
 log, for odds ratios) and the observed value, in sampling errors: the reported SE
 where the source gives one (from its CI or n), otherwise the model's own spread
 between simulated trials, refitted every generation (an adaptive distance, as

@@ -508,9 +508,12 @@ def test_cli_refuses_a_bad_targets_file_and_writes_nothing(
 
 
 @pytest.mark.slow
-def test_pattern_penalty_is_zero_when_shown_more_often_than_not() -> None:
-    assert [pattern_penalty(s) for s in (1.0, 0.5, 0.25, 0.0)] == [0.0, 0.0, 0.5, 1.0]
-    assert pattern_penalty(math.nan) == 1.0, "not computable: not shown"
+def test_a_pattern_shown_in_fewer_than_half_the_trials_rejects_the_particle() -> None:
+    shares = (1.0, 0.5, 0.49, 0.25, 0.0)
+    assert [pattern_penalty(s) for s in shares] == [0.0, 0.0, math.inf, math.inf, math.inf], (
+        "expected 0 when shown in at least half of the trials, infinity (rejected) below"
+    )
+    assert pattern_penalty(math.nan) == math.inf, "not computable: not shown, rejected"
 
 
 @pytest.mark.slow
@@ -676,12 +679,12 @@ def _posterior() -> Posterior:
     samples = pd.DataFrame(
         {
             "ward.w_friction_nfp": [0.1, 0.2, 0.3, 0.4],
-            "readmission.rel_hazard_engaged": [0.6, 0.7, 0.8, 0.9],
+            "readmission.rel_hazard_full_dose": [0.6, 0.7, 0.8, 0.9],
             "weight": [0.1, 0.2, 0.3, 0.4],
             "distance": [1.0, 1.0, 1.0, 1.0],
         }
     )
-    return Posterior(samples, ("ward.w_friction_nfp", "readmission.rel_hazard_engaged"))
+    return Posterior(samples, ("ward.w_friction_nfp", "readmission.rel_hazard_full_dose"))
 
 
 def test_weighted_quantile_and_rounding() -> None:
