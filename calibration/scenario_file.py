@@ -65,4 +65,6 @@ def _value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):  # an array, e.g. fidelity.rating_weeks
+        return "[" + ", ".join(_value(v) for v in value) + "]"
     raise TypeError(f"cannot write a {type(value).__name__} to a scenario file")

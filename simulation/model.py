@@ -218,7 +218,7 @@ class PeerSupportModel(mesa.Model):
         self.workers.declines_this_week[:] = 0
         self.allocate(t)
         self.wards.relate(self.site_met, self.site_engaged, self.site_declined)
-        on_ward, community, ward_share = self.plan(t)
+        on_ward, in_community, community, ward_share = self.plan(t)
         first_ward, seen_ward = self.users.meet_on_ward(
             t, on_ward, self.workers, self.wards.relationship
         )
@@ -229,7 +229,7 @@ class PeerSupportModel(mesa.Model):
         self.workers.drift(ward_share)
         self.workers.update_wellbeing(self.wards.relationship)
         self.turnover(t)
-        self.users.readmit(t, community)
+        self.users.readmit(t, in_community)
         self._update_caseloads()
         if t in self.rating_weeks:
             self.rate(t)
@@ -248,11 +248,12 @@ class PeerSupportModel(mesa.Model):
         if queue:
             su.waiting = Coordinators.allocate(su, self.workers, queue)
 
-    def plan(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def plan(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Which participants need their peer worker this week and what that
-        takes: returns those on the ward, the community work planned (unmet
-        participants sought, engaged ones due a meeting), and each peer worker's
-        share of open cases on the ward (clinical pull, M6)."""
+        takes: returns the open cases on the ward and in the community, the
+        community work planned (unmet participants sought, engaged ones due a
+        meeting), and each peer worker's share of open cases on the ward
+        (clinical pull, M6)."""
         su, pw = self.users, self.workers
         cases = su.open_cases = su.open_cases[~su.closed[su.open_cases]]
         discharged = su.week_discharged[cases] <= t
@@ -270,7 +271,7 @@ class PeerSupportModel(mesa.Model):
         n_on_ward = np.bincount(su.pw[on_ward], minlength=pw.n)
         pw.plan_week(su.pw[work], su.site[work], tier, n_on_ward)
         ward_share = n_on_ward / np.maximum(pw.caseload, 1.0)
-        return on_ward, community, ward_share
+        return on_ward, in_community, community, ward_share
 
     def first_contacts(self, t: int, first_ward: np.ndarray, first_community: np.ndarray) -> None:
         if len(first_ward) + len(first_community) == 0:
@@ -293,8 +294,8 @@ class PeerSupportModel(mesa.Model):
         self.site_sessions += np.bincount(self.users.site[idx], minlength=self.n_sites)
 
     def turnover(self, t: int) -> None:
-        """M8: leavers' cases are handed over (some participants stop, which
-        weighs on the colleagues who pick the rest up); vacancies refilled."""
+        """M8: leavers' cases are handed over (some engaged participants stop,
+        which ends their engagement); vacancies refilled after the vacancy."""
         leaving = self.workers.leavers(t)
         if len(leaving):
             stopped = self.users.hand_over(leaving)

@@ -378,7 +378,7 @@ class Workweek(_Frozen):
     """
 
     dur_contracted_h_per_week: float = _f(
-        20.0,
+        15.0,
         "M",
         "h per week",
         "a peer worker's contracted hours (ENRICH posts' hours not obtained; "
@@ -446,7 +446,8 @@ class Fidelity(_Frozen):
         0.7,
         "M",
         "0-1 score",
-        "mean of each domain's score after training, over peer workers",
+        "median of each domain's score after training, over peer workers (a "
+        "logit-normal spread around it)",
         ge=0,
         le=1,
     )
@@ -606,7 +607,7 @@ class Morale(_Frozen):
         0.02,
         "M",
         "per decline",
-        "loss of wellbeing for each participant who declines or stops",
+        "loss of wellbeing for each participant who declines at the first contact",
         ge=0,
         le=1,
     )
@@ -722,7 +723,10 @@ class Site(_Frozen):
     )
     geography: Literal["urban", "rural"] = Field(description="urban or rural catchment")
     dur_travel_min: float = Field(
-        ge=0, le=240, description="one-way travel to a community meeting, minutes"
+        ge=0,
+        le=240,
+        description="one-way travel to a community meeting, the ward or the team base "
+        "(group supervision at rural sites), minutes",
     )
     n_supervisors: int = Field(ge=1, le=20, description="peer worker coordinators at the site")
     supervisor_h_per_week: float = Field(

@@ -223,6 +223,7 @@ class PeerWorkers:
             z.append(rng.standard_normal((s.n_peer_workers, 5)))
         self.rating_z = np.stack(noise, axis=1)  # (rating, site, domain)
         self.susceptibility = np.empty(self.n)
+        self.base_drift = np.empty((self.n, 1))
         self._start(np.arange(self.n), np.vstack(z))
         self.recruit_draws: np.ndarray | None = None
         self.u_leave: np.ndarray | None = None
@@ -252,6 +253,7 @@ class PeerWorkers:
         adequacy = coordinators.site_adequacy[self.site]
         self.adequacy = adequacy if p.mechanisms.m3_supervision else np.ones(self.n)
         self.pull = p.fidelity.rate_pull_per_week * self.adequacy
+        self.pull_col = self.pull[:, None]
         self.team_support = coordinators.site_attendance[self.site]
         mo = p.morale
         self.recovery = (
@@ -269,8 +271,9 @@ class PeerWorkers:
         if mech.m6_clinical_drift:
             self.weights[CLINICAL, [REL, RECIP]] = fd.rate_clinical_pull_per_week
         self.weights[BURNOUT, RECIP] = fd.rate_burnout_drift_per_week
-        if mech.m4_host_barriers:
-            self.weights[AUTHORITY, LEAD] = fd.rate_authority_drift_per_week
+        # Missing records erode it at any host; M4 off removes only the host's part
+        # of the missing access (the authority factor), as in ward contacts.
+        self.weights[AUTHORITY, LEAD] = fd.rate_authority_drift_per_week
         self.weights[TIME, STRENGTH] = fd.rate_time_pressure_drift_per_week
 
     def _start(self, rows: np.ndarray, z: np.ndarray) -> None:
@@ -281,6 +284,7 @@ class PeerWorkers:
         self.fidelity[rows] = expit(centre[:, None] + fd.sd_initial_logit * z[:, :4])
         sd = fd.sd_log_susceptibility
         self.susceptibility[rows] = np.exp(sd * z[:, 4] - sd * sd / 2)
+        self.base_drift[rows, 0] = fd.rate_drift_per_week * self.susceptibility[rows]
 
     def _init_week(self, sites: SiteTable, coordinators: Coordinators, rural: np.ndarray) -> None:
         """Hours a peer worker needs per use, fixed by the site (M5 travel)."""
@@ -345,14 +349,18 @@ class PeerWorkers:
     def drift(self, ward_share: np.ndarray) -> None:
         """M3-M6: supervision pulls each domain towards full fidelity; every domain
         drifts at the peer worker's own susceptibility, plus its own drivers."""
-        fd = self.params.fidelity
         d = self.drivers
         d[:, CLINICAL] = ward_share
         d[:, BURNOUT] = 1.0 - self.morale
         d[:, TIME] = self.shortfall
         f = self.fidelity
-        erosion = (fd.rate_drift_per_week * self.susceptibility)[:, None] + d @ self.weights
-        f += self.pull[:, None] * (1 - f) - erosion * f
+        # f + pull (1 - f) - erosion f, in place: f + pull - (pull + erosion) f.
+        change = d @ self.weights
+        change += self.base_drift
+        change += self.pull_col
+        change *= f
+        f += self.pull_col
+        f -= change
         # Rates are per week; large ones would overshoot the 0-1 scale.
         np.minimum(np.maximum(f, 0.0, out=f), 1.0, out=f)
 
@@ -458,12 +466,17 @@ class ServiceUsers:
         self._log_or = np.log(
             [e.or_per_first_contact_min, e.or_per_rb_activity, e.or_non_heterosexual]
         )
-        # The part of each participant's log-odds of engaging fixed before contact.
-        self.engage_offset = (
+        # Engaged when u < expit(x), i.e. logit(u) < x: each participant's threshold
+        # for the part of the log-odds the first contact decides (length, activities),
+        # net of what is fixed before contact (intercept, orientation, frailty).
+        fixed = (
             e.logit_intercept
             + self._log_or[2] * self.non_heterosexual
             + e.w_frailty_engage * self.z_frailty
         )
+        with np.errstate(divide="ignore"):  # u = 0 engages whatever the contact
+            self.engage_threshold = np.log(self.u_engage) - np.log1p(-self.u_engage) - fixed
+        self.dev_first_contact_min = e.dur_first_contact_sd_min * self.z_first_contact
 
     def _init_course(self, n: int) -> None:
         """Everyone starts unallocated, unmet, with no sessions and the full hazard."""
@@ -599,16 +612,11 @@ class ServiceUsers:
             room = np.ones(len(idx))
         wellbeing = 1 - p.morale.w_morale_contact * (1 - workers.morale[pw])
         mean_min = e.dur_first_contact_full_min * quality * room * wellbeing
-        length = mean_min + e.dur_first_contact_sd_min * self.z_first_contact[idx]
+        length = mean_min + self.dev_first_contact_min[idx]
         length = np.minimum(np.maximum(length, 1.0), 480.0)
         rb = (self.u_rb[idx] < (p_rb * room)[:, None]).sum(axis=1)
         b = self._log_or
-        log_odds = (
-            b[0] * length
-            + b[1] * rb
-            + self.engage_offset[idx]  # intercept, orientation and frailty
-        )
-        engaged = self.u_engage[idx] < expit(log_odds)
+        engaged = self.engage_threshold[idx] < b[0] * length + b[1] * rb
         self.met[idx] = True
         self.week_first_contact[idx] = t
         self.first_contact_setting[idx] = np.where(on_ward, SETTING_WARD, SETTING_COMMUNITY)
@@ -648,11 +656,13 @@ class ServiceUsers:
         p_reengage_after_handover; the others stop. Returns those who stopped."""
         cases = self.open_cases
         orphaned = cases[np.isin(self.pw[cases], leaving) & ~self.closed[cases]]
-        self.pw[orphaned] = -1
-        self.open_cases = cases[self.pw[cases] >= 0]
         p = self.params.morale.p_reengage_after_handover
+        # One draw per participant: someone handed over twice decides alike [M].
         stop = self.met[orphaned] & (self.u_handover[orphaned] >= p)
         stopped = orphaned[stop]
+        # Those who stop keep the peer worker they had (they were allocated and met).
+        self.pw[orphaned[~stop]] = -1
+        self.open_cases = cases[self.pw[cases] >= 0]
         self.closed[stopped] = True
         # Stopping ends their engagement with peer support: the relationship was the
         # support, and the model's binary "engaged" is engaged at the end [M].
