@@ -124,24 +124,30 @@ class Coordinators:
         """Give each participant in ``queue`` the peer worker at their site with
         the lightest caseload under the cap (lowest index on ties); returns those
         who must wait."""
-        caseload, blocked = workers.caseload, workers.blocked
-        start, cap = workers.site_start, workers.site_cap
+        # One pass in plain Python over plain lists: the queue is short and each
+        # choice depends on the ones before it.
+        loads = (workers.caseload + workers.blocked).tolist()
+        start, cap = workers.site_start.tolist(), workers.site_cap.tolist()
+        closed, site = users.closed[queue].tolist(), users.site[queue].tolist()
         waiting: list[int] = []
         allocated: list[int] = []
-        for i in queue:
-            if users.closed[i]:
+        chosen: list[int] = []
+        for i, is_closed, k in zip(queue, closed, site, strict=True):
+            if is_closed:
                 continue  # support window passed while waiting
-            k = users.site[i]
-            lo, hi = start[k], start[k + 1]
-            loads = (caseload[lo:hi] + blocked[lo:hi]).tolist()
-            j = lo + loads.index(min(loads))
-            if loads[j - lo] < cap[k]:
-                users.pw[i] = j
-                caseload[j] += 1
+            lo = start[k]
+            segment = loads[lo : start[k + 1]]
+            least = min(segment)
+            if least < cap[k]:
+                j = lo + segment.index(least)
+                loads[j] += 1
                 allocated.append(i)
+                chosen.append(j)
             else:
                 waiting.append(i)
         if allocated:
+            users.pw[allocated] = chosen
+            workers.caseload += np.bincount(chosen, minlength=workers.n)
             users.open_cases = np.concatenate([users.open_cases, allocated])
         return waiting
 
