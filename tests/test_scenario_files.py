@@ -347,13 +347,15 @@ def test_longer_support_lowers_peer_support_readmission_and_leaves_usual_care_al
     seeds = [replicate_seed(MASTER_SEED, i) for i in range(200)]
     base = run_batch(load_scenario(LIBRARY[BASE]), seeds)
     longer = run_batch(load_scenario(LIBRARY["whatif_support_26_weeks"]), seeds)
-    diffs = np.array([w.trial["readmit_ps"] - b.trial["readmit_ps"] for w, b in zip(longer, base)])
+    diffs = np.array(
+        [w.trial["readmit_ps"] - b.trial["readmit_ps"] for w, b in zip(longer, base, strict=True)]
+    )
     mean, se = diffs.mean(), diffs.std(ddof=1) / np.sqrt(len(diffs))
     assert mean < -3 * se, (
         f"peer-support readmission should fall with 26 weeks of support by more than 3 "
         f"paired SE (200 replicates): mean difference {mean:+.5f}, SE {se:.5f}"
     )
-    uc = [w.trial["readmit_uc"] - b.trial["readmit_uc"] for w, b in zip(longer, base)]
+    uc = [w.trial["readmit_uc"] - b.trial["readmit_uc"] for w, b in zip(longer, base, strict=True)]
     assert not any(uc), f"usual-care readmission should be identical, found {max(uc, key=abs)}"
 
 
