@@ -396,6 +396,13 @@ class PeerSupportModel(mesa.Model):
             if n_ps
             else math.nan,
         }
+        # Peer workers' wellbeing a year into delivery (or at its end, if sooner) minus
+        # at the start, mean over sites: the cohort study found it fell [T].
+        year = min(52, self.n_weeks - 1)
+        wellbeing = self.records[year, _COLUMN["pw_morale"], g0:g1]
+        trial["pw_wellbeing_change"] = float(
+            wellbeing.mean() - self.params.morale.morale_initial
+        )
         # Site fidelity as the trial measured it: the mean of the ratings (four
         # domains, rater error included); the latent mean at the same weeks too.
         latent = self.ratings_latent[:, g0:g1]
