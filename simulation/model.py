@@ -325,7 +325,11 @@ class PeerSupportModel(mesa.Model):
     def rate(self, t: int) -> None:
         """Rate each site's peer workers in post on the four fidelity domains."""
         k = self.rating_weeks.index(t)
-        self.ratings_latent[k] = self._site_means(self.workers.fidelity)
+        means = self._site_means(self.workers.fidelity)
+        if self.workers.any_vacant:  # a site with every post vacant has no rating
+            in_post = np.add.reduceat(self.workers.in_post, self.workers.site_start[:-1])
+            means[in_post == 0] = np.nan
+        self.ratings_latent[k] = means
 
     def record(self, t: int) -> None:
         """Per-site measures of the week, by name: shares of the peer-support arm
@@ -400,15 +404,13 @@ class PeerSupportModel(mesa.Model):
         # at the start, mean over sites: the cohort study found it fell [T].
         year = min(52, self.n_weeks - 1)
         wellbeing = self.records[year, _COLUMN["pw_morale"], g0:g1]
-        trial["pw_wellbeing_change"] = float(
-            wellbeing.mean() - self.params.morale.morale_initial
-        )
+        trial["pw_wellbeing_change"] = float(wellbeing.mean() - self.params.morale.morale_initial)
         # Site fidelity as the trial measured it: the mean of the ratings (four
         # domains, rater error included); the latent mean at the same weeks too.
         latent = self.ratings_latent[:, g0:g1]
         rated = np.clip(latent + self.rating_noise[:, g0:g1], 0.0, 1.0)
-        fidelity_rated = rated.mean(axis=(0, 2))
-        fidelity_latent = latent.mean(axis=(0, 2))
+        fidelity_rated = _mean_of_ratings(rated)
+        fidelity_latent = _mean_of_ratings(latent)
         for k, name in enumerate(self.site_names):
             trial[f"engaged_share_{name}"] = share(su["engaged"], ps & (site == k))
             trial[f"fidelity_{name}"] = float(fidelity_rated[k])
@@ -430,6 +432,15 @@ class PeerSupportModel(mesa.Model):
             weeks_to_readmission=readmit_week,
         )
         return Results(self.site_names, trial, sw, participants)
+
+
+def _mean_of_ratings(ratings: np.ndarray) -> np.ndarray:
+    """Per site, the mean over rating weeks and domains of (rating, site, domain),
+    leaving out weeks when the site had nobody in post (NaN if it never had)."""
+    done = ~np.isnan(ratings[:, :, 0])
+    n = done.sum(axis=0) * ratings.shape[2]
+    total = np.where(done[:, :, None], ratings, 0.0).sum(axis=(0, 2))
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
 def run(scenario: Scenario, seed: Seed = 0) -> Results:

@@ -955,3 +955,21 @@ def test_rating_weeks_past_the_end_are_rated_in_the_last_week(scenario):
     model = PeerSupportModel(sc, 0)
     assert model.n_weeks == 72, f"expected 72 weeks of delivery, {model.n_weeks}"
     assert model.rating_weeks == [26, 71], f"expected [26, 71], found {model.rating_weeks}"
+
+
+def test_a_site_with_every_post_vacant_at_every_rating_week_has_no_fidelity(scenario):
+    """7.12: a rating is of the peer workers in post. Every ENRICH peer worker
+    leaves in week 20 (their turnover draws set to 0) and posts stay vacant
+    past the end of delivery, so the ratings at weeks 26 and 52 find nobody:
+    each site's rated and latent fidelity is missing (NaN), not 0."""
+    sc = scenario.with_values({"morale.p_leave_per_week": 1e-6, "morale.dur_vacancy_weeks": 104})
+    model = PeerSupportModel(sc, 21)
+    model.pw.u_leave[20] = 0.0
+    model.run_to_end()
+    assert not model.pw.in_post.any(), "expected every post vacant after week 20"
+    trial = model.results().trial
+    for name in sc.sites:
+        for key in (f"fidelity_{name}", f"latent_fidelity_{name}"):
+            assert math.isnan(trial[key]), (
+                f"{key}: expected NaN with nobody to rate, found {trial[key]}"
+            )
