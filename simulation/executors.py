@@ -24,17 +24,25 @@ worker (up to ``distributed.scheduler.allowed-failures`` times, default 3); the
 runner's tasks are pure, so a rerun returns the same bytes. A local process pool
 whose worker dies is broken for good (``BrokenProcessPool``); its ``Backend``
 starts a new pool and the runner resubmits the unfinished tasks.
+
+Workers die with the process that started them, however it ends (Ctrl-C, SIGTERM,
+``kill -9``, the out-of-memory killer): every local worker, pool or Dask, runs
+``watch_parent`` first (``_worker_init``, ``dask_setup``), so none is left
+orphaned, blocked on a queue whose other end is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import re
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -47,10 +55,72 @@ T = TypeVar("T")
 MAX_POOL_RESTARTS = 3
 _SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
 _CONNECT_TIMEOUT_S = 10.0
+# Linux prctl(2) option: the signal a process gets when its parent (thread) ends.
+_PR_SET_PDEATHSIG = 1
+# Where prctl is missing: how often a worker checks that its parent still lives.
+_PARENT_POLL_S = 1.0
+# Exit status of a worker that outlived its parent.
+_ORPHAN_EXIT = 70
 
 
 class ExecutorError(Exception):
     """An executor could not be started or reached (bad address, no scheduler there)."""
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, turned by ``stop_signals_interrupt`` into what Ctrl-C raises,
+    so every sweep stops the same way for all three; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+# The signals handled like Ctrl-C, where the platform has them.
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def interrupt_signal(interrupt: BaseException) -> int:
+    """The signal behind a ``KeyboardInterrupt``: SIGINT (Ctrl-C) unless it is
+    ``Stopped`` (or carries the ``signum`` of one)."""
+    return int(getattr(interrupt, "signum", None) or signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """For the block, SIGTERM and SIGHUP raise ``Stopped`` in the main thread, as
+    Ctrl-C raises ``KeyboardInterrupt``; the previous handlers come back afterwards.
+    Does nothing outside the main thread (only it may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C, SIGTERM and SIGHUP for the block: a clean-up under way (stopping
+    workers) finishes before the process ends. Main thread only, else nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, *STOP_SIGNALS)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass(frozen=True)
@@ -157,7 +227,10 @@ class _PoolBackend(Backend):
         # "spawn": a fresh interpreter per worker, the same on every OS and safe with the
         # threads tqdm, pandas and pyarrow may have started.
         return ProcessPoolExecutor(
-            max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=watch_parent,
+            initargs=(os.getpid(),),
         )
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
@@ -276,6 +349,52 @@ def dask_setup(worker: object) -> None:
     process pool, does not hold: Dask starts workers from its own threads.)"""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A local cluster's workers are children of this process's nannies, which run in
+    # the process that started the cluster: they must die with it too.
+    watch_parent(os.getppid())
+
+
+def watch_parent(parent_pid: int) -> None:
+    """Make this (worker) process exit as soon as ``parent_pid``, its parent, is gone.
+
+    A worker's parent can die without a word (``kill -9``, the out-of-memory killer);
+    the worker would then wait forever on a queue nobody writes to. On Linux the
+    kernel sends a signal at once (``prctl(PR_SET_PDEATHSIG)``); as it also sends it
+    when the *thread* that started the worker ends (pyabc's sampler threads submit
+    tasks and so start workers), the handler exits only if the parent process is
+    really gone. Elsewhere a daemon thread checks every ``_PARENT_POLL_S``. Runs in
+    the main thread of the worker (a pool's initialiser, Dask's preload hook).
+    """
+    if threading.current_thread() is threading.main_thread() and sys.platform == "linux":
+
+        def exit_if_orphaned(signum: int, frame: object) -> None:
+            if os.getppid() != parent_pid:
+                os._exit(_ORPHAN_EXIT)
+
+        previous = signal.signal(signal.SIGUSR1, exit_if_orphaned)
+        if _parent_death_signal():
+            if os.getppid() != parent_pid:  # died before the kernel was asked
+                os._exit(_ORPHAN_EXIT)
+            return
+        signal.signal(signal.SIGUSR1, previous)
+    if os.getppid() != parent_pid:
+        os._exit(_ORPHAN_EXIT)
+
+    def poll() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(_ORPHAN_EXIT)
+
+    threading.Thread(target=poll, name="peersim-watch-parent", daemon=True).start()
+
+
+def _parent_death_signal() -> bool:
+    """Ask Linux to send SIGUSR1 when the parent ends; False if that failed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGUSR1), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 @contextlib.contextmanager

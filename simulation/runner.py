@@ -74,7 +74,10 @@ Guarantees
   A local worker process that dies is replaced (up to 3 times) and its tasks
   rerun; Dask reruns the tasks of a lost worker itself.
 - Ctrl-C raises ``SweepInterrupted`` (a ``KeyboardInterrupt``) after stopping the
-  workers; finished shards stay and the sweep resumes.
+  workers; finished shards stay and the sweep resumes. So do SIGTERM and SIGHUP
+  inside ``simulation.executors.stop_signals_interrupt()`` (the command line sets
+  it), with their ``signum``. Workers never outlive this process, however it ends
+  (``simulation.executors.watch_parent``).
 
 ``run_replicates`` (replicates of one scenario gathered into a ``ReplicateSet``
 in memory) is a convenience on top, for small runs and tests.
@@ -110,7 +113,13 @@ from tqdm import tqdm
 
 from simulation import Results, Scenario, replicate_seed
 from simulation import run_batch as simulate_side_by_side
-from simulation.executors import Backend, ExecutorSpec, as_backend, open_executor
+from simulation.executors import (
+    Backend,
+    ExecutorSpec,
+    as_backend,
+    interrupt_signal,
+    open_executor,
+)
 from simulation.outputs import scenario_sha256
 
 __all__ = [
@@ -164,13 +173,15 @@ class SweepError(Exception):
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep; finished jobs are saved in ``out_dir`` and resume."""
+    """Ctrl-C (or SIGTERM, SIGHUP: ``signum``) during a sweep; finished jobs are saved
+    in ``out_dir`` and resume."""
 
-    def __init__(self, out_dir: Path, n_done: int, n_jobs: int) -> None:
+    def __init__(self, out_dir: Path, n_done: int, n_jobs: int, signum: int | None = None) -> None:
         super().__init__(f"interrupted with {n_done} of {n_jobs} jobs saved in {out_dir}")
         self.out_dir = out_dir
         self.n_done = n_done
         self.n_jobs = n_jobs
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -300,9 +311,10 @@ def run_jobs(
             )
             try:
                 _drive(backend, tasks, store=store, jobs=job_list, prepared=prepared, bar=bar)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as e:
                 n_ok = len(store.ok_keys() & {job.key for job in job_list})
-                raise SweepInterrupted(out, n_ok, len(job_list)) from None
+                signum = interrupt_signal(e)
+                raise SweepInterrupted(out, n_ok, len(job_list), signum) from None
         result = SweepResult(out, tuple(job.key for job in job_list), tuple(table_spec))
         store.write_failures(result.failures)
     return result

@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # kept out of the import so that --help answers at once
 
 PROG = "peersim"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Stopped by a signal: 128 + its number, as a shell reports it (Ctrl-C 130, SIGTERM 143,
+# SIGHUP 129), after the same clean-up and resume hint for all three.
+_SIGNAL_EXIT_BASE = 128
 DEFAULT_RESULTS_DIR = Path("results")
 MAX_FAILURES_LISTED = 10
 POSTERIOR_HELP = (
@@ -61,6 +64,17 @@ class Parser(argparse.ArgumentParser):
 def error(message: str) -> None:
     """Print ``peersim: error: message`` on stderr."""
     print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def interrupted(interrupt: BaseException) -> tuple[str, int]:
+    """What stopped the command, for its last line ("interrupted", "stopped by
+    SIGTERM"), and its exit status: 128 + the signal's number."""
+    from simulation.executors import interrupt_signal
+
+    signum = interrupt_signal(interrupt)
+    if signum == signal.SIGINT:
+        return "interrupted", EXIT_INTERRUPTED
+    return f"stopped by {signal.Signals(signum).name}", _SIGNAL_EXIT_BASE + signum
 
 
 def first_line(e: BaseException) -> str:
@@ -595,10 +609,12 @@ def drive_sweep(
     mistakes (exit 2). Ctrl-C stops the workers (leaving the ``with`` block does; a
     second Ctrl-C, which ``uv run`` forwards too, is ignored meanwhile so that the
     clean-up finishes), then says where the finished work is and how to resume (130).
+    SIGTERM and SIGHUP do the same (exit 143 and 129; ``commands.main`` turns them
+    into interrupts).
     ``count_done``: say how many of the sweep's jobs are done (False where the sweep
     is not what the user counts, as in a calibration's generations).
     """
-    from simulation.executors import ExecutorError, open_executor
+    from simulation.executors import ExecutorError, interrupts_ignored, open_executor
     from simulation.runner import SweepError, SweepInterrupted
 
     try:
@@ -606,23 +622,23 @@ def drive_sweep(
             print(f"{PROG}: {announce(backend)}", file=sys.stderr)
             try:
                 return execute(backend)
-            except KeyboardInterrupt:  # SweepInterrupted is one
-                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-                stack.callback(signal.signal, signal.SIGINT, previous)
+            except KeyboardInterrupt:  # SweepInterrupted and Stopped are ones
+                stack.enter_context(interrupts_ignored())
                 raise  # through open_executor, which stops the running tasks
     except ExecutorError as e:
         raise UsageError(f"--scheduler {spec.scheduler}: {e}") from None
     except SweepError as e:
         raise UsageError(str(e)) from None
-    except KeyboardInterrupt as interrupted:
-        if isinstance(interrupted, SweepInterrupted) and count_done:
-            saved = f"{interrupted.n_done} of {interrupted.n_jobs} {unit} are saved in {partial}"
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, SweepInterrupted) and count_done:
+            saved = f"{stop.n_done} of {stop.n_jobs} {unit} are saved in {partial}"
         elif partial.exists():
             saved = f"the finished {unit} are saved in {partial}"
         else:
             raise
-        error(f"interrupted; {saved}; continue with: {resume_hint}")
-        return EXIT_INTERRUPTED
+        reason, status = interrupted(stop)
+        error(f"{reason}; {saved}; continue with: {resume_hint}")
+        return status
 
 
 def load_checked_posterior(directory: Path, scenario: Scenario) -> Posterior:

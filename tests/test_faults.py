@@ -1,0 +1,209 @@
+"""Fault injection (issue 10, "Hardening"): each test provokes one fault a hostile or
+unlucky user meets and checks the documented outcome: no orphaned processes, a hang
+turned into an error within its timeout, one-line errors with the resume command,
+``.partial`` folders that resume to the same results.
+
+The tests that start the command line in a fresh interpreter are ``slow`` and
+``subprocess`` (each such interpreter imports numpy, pandas and Mesa: seconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from analysis.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+POSIX_ONLY = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc to find the processes"
+)
+
+TINY = """\
+name = "tiny"
+
+[trial]
+dur_recruitment_weeks = 8
+dur_followup_weeks = 12
+
+[sites.urban]
+host = "nhs"
+geography = "urban"
+dur_travel_min = 20.0
+n_supervisors = 1
+supervisor_h_per_week = 8.0
+team_preparation = 1.0
+share_records_access = 1.0
+n_peer_workers = 2
+n_caseload_cap = 10
+n_participants = 30
+"""
+
+
+@pytest.fixture
+def tiny_toml(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY, encoding="utf-8")
+    return path
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def _peersim(*args: str) -> list[str]:
+    return [sys.executable, "-m", "analysis.cli", *args]
+
+
+def _session(sid: int) -> list[tuple[int, str]]:
+    """Live (not zombie) processes of session ``sid``: (pid, command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        state, session = fields[0], int(fields[3])
+        if session == sid and state != "Z":
+            found.append((int(entry.name), cmdline.strip()))
+    return found
+
+
+Starter = Callable[[list[str]], "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def start() -> Iterator[Starter]:
+    """Start the command line in its own session (as a terminal or a job system would),
+    so that everything it starts can be found by session id; whatever happens in the
+    test, every process of those sessions is killed at the end."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start_one(args: list[str]) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            _peersim(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        started.append(process)
+        return process
+
+    yield start_one
+    for process in started:
+        for pid, _ in _session(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=10)
+
+
+def _wait_until_running(process: subprocess.Popen[str], n_children: int) -> str:
+    """The announcement line, once ``n_children`` worker processes run and have had
+    time to reach their task loop (their imports take seconds)."""
+    assert process.stderr is not None
+    started = process.stderr.readline()
+    assert "running" in started, f"the command should have started: {started!r}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if len(_session(process.pid)) > n_children:  # the command itself and its children
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"{n_children} worker processes did not start")
+    time.sleep(2.0)
+    return started
+
+
+def _wait_for_no_survivors(sid: int, timeout_s: float) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + timeout_s
+    while (left := _session(sid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@POSIX_ONLY
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.parametrize("executor", [["-w", "2"], ["-w", "1", "--scheduler", "local"]])
+def test_workers_die_with_a_parent_killed_by_sigkill(
+    executor: list[str], start: Starter, tiny_toml: Path, tmp_path: Path
+) -> None:
+    """Item 1: ``kill -9`` of the command left its pool workers and the resource tracker
+    blocked forever. Now every worker (pool or local Dask cluster) exits within seconds
+    of its parent, and the tracker with them."""
+    out = tmp_path / "out"
+    process = start(["run", str(tiny_toml), "-n", "100000", *executor, "--out", str(out)])
+    _wait_until_running(process, n_children=2)  # pool: 2 workers; Dask: a worker, a tracker
+    before = _session(process.pid)
+    assert len(before) >= 3, f"the command and its workers should run: {before}"
+    process.kill()
+    process.wait(timeout=10)
+    left = _wait_for_no_survivors(process.pid, timeout_s=10)
+    assert left == [], f"no process of the killed command should survive 10 s: {left}"
+
+
+@POSIX_ONLY
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_sigterm_is_handled_like_ctrl_c(start: Starter, tiny_toml: Path, tmp_path: Path) -> None:
+    """Item 1: SIGTERM exited 143 with no message and no resume hint. Now it stops the
+    workers, says how many replicates are saved and how to resume, and exits 143."""
+    out = tmp_path / "out"
+    process = start(["run", str(tiny_toml), "-n", "100000", "-w", "2", "--out", str(out)])
+    _wait_until_running(process, n_children=2)
+    process.send_signal(signal.SIGTERM)  # to the command only, as `kill PID` does
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 143, f"SIGTERM should exit 143, got {process.returncode}:{err}"
+    assert "Traceback" not in err, f"no traceback expected:\n{err}"
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("peersim: error: stopped by SIGTERM; "), f"one clear line: {last!r}"
+    assert f"continue with: peersim run --resume {out}" in last, f"a resume hint: {last!r}"
+    left = _wait_for_no_survivors(process.pid, timeout_s=10)
+    assert left == [], f"no worker should outlive the stopped command: {left}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.partial", "tiny.toml"], (
+        "only the resumable out.partial should be left"
+    )
+
+
+def test_sighup_in_process_stops_the_run_with_a_resume_hint(
+    tiny_toml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 1: SIGHUP (the terminal closed) is handled like Ctrl-C too, exit 129. Sent
+    once the sweep has started (its sweep.json exists), to this very process."""
+    out = tmp_path / "out"
+    started = out.with_name("out.partial") / "sweep" / "sweep.json"
+
+    def hang_up() -> None:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGHUP)
+
+    previous = signal.getsignal(signal.SIGHUP)
+    sender = threading.Thread(target=hang_up, daemon=True)
+    sender.start()
+    status = main(["run", str(tiny_toml), "-n", "100000", "-w", "1", "--out", str(out)])
+    sender.join(timeout=5)
+    err = capsys.readouterr().err
+    assert status == 129, f"SIGHUP should give exit status 129, got {status}:\n{err}"
+    assert "peersim: error: stopped by SIGHUP; " in err, f"the signal should be named:\n{err}"
+    assert f"continue with: peersim run --resume {out}" in err, f"a resume hint:\n{err}"
+    assert signal.getsignal(signal.SIGHUP) == previous, (
+        "main() should restore the previous SIGHUP handler"
+    )
