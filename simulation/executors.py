@@ -54,7 +54,10 @@ T = TypeVar("T")
 # How many times a local pool is replaced after worker processes died, per open executor.
 MAX_POOL_RESTARTS = 3
 _SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
+# A remote scheduler's connection, handshake and first reply, together (probe_scheduler).
 _CONNECT_TIMEOUT_S = 10.0
+# Where a local Dask cluster (scheduler, workers, dashboard) listens.
+LOCAL_HOST = "127.0.0.1"
 # Linux prctl(2) option: the signal a process gets when its parent (thread) ends.
 _PR_SET_PDEATHSIG = 1
 # Where prctl is missing: how often a worker checks that its parent still lives.
@@ -308,7 +311,12 @@ def as_backend(executor: Executor) -> Backend:
 @contextlib.contextmanager
 def _dask_backend(address: str, workers: int) -> Iterator[Backend]:
     """A client of the cluster at ``address`` (``"local"``: a new local cluster of
-    ``workers`` processes), closed again on leaving."""
+    ``workers`` processes), closed again on leaving.
+
+    A local cluster listens on 127.0.0.1 only, its dashboard (and metrics page)
+    included: it is nobody else's business, and it has no authentication. A cluster
+    to share is one started on purpose (``dask scheduler``) and named by address.
+    """
     try:
         from distributed import Client, LocalCluster
     except ImportError as e:  # pragma: no cover - a dependency of peersim
@@ -320,7 +328,8 @@ def _dask_backend(address: str, workers: int) -> Iterator[Backend]:
                     n_workers=workers,
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=":0",  # any free port: never clash with 8787
+                    host=LOCAL_HOST,
+                    dashboard_address=f"{LOCAL_HOST}:0",  # any free port, never 8787
                     silence_logs=logging.ERROR,
                     preload=[__name__],  # each worker runs dask_setup below
                 )
@@ -328,9 +337,10 @@ def _dask_backend(address: str, workers: int) -> Iterator[Backend]:
                 client = Client(cluster, set_as_default=False)
                 description = f"a local Dask cluster of {workers} processes"
             else:
+                probe_scheduler(address, _CONNECT_TIMEOUT_S)
                 client = Client(address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
                 description = f"the Dask cluster at {address}"
-        except (OSError, RuntimeError, ValueError) as e:
+        except (OSError, RuntimeError, ValueError, TypeError) as e:
             raise ExecutorError(f"cannot start or reach Dask scheduler {address!r}: {e}") from None
         stack.callback(client.close)
         slots = sum(client.nthreads().values())
@@ -339,6 +349,67 @@ def _dask_backend(address: str, workers: int) -> Iterator[Backend]:
         executor = client.get_executor(pure=False)
         scheduler_address = str(getattr(client.scheduler, "address", address))
         yield _DaskBackend(executor, slots, "dask", description, scheduler_address)
+
+
+def probe_scheduler(address: str, timeout_s: float) -> None:
+    """Check that a Dask scheduler answers at ``address`` within ``timeout_s``, or raise
+    ``ExecutorError`` with one line saying what is there instead.
+
+    ``Client(address, timeout=...)`` bounds the connection, not the handshake: a port
+    that accepts but never answers as Dask does (another server, a stuck proxy) made it
+    wait for ever. Here the connection, the handshake and one ``identity`` call
+    together get ``timeout_s``, on an event loop of their own. ``tls://`` uses the
+    TLS settings of the Dask configuration (``distributed.comm.tls``), as ``Client``.
+    """
+    import asyncio
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    connection_args = Security().get_connection_args("client")
+    if address.startswith("tls://") and connection_args.get("ssl_context") is None:
+        raise ExecutorError(
+            "a tls:// scheduler needs Dask's TLS settings (certificates under "
+            "distributed.comm.tls in the Dask configuration); none are set"
+        )
+    connected = False
+
+    async def identity() -> object:
+        nonlocal connected
+        comm = await connect(address, timeout=timeout_s, **connection_args)
+        connected = True
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    async def bounded() -> object:
+        return await asyncio.wait_for(identity(), timeout_s)
+
+    try:
+        reply = asyncio.run(bounded())
+    except TimeoutError:
+        raise ExecutorError(
+            f"nothing answered as a Dask scheduler within {timeout_s:g} s "
+            "(is it a Dask scheduler's address and port?)"
+        ) from None
+    except Exception as e:  # refused, reset, garbage in reply
+        if not isinstance(e, OSError):  # what came back is no Dask message
+            raise ExecutorError("something answered, but not as a Dask scheduler") from None
+        if connected:
+            raise ExecutorError(
+                f"something answered, but not as a Dask scheduler ({_one_line(e)})"
+            ) from None
+        raise ExecutorError(f"cannot connect: {_one_line(e)}") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise ExecutorError("something answered, but not as a Dask scheduler")
+
+
+def _one_line(e: BaseException, limit: int = 160) -> str:
+    text = str(e).strip()
+    line = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def dask_setup(worker: object) -> None:

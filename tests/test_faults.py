@@ -126,7 +126,7 @@ def _wait_until_running(process: subprocess.Popen[str], n_children: int) -> str:
         time.sleep(0.1)
     else:
         pytest.fail(f"{n_children} worker processes did not start")
-    time.sleep(2.0)
+    time.sleep(1.0)  # the workers arm their parent watch first thing
     return started
 
 
@@ -137,21 +137,74 @@ def _wait_for_no_survivors(sid: int, timeout_s: float) -> list[tuple[int, str]]:
     return left
 
 
+def _listening(pids: list[int]) -> list[str]:
+    """The TCP addresses (``HOST:PORT``) on which any of ``pids`` listens."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = []
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                host, port = local.split(":")
+                found.append(f"{_ip(host, width)}:{int(port, 16)}")
+    return sorted(found)
+
+
+def _ip(hex_host: str, width: int) -> str:
+    import ipaddress
+
+    raw = bytes.fromhex(hex_host)
+    # /proc writes each 32-bit word in host (little-endian) order.
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.IPv4Address(words) if width == 8 else ipaddress.IPv6Address(words))
+
+
 @POSIX_ONLY
 @pytest.mark.slow
 @pytest.mark.subprocess
-@pytest.mark.parametrize("executor", [["-w", "2"], ["-w", "1", "--scheduler", "local"]])
-def test_workers_die_with_a_parent_killed_by_sigkill(
-    executor: list[str], start: Starter, tiny_toml: Path, tmp_path: Path
+def test_pool_workers_die_with_a_parent_killed_by_sigkill(
+    start: Starter, tiny_toml: Path, tmp_path: Path
 ) -> None:
     """Item 1: ``kill -9`` of the command left its pool workers and the resource tracker
-    blocked forever. Now every worker (pool or local Dask cluster) exits within seconds
-    of its parent, and the tracker with them."""
+    blocked forever. Now they exit within seconds of their parent."""
     out = tmp_path / "out"
-    process = start(["run", str(tiny_toml), "-n", "100000", *executor, "--out", str(out)])
-    _wait_until_running(process, n_children=2)  # pool: 2 workers; Dask: a worker, a tracker
+    process = start(["run", str(tiny_toml), "-n", "100000", "-w", "2", "--out", str(out)])
+    _wait_until_running(process, n_children=2)
     before = _session(process.pid)
-    assert len(before) >= 3, f"the command and its workers should run: {before}"
+    assert len(before) >= 3, f"the command and its 2 workers should run: {before}"
+    process.kill()
+    process.wait(timeout=10)
+    left = _wait_for_no_survivors(process.pid, timeout_s=10)
+    assert left == [], f"no process of the killed command should survive 10 s: {left}"
+
+
+@POSIX_ONLY
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_local_dask_cluster_listens_on_loopback_only_and_dies_with_its_parent(
+    start: Starter, tiny_toml: Path, tmp_path: Path
+) -> None:
+    """Items 4 and 1: ``--scheduler local`` opened its unauthenticated dashboard on every
+    interface. Now the scheduler, workers and dashboard listen on 127.0.0.1 only
+    (what ``ss -ltn`` shows, read from /proc); and after ``kill -9`` of the command
+    none of its processes survives."""
+    out = tmp_path / "out"
+    args = ["run", str(tiny_toml), "-n", "100000", "-w", "1", "--scheduler", "local"]
+    process = start([*args, "--out", str(out)])
+    _wait_until_running(process, n_children=1)
+    session = [pid for pid, _ in _session(process.pid)]
+    listening = _listening(session)
+    assert len(listening) >= 2, f"the scheduler and dashboard should listen: {listening}"
+    outside = [address for address in listening if not address.startswith("127.0.0.1:")]
+    assert outside == [], f"nothing should listen outside 127.0.0.1: {listening}"
     process.kill()
     process.wait(timeout=10)
     left = _wait_for_no_survivors(process.pid, timeout_s=10)
@@ -207,3 +260,88 @@ def test_sighup_in_process_stops_the_run_with_a_resume_hint(
     assert signal.getsignal(signal.SIGHUP) == previous, (
         "main() should restore the previous SIGHUP handler"
     )
+
+
+# --- Dask: what answers at a scheduler's address ------------------------------------------
+
+
+@contextlib.contextmanager
+def _server(reply: bytes | None) -> Iterator[int]:
+    """A TCP server on a free loopback port that accepts every connection and then
+    sends ``reply`` and closes it, or (``None``) holds it open saying nothing."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            if reply is None:
+                held.append(conn)
+            else:
+                with contextlib.suppress(OSError):
+                    conn.recv(1024)
+                    conn.sendall(reply)
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (None, "nothing answered as a Dask scheduler within 1 s"),
+        (b"HTTP/1.0 400 Bad Request\r\n\r\n", "something answered, but not as a Dask scheduler"),
+    ],
+    ids=["silent", "http"],
+)
+def test_a_port_that_is_not_dask_is_one_line_within_the_timeout(
+    reply: bytes | None,
+    expected: str,
+    tiny_toml: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Item 2: a port that accepts but is not Dask hung for more than 10 minutes. Now the
+    connection, handshake and first reply together get the timeout (here 1 s)."""
+    monkeypatch.setattr("simulation.executors._CONNECT_TIMEOUT_S", 1.0)
+    out = tmp_path / "out"
+    with _server(reply) as port:
+        address = f"tcp://127.0.0.1:{port}"
+        t0 = time.monotonic()
+        status = main(["run", str(tiny_toml), "-n", "2", "--scheduler", address, "-o", str(out)])
+        elapsed = time.monotonic() - t0
+    err = capsys.readouterr().err
+    assert status == 2, f"exit status 2 expected, got {status}:\n{err}"
+    assert elapsed < 10, f"the error should come within the 1 s timeout, took {elapsed:.1f} s"
+    assert err.strip() == f"peersim: error: --scheduler {address}: {expected}" + (
+        " (is it a Dask scheduler's address and port?)" if reply is None else ""
+    ), f"one line naming the address:\n{err}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"], "nothing written"
+
+
+def test_a_tls_scheduler_without_tls_settings_is_one_line(
+    tiny_toml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 5: ``tls://`` ended in a TypeError traceback from deep inside Dask."""
+    with _server(None) as port:
+        address = f"tls://127.0.0.1:{port}"
+        status = main(["run", str(tiny_toml), "--scheduler", address, "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert status == 2, f"exit status 2 expected, got {status}:\n{err}"
+    assert err.strip() == (
+        f"peersim: error: --scheduler {address}: a tls:// scheduler needs Dask's TLS "
+        "settings (certificates under distributed.comm.tls in the Dask configuration); "
+        "none are set"
+    ), f"one line saying what is missing:\n{err}"
