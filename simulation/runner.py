@@ -723,7 +723,7 @@ class _SweepStore:
         with _locked(root):
             record = root / "sweep.json"
             if record.exists():
-                recorded = json.loads(record.read_text(encoding="utf-8"))
+                recorded = _read_record(record, "the sweep's record")
                 if recorded.get("format") != _FORMAT:
                     raise SweepError(f"{root} does not hold a peersim sweep ({record})")
                 if tuple(recorded.get("tables", ())) != tables:
@@ -736,10 +736,30 @@ class _SweepStore:
             else:
                 _write_atomic(record, json.dumps({"format": _FORMAT, "tables": list(tables)}))
             _remove_uncommitted(root)
-            yield cls(root, tables)
+            store = cls(root, tables)
+            store.verify()  # before any new work, not after it
+            yield store
 
     def ok_keys(self) -> set[str]:
         return {key for commit in self.commits.values() for key in commit["ok"]}
+
+    def verify(self) -> None:
+        """Check that every committed shard is there, whole: its size and SHA-256 as
+        its commit record gives them (records before checksums: that it exists).
+        Raises ``SweepError`` naming the first damaged one and what to delete."""
+        for part, commit in self.commits.items():
+            if not commit["ok"]:
+                continue
+            sums: dict[str, dict[str, Any]] = commit.get("shards", {})
+            for table in self.tables:
+                path = self.root / "shards" / table / f"part-{part:05d}.parquet"
+                problem = _shard_problem(path, sums.get(table))
+                if problem is not None:
+                    record = self.root / "shards" / _COMMITS / f"part-{part:05d}.json"
+                    raise SweepError(
+                        f"{path} is {problem}; delete {record} to run its "
+                        f"{len(commit['ok'])} jobs again"
+                    )
 
     def check_fingerprints(self, fingerprints: dict[str, str]) -> None:
         for commit in self.commits.values():
@@ -778,6 +798,11 @@ class _SweepStore:
             "ok": list(output.ok),
             "failed": failed,
             "fingerprints": {key: prepared.fingerprints[key] for key in keys},
+            # What resume checks each shard against (verify).
+            "shards": {
+                table: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                for table, data in (output.shards.items() if output.ok else ())
+            },
         }
         # Written last: the shards above count only once this record exists.
         _write_atomic(self.root / "shards" / _COMMITS / f"{name}.json", json.dumps(commit))
@@ -800,8 +825,49 @@ def _read_commits(root: Path) -> dict[int, dict[str, Any]]:
         for path in folder.iterdir():
             match = _PART.match(path.name)
             if match and match.group(2) == "json":
-                commits[int(match.group(1))] = json.loads(path.read_text(encoding="utf-8"))
+                commit = _read_record(path, "a commit record", delete_hint=True)
+                if not isinstance(commit.get("ok"), list) or not isinstance(
+                    commit.get("failed"), list
+                ):
+                    raise SweepError(
+                        f"cannot read a commit record {path}: it lacks 'ok' or 'failed'; "
+                        "delete it to run its jobs again"
+                    )
+                commits[int(match.group(1))] = commit
     return dict(sorted(commits.items()))
+
+
+def _read_record(path: Path, what: str, *, delete_hint: bool = False) -> dict[str, Any]:
+    """A JSON object from the sweep's folder, or ``SweepError`` in one line (a record
+    emptied or cut short by a crash of the machine, a disk error, a hand edit)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        reason = "it is empty" if path.is_file() and path.stat().st_size == 0 else str(e)
+        hint = "; delete it to run its jobs again" if delete_hint else ""
+        raise SweepError(f"cannot read {what} {path}: {reason}{hint}") from None
+    if not isinstance(record, dict):
+        raise SweepError(f"cannot read {what} {path}: not a JSON object")
+    return record
+
+
+def _shard_problem(path: Path, expected: dict[str, Any] | None) -> str | None:
+    """What is wrong with a committed shard ("missing", "damaged ..."), or None."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "missing"
+    if expected is None:  # a record written before checksums
+        return None
+    if size != expected.get("bytes"):
+        return f"damaged ({size} bytes, its commit record says {expected.get('bytes')})"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected.get("sha256"):
+        return "damaged (its SHA-256 differs from its commit record's)"
+    return None
 
 
 def _next_part(root: Path) -> int:

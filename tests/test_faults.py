@@ -345,3 +345,105 @@ def test_a_tls_scheduler_without_tls_settings_is_one_line(
         "settings (certificates under distributed.comm.tls in the Dask configuration); "
         "none are set"
     ), f"one line saying what is missing:\n{err}"
+
+
+# --- resuming from a damaged .partial folder -------------------------------------------
+
+
+def _quiet(argv: list[str]) -> int:
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return main(argv)
+
+
+def test_resume_after_a_broken_final_write_and_an_empty_commit_record(
+    tiny_toml: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Item 7: an empty commit record gave a JSONDecodeError traceback, and the hidden
+    temporary folder of a final write killed half-way was never removed. Now the record
+    is one line naming it and what to do; once it is deleted the resume removes the dead
+    writer's folder (not a live one's) and gives the results of an uninterrupted run."""
+    import pandas as pd
+    from pandas.testing import assert_frame_equal
+
+    import simulation.outputs
+
+    out = tmp_path / "out"
+    run = ["run", str(tiny_toml), "-n", "4", "-w", "1"]
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # interrupted while writing the results
+        patch.setattr(simulation.outputs, "write_tables", killed)
+        assert _quiet([*run, "-o", str(out)]) == 130, "an interrupted write should exit 130"
+    partial = tmp_path / "out.partial"
+    commits = sorted((partial / "sweep" / "shards" / "_commits").glob("part-*.json"))
+    assert commits, f"the finished replicates should be committed in {partial}"
+    dead = tmp_path / ".out.partial-2147483646-abandoned"  # beyond any pid: its writer is gone
+    live = tmp_path / f".out.partial-{os.getpid()}-writing"  # this process: still writing
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "trial.parquet").write_bytes(b"half a file")
+    commits[0].write_bytes(b"")  # a record emptied by a crash of the machine
+    capsys.readouterr()
+
+    assert _quiet(["run", "--resume", str(out)]) == 2, "an unreadable record is exit 2"
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, f"no traceback expected:\n{err}"
+    assert err.strip().splitlines()[-1] == (
+        f"peersim: error: cannot read a commit record {commits[0]}: it is empty; "
+        "delete it to run its jobs again"
+    ), f"one line naming the record and what to do:\n{err}"
+
+    commits[0].unlink()
+    assert _quiet(["run", "--resume", str(out)]) == 0, "the resume should then succeed"
+    assert not dead.exists(), f"the dead writer's temporary folder should be removed: {dead}"
+    assert live.exists(), f"a live writer's temporary folder must be kept: {live}"
+    assert _quiet([*run, "-o", str(tmp_path / "straight")]) == 0, "the reference run"
+    for table in ("trial", "site_weeks", "participants"):
+        assert_frame_equal(
+            pd.read_parquet(out / f"{table}.parquet"),
+            pd.read_parquet(tmp_path / "straight" / f"{table}.parquet"),
+            obj=f"{table}.parquet resumed vs uninterrupted",
+        )
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing", "same size"])
+def test_a_damaged_shard_is_found_before_any_new_work(
+    damage: str, tiny_toml: Path, tmp_path: Path
+) -> None:
+    """Item 7: a truncated shard was found only after the whole remaining sweep. Now
+    commit records carry each shard's size and SHA-256, checked on resume first."""
+    from scenarios import load_scenario
+    from simulation.executors import ExecutorSpec
+    from simulation.runner import SweepError, replicate_jobs, run_jobs
+
+    jobs = replicate_jobs(load_scenario(tiny_toml), 7, 4)
+    out = tmp_path / "sweep"
+    run_jobs(jobs[:2], out, executor=ExecutorSpec(workers=1), batch_size=1)
+    shard = out / "shards" / "participants" / "part-00001.parquet"
+    data = shard.read_bytes()
+    if damage == "truncated":
+        shard.write_bytes(data[: len(data) // 2])
+    elif damage == "missing":
+        shard.unlink()
+    else:  # a flipped byte in the middle
+        middle = len(data) // 2
+        shard.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+
+    def never(*args: object) -> object:
+        raise AssertionError("no job should run before the shards are checked")
+
+    with pytest.raises(SweepError) as raised:
+        run_jobs(jobs, out, executor=ExecutorSpec(workers=1), resume=True, simulate=never)
+    message = str(raised.value)
+    what = {"truncated": "damaged (", "missing": "missing", "same size": "damaged (its SHA-256"}
+    assert message.startswith(f"{shard} is {what[damage]}"), f"names the shard: {message}"
+    assert message.endswith(
+        f"delete {out / 'shards' / '_commits' / 'part-00001.json'} to run its 1 jobs again"
+    ), f"says what to delete: {message}"

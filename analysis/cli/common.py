@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from simulation.outputs import is_free
+from simulation.outputs import is_free, remove_abandoned
 from simulation.rng import DEFAULT_SEED
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
@@ -417,6 +417,7 @@ class Resumable:
             )
         if not is_free(out):
             raise UsageError(f"--resume {out}: folder exists and is not empty")
+        remove_abandoned(out)  # an interrupted final write of the results
         ws = Workspace(out, partial, {}, resumed=True)
         with self.reading(ws):
             record = json.loads(record_path.read_text(encoding="utf-8"))
