@@ -323,9 +323,13 @@ def run_jobs(
 def auto_spec(spec: ExecutorSpec, n_jobs: int, batch_size: int = SIDE_BY_SIDE) -> ExecutorSpec:
     """``spec``, except that "all cores" (``workers=None``, no scheduler) for at most
     ``batch_size`` jobs means this process: starting workers would cost more than
-    they save. An explicit worker count is always honoured."""
+    they save; and that a local pool or cluster never gets more workers than there
+    are jobs (``--workers 1000`` for 10 runs starts 10). Otherwise an explicit
+    worker count is honoured."""
     if spec.workers is None and spec.scheduler is None and n_jobs <= batch_size:
         return ExecutorSpec(workers=1)
+    if spec.scheduler in (None, "local") and spec.n_workers > max(1, n_jobs):
+        return ExecutorSpec(workers=max(1, n_jobs), scheduler=spec.scheduler)
     return spec
 
 

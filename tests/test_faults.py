@@ -176,7 +176,7 @@ def test_pool_workers_die_with_a_parent_killed_by_sigkill(
     """Item 1: ``kill -9`` of the command left its pool workers and the resource tracker
     blocked forever. Now they exit within seconds of their parent."""
     out = tmp_path / "out"
-    process = start(["run", str(tiny_toml), "-n", "100000", "-w", "2", "--out", str(out)])
+    process = start(["run", str(tiny_toml), "-n", "20000", "-w", "2", "--out", str(out)])
     _wait_until_running(process, n_children=2)
     before = _session(process.pid)
     assert len(before) >= 3, f"the command and its 2 workers should run: {before}"
@@ -197,7 +197,7 @@ def test_local_dask_cluster_listens_on_loopback_only_and_dies_with_its_parent(
     (what ``ss -ltn`` shows, read from /proc); and after ``kill -9`` of the command
     none of its processes survives."""
     out = tmp_path / "out"
-    args = ["run", str(tiny_toml), "-n", "100000", "-w", "1", "--scheduler", "local"]
+    args = ["run", str(tiny_toml), "-n", "20000", "-w", "1", "--scheduler", "local"]
     process = start([*args, "--out", str(out)])
     _wait_until_running(process, n_children=1)
     session = [pid for pid, _ in _session(process.pid)]
@@ -218,7 +218,7 @@ def test_sigterm_is_handled_like_ctrl_c(start: Starter, tiny_toml: Path, tmp_pat
     """Item 1: SIGTERM exited 143 with no message and no resume hint. Now it stops the
     workers, says how many replicates are saved and how to resume, and exits 143."""
     out = tmp_path / "out"
-    process = start(["run", str(tiny_toml), "-n", "100000", "-w", "2", "--out", str(out)])
+    process = start(["run", str(tiny_toml), "-n", "20000", "-w", "2", "--out", str(out)])
     _wait_until_running(process, n_children=2)
     process.send_signal(signal.SIGTERM)  # to the command only, as `kill PID` does
     _, err = process.communicate(timeout=30)
@@ -251,7 +251,7 @@ def test_sighup_in_process_stops_the_run_with_a_resume_hint(
     previous = signal.getsignal(signal.SIGHUP)
     sender = threading.Thread(target=hang_up, daemon=True)
     sender.start()
-    status = main(["run", str(tiny_toml), "-n", "100000", "-w", "1", "--out", str(out)])
+    status = main(["run", str(tiny_toml), "-n", "20000", "-w", "1", "--out", str(out)])
     sender.join(timeout=5)
     err = capsys.readouterr().err
     assert status == 129, f"SIGHUP should give exit status 129, got {status}:\n{err}"
@@ -447,3 +447,64 @@ def test_a_damaged_shard_is_found_before_any_new_work(
     assert message.endswith(
         f"delete {out / 'shards' / '_commits' / 'part-00001.json'} to run its 1 jobs again"
     ), f"says what to delete: {message}"
+
+
+# --- sizes: replicates and workers ---------------------------------------------------------
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_at_once(
+    tiny_toml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 3: ``-n 1000000000`` died with a MemoryError traceback after 142 s. Now the
+    memory it would need is estimated first and the run refused in one line."""
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    status = main(["run", str(tiny_toml), "-n", "1000000000", "-w", "1", "-o", str(out)])
+    elapsed = time.monotonic() - t0
+    err = capsys.readouterr().err
+    assert status == 2, f"exit status 2 expected, got {status}:\n{err}"
+    assert elapsed < 30, f"the refusal should come at once, took {elapsed:.0f} s"
+    line = err.strip()
+    assert line.startswith("peersim: error: 1000000000 replicates need about "), line
+    assert line.endswith("available; run fewer replicates"), f"says what to do: {line}"
+    assert "\n" not in line, f"one line expected:\n{err}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"], "nothing written"
+
+
+def test_too_many_workers_for_the_memory_are_refused_before_any_starts(
+    tiny_toml: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Item 3: nothing limited ``--workers`` (1000 started an interpreter per task).
+    Now they are capped at the number of jobs (here 50), a warning says when they
+    outnumber the cores, and workers that cannot fit in memory (here 1 GB) are
+    refused before any is started."""
+    import analysis.cli.common
+
+    monkeypatch.setattr(analysis.cli.common, "available_memory", lambda: 10**9)
+    status = main(["run", str(tiny_toml), "-n", "50", "-w", "1000", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert status == 2, f"exit status 2 expected, got {status}:\n{err}"
+    warning, error = err.strip().splitlines()
+    assert warning.startswith("peersim: warning: --workers 1000 is more than the "), warning
+    assert "and 50 worker processes of about " in error, f"capped at the 50 jobs: {error}"
+    assert error.endswith("run fewer replicates or fewer workers"), error
+
+
+def test_workers_are_capped_at_the_job_count() -> None:
+    from simulation.executors import ExecutorSpec
+    from simulation.runner import auto_spec
+
+    assert auto_spec(ExecutorSpec(workers=1000), 40) == ExecutorSpec(workers=40), (
+        "a local pool gets at most one worker per job"
+    )
+    assert auto_spec(ExecutorSpec(workers=8, scheduler="local"), 3) == ExecutorSpec(
+        workers=3, scheduler="local"
+    ), "so does a local Dask cluster"
+    remote = ExecutorSpec(workers=8, scheduler="tcp://10.0.0.5:8786")
+    assert auto_spec(remote, 3) == remote, "a remote cluster has what it has"
+    assert auto_spec(ExecutorSpec(workers=4), 40) == ExecutorSpec(workers=4), (
+        "fewer workers than jobs are kept"
+    )
