@@ -73,6 +73,9 @@ Guarantees
   raises, its jobs are rerun one by one so only the failing ones are lost.
   A local worker process that dies is replaced (up to 3 times) and its tasks
   rerun; Dask reruns the tasks of a lost worker itself.
+- What the sweep cannot get past (an ``OSError`` while saving, such as a full disk;
+  workers that keep dying; a lost Dask scheduler) raises ``SweepAborted``, with
+  what finished saved for a resume.
 - Ctrl-C raises ``SweepInterrupted`` (a ``KeyboardInterrupt``) after stopping the
   workers; finished shards stay and the sweep resumes. So do SIGTERM and SIGHUP
   inside ``simulation.executors.stop_signals_interrupt()`` (the command line sets
@@ -97,7 +100,7 @@ import tempfile
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -128,6 +131,7 @@ __all__ = [
     "Job",
     "ReplicateSet",
     "ReplicatesFailedError",
+    "SweepAborted",
     "SweepError",
     "SweepInterrupted",
     "SweepResult",
@@ -182,6 +186,30 @@ class SweepInterrupted(KeyboardInterrupt):
         self.n_done = n_done
         self.n_jobs = n_jobs
         self.signum = signum
+
+
+class SweepAborted(Exception):
+    """The sweep cannot go on: the disk is full or unwritable (an ``OSError`` while
+    saving), worker processes kept dying, or the Dask scheduler was lost. What
+    finished is saved in ``out_dir`` and resumes once the cause is fixed; ``reason``
+    says what happened, in one line."""
+
+    def __init__(self, reason: str, out_dir: Path, n_done: int, n_jobs: int) -> None:
+        super().__init__(f"{reason}; {n_done} of {n_jobs} jobs are saved in {out_dir}")
+        self.reason = reason
+        self.out_dir = out_dir
+        self.n_done = n_done
+        self.n_jobs = n_jobs
+
+
+class _ExecutorLost(Exception):
+    """Raised inside ``_drive`` when the workers are gone for good."""
+
+
+def os_error_text(e: OSError) -> str:
+    """An ``OSError`` in one line: what failed on which file, and why."""
+    why = e.strerror or str(e) or type(e).__name__
+    return f"cannot write {e.filename}: {why}" if e.filename else why
 
 
 @dataclass(frozen=True)
@@ -315,6 +343,10 @@ def run_jobs(
                 n_ok = len(store.ok_keys() & {job.key for job in job_list})
                 signum = interrupt_signal(e)
                 raise SweepInterrupted(out, n_ok, len(job_list), signum) from None
+            except (OSError, _ExecutorLost) as e:
+                n_ok = len(store.ok_keys() & {job.key for job in job_list})
+                reason = os_error_text(e) if isinstance(e, OSError) else str(e)
+                raise SweepAborted(reason, out, n_ok, len(job_list)) from e
         result = SweepResult(out, tuple(job.key for job in job_list), tuple(table_spec))
         store.write_failures(result.failures)
     return result
@@ -356,7 +388,7 @@ def _drive(
             lost: list[_Task] = []
             for future in sorted(finished, key=lambda f: in_flight[f].index):
                 task = in_flight.pop(future)
-                output = _task_output(future, task)
+                output = _task_output(future, task, backend)
                 if output is None:
                     lost.append(task)
                     continue
@@ -371,22 +403,26 @@ def _drive(
                 in_flight.clear()
                 queue.extendleft(sorted(lost, key=lambda t: t.index, reverse=True))
                 if not backend.recover():
-                    raise RuntimeError(
-                        f"worker processes kept dying; finished runs are saved in "
-                        f"{store.root} (resume to continue)"
-                    )
+                    raise _ExecutorLost("worker processes kept dying")
     except BaseException:
         for future in in_flight:
             future.cancel()
         raise
 
 
-def _task_output(future: Future[_TaskOutput], task: _Task) -> _TaskOutput | None:
-    """What a finished task gave; None if its worker died (the pool is then unusable)."""
+def _task_output(future: Future[_TaskOutput], task: _Task, backend: Backend) -> _TaskOutput | None:
+    """What a finished task gave; None if its worker died (the pool is then unusable).
+
+    A task never raises by itself (``run_task`` records its jobs' errors), so a
+    cancelled future (nobody here cancels one still waited for) or a connection error
+    means the executor is gone, a Dask scheduler lost say: ``_ExecutorLost``, which
+    stops the sweep for a resume, rather than a failure of every job still to come."""
     try:
         return future.result()
     except BrokenProcessPool:
         return None
+    except (CancelledError, OSError) as e:
+        raise _ExecutorLost(f"lost {backend.description} ({type(e).__name__})") from e
     except Exception as e:  # the task could not run at all: record its jobs as failed
         return _all_failed(task, e)
 

@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -293,6 +294,12 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: no permission to write in {existing}")
+    try:  # access() says yes to root everywhere, and knows nothing of /proc or a full disk
+        Path(tempfile.mkdtemp(prefix=".peersim-check-", dir=existing)).rmdir()
+    except OSError as e:
+        raise UsageError(
+            f"--out {out}: cannot create folders in {existing}: {e.strerror or e}"
+        ) from None
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
@@ -577,7 +584,13 @@ class Resumable:
         except OutputExistsError as e:  # appeared while we were running
             raise UsageError(str(e)) from None
         except OSError as e:
-            error(f"cannot write results to {ws.out}: {e}")
+            from simulation.runner import os_error_text
+
+            error(
+                f"cannot write results to {ws.out}: {os_error_text(e)}; the finished "
+                f"{self.unit} are saved in {ws.partial}; once that is fixed, continue "
+                f"with: {self.resume_hint(ws.out)}"
+            )
             return EXIT_FAILURE
         shutil.rmtree(ws.partial, ignore_errors=True)
         return EXIT_OK
@@ -720,7 +733,7 @@ def drive_sweep(
     is not what the user counts, as in a calibration's generations).
     """
     from simulation.executors import ExecutorError, interrupts_ignored, open_executor
-    from simulation.runner import SweepError, SweepInterrupted
+    from simulation.runner import SweepAborted, SweepError, SweepInterrupted, os_error_text
 
     try:
         with contextlib.ExitStack() as stack, open_executor(spec) as backend:
@@ -734,6 +747,22 @@ def drive_sweep(
         raise UsageError(f"--scheduler {spec.scheduler}: {e}") from None
     except SweepError as e:
         raise UsageError(str(e)) from None
+    except SweepAborted as e:  # a full disk, dying workers, a lost scheduler
+        saved = (
+            f"{e.n_done} of {e.n_jobs} {unit} are saved in {partial}"
+            if count_done
+            else f"the finished {unit} are saved in {partial}"
+        )
+        error(f"{e.reason}; {saved}; once that is fixed, continue with: {resume_hint}")
+        return EXIT_FAILURE
+    except OSError as e:  # outside the sweep's own saving: the record, the results
+        if not partial.exists():
+            raise UsageError(os_error_text(e)) from None
+        error(
+            f"{os_error_text(e)}; the finished {unit} are saved in {partial}; once that "
+            f"is fixed, continue with: {resume_hint}"
+        )
+        return EXIT_FAILURE
     except KeyboardInterrupt as stop:
         if isinstance(stop, SweepInterrupted) and count_done:
             saved = f"{stop.n_done} of {stop.n_jobs} {unit} are saved in {partial}"
