@@ -659,3 +659,126 @@ def test_a_lost_scheduler_stops_the_sweep_for_a_resume_not_as_failures(
     resumed = run_jobs(jobs, out, executor=ExecutorSpec(workers=1), resume=True)
     assert resumed.complete, f"the resume should finish every job: {resumed.failures}"
     assert resumed.failures.empty, "no job should be recorded as failed"
+
+
+# --- edge inputs ---------------------------------------------------------------------------
+
+SECRETS = 'password = "hunter2"\n[db]\nuser = "admin"\ntoken = "s3cr3t"\n'
+ENRICH = REPO / "scenarios" / "enrich_trial.toml"
+
+
+def _problems(path: Path) -> list[str]:
+    from scenarios import ScenarioError, load_scenario
+
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    return raised.value.problems
+
+
+def test_a_long_extends_chain_is_one_clear_problem(tmp_path: Path) -> None:
+    """Item 8: a chain of about 500 files gave a RecursionError. Now at most 32 parents
+    are followed, and a longer chain is one problem naming both ends."""
+    from scenarios import load_scenario
+    from scenarios.loader import MAX_EXTENDS_DEPTH
+
+    (tmp_path / "f0.toml").write_text(f'extends = "{ENRICH}"\n', encoding="utf-8")
+    for i in range(1, 501):
+        (tmp_path / f"f{i}.toml").write_text(f'extends = "f{i - 1}.toml"\n', encoding="utf-8")
+    deepest_allowed = tmp_path / f"f{MAX_EXTENDS_DEPTH - 1}.toml"  # + f0 + ENRICH
+    assert load_scenario(deepest_allowed).name == deepest_allowed.stem, "32 parents load"
+    problems = _problems(tmp_path / "f500.toml")
+    assert len(problems) == 1, f"one problem expected: {problems}"
+    assert (
+        f"more than {MAX_EXTENDS_DEPTH} parents in a row ({tmp_path / 'f500.toml'} -> ..."
+        in (problems[0])
+    ), f"names the chain's start: {problems[0]}"
+
+
+def test_a_file_that_is_no_scenario_never_has_its_values_shown(tmp_path: Path) -> None:
+    """Item 6: ``extends`` of a file that is no scenario listed its string values (here
+    a password and a token) in the errors. Now it is one line naming a few of its keys."""
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(SECRETS, encoding="utf-8")
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "secrets.toml"\n', encoding="utf-8")
+    for path in (secrets, child):
+        problems = _problems(path)
+        assert problems == [
+            f"{secrets}: not a scenario file: none of its top-level keys (password, db) is "
+            "one a scenario file has"
+        ], f"one line without values, loading {path.name}: {problems}"
+
+
+def test_a_spec_or_calibration_file_naming_a_secrets_file_never_shows_its_values(
+    tmp_path: Path,
+) -> None:
+    """Item 6: the same for a sensitivity spec's ``scenario =`` and ``priors =`` and for
+    a targets or priors file given directly."""
+    from analysis.sensitivity_spec import SpecError, load_spec
+    from calibration.files import PriorsError, TargetsError
+    from calibration.priors import load_priors
+    from calibration.targets import load_targets
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(SECRETS, encoding="utf-8")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'scenario = "secrets.toml"\npriors = "secrets.toml"\n'
+        '[parameters]\n"engagement.logit_intercept" = [-3.0, -1.0]\n'
+        '"ward.w_preparation" = [0.0, 1.0]\n',
+        encoding="utf-8",
+    )
+    checks: list[tuple[type[Exception], Callable[[], object], str]] = [
+        (SpecError, lambda: load_spec(spec), "scenario"),
+        (PriorsError, lambda: load_priors(secrets), "priors"),
+        (TargetsError, lambda: load_targets(secrets), "targets"),
+    ]
+    for error, load, kind in checks:
+        with pytest.raises(error) as raised:
+            load()
+        message = str(raised.value)
+        for value in ("hunter2", "admin", "s3cr3t"):
+            assert value not in message, f"{value!r} shown loading as {kind}:\n{message}"
+        assert f"not a {kind} file" in message, f"says it is no {kind} file:\n{message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dur_support_after_discharge_weeks = 26\n", "belongs in [trial])"),
+        (
+            "n_peer_workers = 6\n",
+            "belongs in [sites.NAME], or in [sites_where.set] for several sites)",
+        ),
+        (
+            "[trial]\nn_peer_workers = 6\n",
+            "belongs in [sites.NAME], or in [sites_where.set] for several sites)",
+        ),
+        ("[trial]\nlogit_intercept = -2.0\n", "(logit_intercept belongs in [engagement])"),
+        ("[sites.A]\nlogit_intercept = -2.0\n", "(logit_intercept belongs in [engagement])"),
+    ],
+    ids=["global-at-top", "site-at-top", "site-in-trial", "wrong-group", "global-in-site"],
+)
+def test_a_key_in_the_wrong_table_says_where_it_belongs(
+    text: str, expected: str, tmp_path: Path
+) -> None:
+    """Item 8: a key written in the wrong table got only "unknown key"."""
+    path = tmp_path / "whatif.toml"
+    path.write_text(f'extends = "{ENRICH}"\n{text}', encoding="utf-8")
+    problems = _problems(path)
+    assert len(problems) == 1, f"one problem expected: {problems}"
+    assert problems[0].startswith(f"{path}: "), f"blames the what-if: {problems[0]}"
+    assert problems[0].endswith(expected), f"says where it belongs: {problems[0]}"
+
+
+def test_removing_every_site_blames_the_file_that_did_it(tmp_path: Path) -> None:
+    """Item 8: removing every site blamed the parent, in pydantic's words."""
+    path = tmp_path / "empty.toml"
+    path.write_text(
+        f'extends = "{ENRICH}"\nsites_remove = ["A", "B", "C", "D", "E", "F", "G"]\n',
+        encoding="utf-8",
+    )
+    assert _problems(path) == [
+        f"{path}: sites: no site left: a scenario needs at least one (sites_remove removed "
+        "every site of the parent)"
+    ], "one problem, naming the what-if"
