@@ -782,3 +782,33 @@ def test_removing_every_site_blames_the_file_that_did_it(tmp_path: Path) -> None
         f"{path}: sites: no site left: a scenario needs at least one (sites_remove removed "
         "every site of the parent)"
     ], "one problem, naming the what-if"
+
+
+class _DyingPool:
+    """An executor whose every task fails as a process pool's does when a worker dies."""
+
+    def submit(self, fn: Callable[..., object], *args: object) -> object:
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        future: Future[object] = Future()
+        future.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+        return future
+
+
+def test_workers_that_keep_dying_stop_the_sweep_for_a_resume(
+    tiny_toml: Path, tmp_path: Path
+) -> None:
+    """Item 5: workers that kept dying ended in a RuntimeError traceback. Now, once the
+    pool cannot be replaced again, the sweep stops with ``SweepAborted``, whose reason
+    the command prints with the resume command."""
+    from scenarios import load_scenario
+    from simulation.executors import Backend
+    from simulation.runner import SweepAborted, replicate_jobs, run_jobs
+
+    jobs = replicate_jobs(load_scenario(tiny_toml), 7, 3)
+    dying = Backend(_DyingPool(), 2, "process-pool", "2 local processes")  # type: ignore[arg-type]  # a fake; recover() says no
+    with pytest.raises(SweepAborted) as raised:
+        run_jobs(jobs, tmp_path / "sweep", executor=dying)
+    assert raised.value.reason == "worker processes kept dying", f"the reason: {raised.value}"
+    assert (raised.value.n_done, raised.value.n_jobs) == (0, 3), f"nothing saved: {raised.value}"
