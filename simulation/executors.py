@@ -342,6 +342,12 @@ def _dask_backend(address: str, workers: int) -> Iterator[Backend]:
                 description = f"the Dask cluster at {address}"
         except (OSError, RuntimeError, ValueError, TypeError) as e:
             raise ExecutorError(f"cannot start or reach Dask scheduler {address!r}: {e}") from None
+        # A lost scheduler is reported by the runner in one line (SweepAborted); the
+        # client's own "Failed to reconnect" and the traceback of its reconnection,
+        # cancelled by close(), would come on top. Restored after close().
+        client_log = logging.getLogger("distributed.client")
+        stack.callback(client_log.setLevel, client_log.level)
+        client_log.setLevel(logging.CRITICAL)
         stack.callback(client.close)
         slots = sum(client.nthreads().values())
         # pure=False: no hashing of arguments to name tasks. The tasks are pure anyway
