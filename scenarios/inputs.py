@@ -28,6 +28,7 @@ from simulation.names import closest_names, suggest_among
 __all__ = [
     "MAX_INPUT_BYTES",
     "NOT_GIVEN",
+    "TOP_LEVEL_KEYS",
     "InputError",
     "Problem",
     "closest_names",
@@ -44,6 +45,19 @@ __all__ = [
 MAX_INPUT_BYTES = 1024 * 1024
 # Values longer than this are shortened in messages.
 MAX_SHOWN_CHARS = 60
+# The top-level keys each kind of input file may have (``read_toml``'s ``what``; the
+# scenario loader adds "scenario"). A file with keys but none of these, nor any near
+# miss of one, is not such a file at all (a secrets file named by mistake, say): it is
+# refused in one line that names at most a few of its keys and none of its values.
+TOP_LEVEL_KEYS: dict[str, frozenset[str]] = {
+    "priors": frozenset({"description", "prior"}),
+    "targets": frozenset({"description", "target"}),
+    "spec": frozenset(
+        {"name", "description", "scenario", "outputs", "method", "replicates", "seed"}
+        | {"parameters", "morris", "sobol", "priors"}
+    ),
+}
+_KEYS_SHOWN = 5
 
 
 class NotGiven:
@@ -138,9 +152,28 @@ def read_toml(
             path, [Problem(path, f"byte {e.start}", "not UTF-8 text (TOML files must be UTF-8)")]
         ) from None
     try:
-        return tomllib.loads(text)
+        parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise error(path, [Problem(path, "", toml_error(str(e)))]) from None
+    known = TOP_LEVEL_KEYS.get(what)
+    if known is not None and parsed and not _any_known(parsed, known):
+        raise refuse(f"not a {what} file: {_keys_text(parsed)} one a {what} file has")
+    return parsed
+
+
+def _any_known(data: Mapping[str, Any], known: frozenset[str]) -> bool:
+    """Whether any top-level key is one of ``known`` or a near miss of one (a typo:
+    ``extend`` for ``extends`` is a scenario file with a mistake, not another file)."""
+    return any(key in known or closest_names(str(key), sorted(known)) for key in data)
+
+
+def _keys_text(data: Mapping[str, Any]) -> str:
+    """A few of a file's top-level keys, shortened: never its values."""
+    names = [show(str(k))[1:-1] if len(str(k)) > 30 else str(k) for k in list(data)[:_KEYS_SHOWN]]
+    if len(data) == 1:
+        return f"its only top-level key ({names[0]}) is not"
+    more = f" and {len(data) - _KEYS_SHOWN} more" if len(data) > _KEYS_SHOWN else ""
+    return f"none of its top-level keys ({', '.join(names)}{more}) is"
 
 
 def _check_file(path: Path, what: str, limit: int, refuse: Callable[[str], InputError]) -> None:

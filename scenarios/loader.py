@@ -70,9 +70,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from scenarios.claims import CLAIM_KEY, Claim, parse_claim
-from scenarios.inputs import InputError, read_toml
+from scenarios.inputs import TOP_LEVEL_KEYS, InputError, read_toml
 from scenarios.messages import describe, show, suggest_among, toml_type
-from simulation.params import Scenario, Site
+from simulation.params import PARAMETER_GROUPS, Scenario, Site
 from simulation.paths import SiteSelector
 
 DEFAULT_SCENARIO_FILE = "enrich_trial.toml"
@@ -82,6 +82,18 @@ DEFAULT_SCENARIO_FILE = "enrich_trial.toml"
 EXTENSION_KEYS: tuple[str, ...] = ("extends", "sites_remove", "sites_where", CLAIM_KEY)
 _NOT_INHERITED: tuple[str, ...] = ("name", "description")
 _TOP_LEVEL = frozenset(EXTENSION_KEYS) | frozenset(_NOT_INHERITED)
+# A file none of whose top-level keys is one of these is no scenario file (read_toml).
+TOP_LEVEL_KEYS["scenario"] = frozenset(Scenario.model_fields) | frozenset(EXTENSION_KEYS)
+# The longest ``extends`` chain (files above the one loaded): deeper is surely a mistake
+# (a generated chain, a loop through links), and would exhaust Python's recursion.
+MAX_EXTENDS_DEPTH = 32
+# Where each global parameter and site key belongs, for a key written in the wrong table.
+_GROUP_OF: dict[str, str] = {
+    name: group
+    for group in reversed(PARAMETER_GROUPS)
+    for name in Scenario.model_fields[group].annotation.model_fields  # type: ignore[union-attr]
+}
+_SITE_KEYS = frozenset(Site.model_fields)
 
 Key = tuple[str, ...]
 
@@ -158,6 +170,7 @@ class _Resolved:
     problems: list[str] = field(default_factory=list)  # found while resolving
     # Sites a what-if added, with the site names its parent had (for typo hints).
     new_sites: dict[str, tuple[Path, list[str]]] = field(default_factory=dict)
+    removed_every_site: bool = False  # sites_remove named every site of the parent
 
     def origin_of(self, key: Key, missing: bool) -> Path:
         """The file to name for a problem at ``key``: for a missing key, the file that
@@ -236,6 +249,16 @@ def _resolve_parent(child: Path, extends: Any, chain: tuple[tuple[Path, Path], .
             child, [f"{child}: extends: value {show(extends)}: {kind}, allowed: {allowed}"]
         )
     parent = _parent_path(child, extends)
+    if len(chain) > MAX_EXTENDS_DEPTH:
+        first, last = chain[0][1], chain[-1][1]
+        raise ScenarioError(
+            child,
+            [
+                f"{child}: extends: value {show(extends)}: more than {MAX_EXTENDS_DEPTH} "
+                f"parents in a row ({first} -> ... -> {last} -> {parent}); at most "
+                f"{MAX_EXTENDS_DEPTH} are allowed"
+            ],
+        )
     if not parent.is_file():
         reason = "no such scenario file" if not parent.exists() else "not a file"
         hint = ""
@@ -325,6 +348,9 @@ def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
         if name in sites:
             del sites[name]
             _forget(resolved, ("sites", name))
+            if not sites:  # this file left no site: it, not the parent, is to blame
+                resolved.tables[("sites",)] = origin
+                resolved.removed_every_site = True
         else:
             resolved.problems.append(
                 f"{path}: sites_remove: value {show(name)}: no such site in the parent; "
@@ -432,13 +458,36 @@ def _validate(resolved: _Resolved, path: Path) -> Scenario:
                 hinted.add(key[1])
                 problems.extend(_new_site_hint(resolved, key[1]))
             source = resolved.origin_of(key, missing)
+            if key == ("sites",) and err["type"] == "too_short":
+                removed = " (sites_remove removed every site of the parent)"
+                problems.append(
+                    f"{source}: sites: no site left: a scenario needs at least one"
+                    + (removed if resolved.removed_every_site else "")
+                )
+                continue
             line = f"{source}: {describe(err, extra_keys=EXTENSION_KEYS)}"
-            if err["type"] == "extra_forbidden" and len(key) > 1 and key[-1] in _TOP_LEVEL:
-                line += f" ({key[-1]} belongs at the top, above the first [table] header)"
+            if err["type"] == "extra_forbidden":
+                line += _belongs_hint(key)
             problems.append(line)
     if problems:
         raise ScenarioError(path, problems)
     return scenario
+
+
+def _belongs_hint(key: Key) -> str:
+    """For an unknown key that is a known one in the wrong table: where it belongs."""
+    name = key[-1]
+    if len(key) > 1 and name in _TOP_LEVEL:
+        return f" ({name} belongs at the top, above the first [table] header)"
+    here = key[0] if len(key) == 2 else "sites" if key[0] == "sites" else None
+    if name in _GROUP_OF and here != _GROUP_OF[name]:
+        return f" ({name} belongs in [{_GROUP_OF[name]}])"
+    if name in _SITE_KEYS and not (key[0] == "sites" and len(key) == 3):
+        return (
+            f" ({name} is a site key: it belongs in [sites.NAME], or in [sites_where.set] "
+            "for several sites)"
+        )
+    return ""
 
 
 def _new_site_hint(resolved: _Resolved, name: str) -> list[str]:

@@ -1,9 +1,32 @@
-"""The peersim model and its one boundary, ``run(scenario, seed) -> Results``."""
+"""The peersim model and its one boundary, ``run(scenario, seed) -> Results``.
 
-from simulation.model import PeerSupportModel, run, run_batch
-from simulation.params import Scenario
-from simulation.results import Results
-from simulation.rng import DEFAULT_SEED, replicate_seed
+The names below are loaded on first use (PEP 562), not when the package is: a
+module that needs only ``simulation.params`` or ``simulation.outputs`` (``peersim
+validate``, ``schema``, ``--help``, a worker process arming its parent watch)
+does not pay for Mesa, pandas and scipy, seconds where bytecode is not cached.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from simulation.model import PeerSupportModel, run, run_batch
+    from simulation.params import Scenario
+    from simulation.results import Results
+    from simulation.rng import DEFAULT_SEED, replicate_seed
+
+# Each name and the module that defines it.
+_EXPORTS = {
+    "DEFAULT_SEED": "simulation.rng",
+    "PeerSupportModel": "simulation.model",
+    "Results": "simulation.results",
+    "Scenario": "simulation.params",
+    "replicate_seed": "simulation.rng",
+    "run": "simulation.model",
+    "run_batch": "simulation.model",
+}
 
 __all__ = [
     "DEFAULT_SEED",
@@ -14,3 +37,16 @@ __all__ = [
     "run",
     "run_batch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

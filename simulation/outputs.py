@@ -55,7 +55,8 @@ def atomic_directory(dest: Path) -> Iterator[Path]:
         raise OutputExistsError(f"{dest} already exists and is not empty")
     created = _make_parents(dest.parent)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+        prefix = f"{_temporary_prefix(dest)}{os.getpid()}-"  # whose it is: see below
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=dest.parent))
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; results are not
     except BaseException:
         _remove_empty(created)
@@ -71,6 +72,42 @@ def atomic_directory(dest: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(created)
         raise
+
+
+def _temporary_prefix(dest: Path) -> str:
+    return f".{dest.name}.partial-"
+
+
+def remove_abandoned(dest: Path) -> list[Path]:
+    """Delete the temporary folders that ``atomic_directory(dest)`` left behind when its
+    process was killed mid-write (``kill -9``, a lost machine); returns them.
+
+    Each is named ``.<dest>.partial-<pid>-<random>``: one whose process still runs is
+    kept (it may be writing now), as is anything not a folder. A name without a pid
+    (written before this release) counts as abandoned.
+    """
+    removed = []
+    prefix = _temporary_prefix(dest)
+    with contextlib.suppress(OSError):
+        for path in Path(dest).parent.iterdir():
+            if not path.name.startswith(prefix) or not path.is_dir() or path.is_symlink():
+                continue
+            owner = path.name[len(prefix) :].split("-", 1)[0]
+            if owner.isdigit() and _alive(int(owner)):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_tables(directory: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:

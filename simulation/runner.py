@@ -73,8 +73,14 @@ Guarantees
   raises, its jobs are rerun one by one so only the failing ones are lost.
   A local worker process that dies is replaced (up to 3 times) and its tasks
   rerun; Dask reruns the tasks of a lost worker itself.
+- What the sweep cannot get past (an ``OSError`` while saving, such as a full disk;
+  workers that keep dying; a lost Dask scheduler) raises ``SweepAborted``, with
+  what finished saved for a resume.
 - Ctrl-C raises ``SweepInterrupted`` (a ``KeyboardInterrupt``) after stopping the
-  workers; finished shards stay and the sweep resumes.
+  workers; finished shards stay and the sweep resumes. So do SIGTERM and SIGHUP
+  inside ``simulation.executors.stop_signals_interrupt()`` (the command line sets
+  it), with their ``signum``. Workers never outlive this process, however it ends
+  (``simulation.executors.watch_parent``).
 
 ``run_replicates`` (replicates of one scenario gathered into a ``ReplicateSet``
 in memory) is a convenience on top, for small runs and tests.
@@ -94,7 +100,7 @@ import tempfile
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -110,7 +116,13 @@ from tqdm import tqdm
 
 from simulation import Results, Scenario, replicate_seed
 from simulation import run_batch as simulate_side_by_side
-from simulation.executors import Backend, ExecutorSpec, as_backend, open_executor
+from simulation.executors import (
+    Backend,
+    ExecutorSpec,
+    as_backend,
+    interrupt_signal,
+    open_executor,
+)
 from simulation.outputs import scenario_sha256
 
 __all__ = [
@@ -119,6 +131,7 @@ __all__ = [
     "Job",
     "ReplicateSet",
     "ReplicatesFailedError",
+    "SweepAborted",
     "SweepError",
     "SweepInterrupted",
     "SweepResult",
@@ -164,13 +177,39 @@ class SweepError(Exception):
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep; finished jobs are saved in ``out_dir`` and resume."""
+    """Ctrl-C (or SIGTERM, SIGHUP: ``signum``) during a sweep; finished jobs are saved
+    in ``out_dir`` and resume."""
 
-    def __init__(self, out_dir: Path, n_done: int, n_jobs: int) -> None:
+    def __init__(self, out_dir: Path, n_done: int, n_jobs: int, signum: int | None = None) -> None:
         super().__init__(f"interrupted with {n_done} of {n_jobs} jobs saved in {out_dir}")
         self.out_dir = out_dir
         self.n_done = n_done
         self.n_jobs = n_jobs
+        self.signum = signum
+
+
+class SweepAborted(Exception):
+    """The sweep cannot go on: the disk is full or unwritable (an ``OSError`` while
+    saving), worker processes kept dying, or the Dask scheduler was lost. What
+    finished is saved in ``out_dir`` and resumes once the cause is fixed; ``reason``
+    says what happened, in one line."""
+
+    def __init__(self, reason: str, out_dir: Path, n_done: int, n_jobs: int) -> None:
+        super().__init__(f"{reason}; {n_done} of {n_jobs} jobs are saved in {out_dir}")
+        self.reason = reason
+        self.out_dir = out_dir
+        self.n_done = n_done
+        self.n_jobs = n_jobs
+
+
+class _ExecutorLost(Exception):
+    """Raised inside ``_drive`` when the workers are gone for good."""
+
+
+def os_error_text(e: OSError) -> str:
+    """An ``OSError`` in one line: what failed on which file, and why."""
+    why = e.strerror or str(e) or type(e).__name__
+    return f"cannot write {e.filename}: {why}" if e.filename else why
 
 
 @dataclass(frozen=True)
@@ -300,9 +339,14 @@ def run_jobs(
             )
             try:
                 _drive(backend, tasks, store=store, jobs=job_list, prepared=prepared, bar=bar)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as e:
                 n_ok = len(store.ok_keys() & {job.key for job in job_list})
-                raise SweepInterrupted(out, n_ok, len(job_list)) from None
+                signum = interrupt_signal(e)
+                raise SweepInterrupted(out, n_ok, len(job_list), signum) from None
+            except (OSError, _ExecutorLost) as e:
+                n_ok = len(store.ok_keys() & {job.key for job in job_list})
+                reason = os_error_text(e) if isinstance(e, OSError) else str(e)
+                raise SweepAborted(reason, out, n_ok, len(job_list)) from e
         result = SweepResult(out, tuple(job.key for job in job_list), tuple(table_spec))
         store.write_failures(result.failures)
     return result
@@ -311,9 +355,13 @@ def run_jobs(
 def auto_spec(spec: ExecutorSpec, n_jobs: int, batch_size: int = SIDE_BY_SIDE) -> ExecutorSpec:
     """``spec``, except that "all cores" (``workers=None``, no scheduler) for at most
     ``batch_size`` jobs means this process: starting workers would cost more than
-    they save. An explicit worker count is always honoured."""
+    they save; and that a local pool or cluster never gets more workers than there
+    are jobs (``--workers 1000`` for 10 runs starts 10). Otherwise an explicit
+    worker count is honoured."""
     if spec.workers is None and spec.scheduler is None and n_jobs <= batch_size:
         return ExecutorSpec(workers=1)
+    if spec.scheduler in (None, "local") and spec.n_workers > max(1, n_jobs):
+        return ExecutorSpec(workers=max(1, n_jobs), scheduler=spec.scheduler)
     return spec
 
 
@@ -340,7 +388,7 @@ def _drive(
             lost: list[_Task] = []
             for future in sorted(finished, key=lambda f: in_flight[f].index):
                 task = in_flight.pop(future)
-                output = _task_output(future, task)
+                output = _task_output(future, task, backend)
                 if output is None:
                     lost.append(task)
                     continue
@@ -355,22 +403,26 @@ def _drive(
                 in_flight.clear()
                 queue.extendleft(sorted(lost, key=lambda t: t.index, reverse=True))
                 if not backend.recover():
-                    raise RuntimeError(
-                        f"worker processes kept dying; finished runs are saved in "
-                        f"{store.root} (resume to continue)"
-                    )
+                    raise _ExecutorLost("worker processes kept dying")
     except BaseException:
         for future in in_flight:
             future.cancel()
         raise
 
 
-def _task_output(future: Future[_TaskOutput], task: _Task) -> _TaskOutput | None:
-    """What a finished task gave; None if its worker died (the pool is then unusable)."""
+def _task_output(future: Future[_TaskOutput], task: _Task, backend: Backend) -> _TaskOutput | None:
+    """What a finished task gave; None if its worker died (the pool is then unusable).
+
+    A task never raises by itself (``run_task`` records its jobs' errors), so a
+    cancelled future (nobody here cancels one still waited for) or a connection error
+    means the executor is gone, a Dask scheduler lost say: ``_ExecutorLost``, which
+    stops the sweep for a resume, rather than a failure of every job still to come."""
     try:
         return future.result()
     except BrokenProcessPool:
         return None
+    except (CancelledError, OSError) as e:
+        raise _ExecutorLost(f"lost {backend.description} ({type(e).__name__})") from e
     except Exception as e:  # the task could not run at all: record its jobs as failed
         return _all_failed(task, e)
 
@@ -711,7 +763,7 @@ class _SweepStore:
         with _locked(root):
             record = root / "sweep.json"
             if record.exists():
-                recorded = json.loads(record.read_text(encoding="utf-8"))
+                recorded = _read_record(record, "the sweep's record")
                 if recorded.get("format") != _FORMAT:
                     raise SweepError(f"{root} does not hold a peersim sweep ({record})")
                 if tuple(recorded.get("tables", ())) != tables:
@@ -724,10 +776,30 @@ class _SweepStore:
             else:
                 _write_atomic(record, json.dumps({"format": _FORMAT, "tables": list(tables)}))
             _remove_uncommitted(root)
-            yield cls(root, tables)
+            store = cls(root, tables)
+            store.verify()  # before any new work, not after it
+            yield store
 
     def ok_keys(self) -> set[str]:
         return {key for commit in self.commits.values() for key in commit["ok"]}
+
+    def verify(self) -> None:
+        """Check that every committed shard is there, whole: its size and SHA-256 as
+        its commit record gives them (records before checksums: that it exists).
+        Raises ``SweepError`` naming the first damaged one and what to delete."""
+        for part, commit in self.commits.items():
+            if not commit["ok"]:
+                continue
+            sums: dict[str, dict[str, Any]] = commit.get("shards", {})
+            for table in self.tables:
+                path = self.root / "shards" / table / f"part-{part:05d}.parquet"
+                problem = _shard_problem(path, sums.get(table))
+                if problem is not None:
+                    record = self.root / "shards" / _COMMITS / f"part-{part:05d}.json"
+                    raise SweepError(
+                        f"{path} is {problem}; delete {record} to run its "
+                        f"{len(commit['ok'])} jobs again"
+                    )
 
     def check_fingerprints(self, fingerprints: dict[str, str]) -> None:
         for commit in self.commits.values():
@@ -766,6 +838,11 @@ class _SweepStore:
             "ok": list(output.ok),
             "failed": failed,
             "fingerprints": {key: prepared.fingerprints[key] for key in keys},
+            # What resume checks each shard against (verify).
+            "shards": {
+                table: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                for table, data in (output.shards.items() if output.ok else ())
+            },
         }
         # Written last: the shards above count only once this record exists.
         _write_atomic(self.root / "shards" / _COMMITS / f"{name}.json", json.dumps(commit))
@@ -788,8 +865,49 @@ def _read_commits(root: Path) -> dict[int, dict[str, Any]]:
         for path in folder.iterdir():
             match = _PART.match(path.name)
             if match and match.group(2) == "json":
-                commits[int(match.group(1))] = json.loads(path.read_text(encoding="utf-8"))
+                commit = _read_record(path, "a commit record", delete_hint=True)
+                if not isinstance(commit.get("ok"), list) or not isinstance(
+                    commit.get("failed"), list
+                ):
+                    raise SweepError(
+                        f"cannot read a commit record {path}: it lacks 'ok' or 'failed'; "
+                        "delete it to run its jobs again"
+                    )
+                commits[int(match.group(1))] = commit
     return dict(sorted(commits.items()))
+
+
+def _read_record(path: Path, what: str, *, delete_hint: bool = False) -> dict[str, Any]:
+    """A JSON object from the sweep's folder, or ``SweepError`` in one line (a record
+    emptied or cut short by a crash of the machine, a disk error, a hand edit)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        reason = "it is empty" if path.is_file() and path.stat().st_size == 0 else str(e)
+        hint = "; delete it to run its jobs again" if delete_hint else ""
+        raise SweepError(f"cannot read {what} {path}: {reason}{hint}") from None
+    if not isinstance(record, dict):
+        raise SweepError(f"cannot read {what} {path}: not a JSON object")
+    return record
+
+
+def _shard_problem(path: Path, expected: dict[str, Any] | None) -> str | None:
+    """What is wrong with a committed shard ("missing", "damaged ..."), or None."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "missing"
+    if expected is None:  # a record written before checksums
+        return None
+    if size != expected.get("bytes"):
+        return f"damaged ({size} bytes, its commit record says {expected.get('bytes')})"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected.get("sha256"):
+        return "damaged (its SHA-256 differs from its commit record's)"
+    return None
 
 
 def _next_part(root: Path) -> int:

@@ -33,3 +33,30 @@ def test_bench_prints_one_json_line_with_the_timings():
     assert result["participants_x10"] == 10 * result["participants"], (
         f"the x10 scenario should have ten times the participants: {result}"
     )
+
+
+def test_startup_bench_prints_one_json_line_with_the_timings():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/startup_bench.py",
+            "--repeat",
+            "1",
+            "--modes",
+            "bytecode",
+            "--commands",
+            "help",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"startup_bench.py exited {done.returncode}:\n{done.stderr}"
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, f"expected one line of output, got {lines}"
+    timing = json.loads(lines[0])["bytecode"]["help"]
+    assert 0 < timing["fastest_s"] <= timing["median_s"], (
+        f"the fastest and median wall times should be positive and ordered: {timing}"
+    )

@@ -436,7 +436,9 @@ def test_cli_on_a_dask_cluster_equals_one_process(
             ["--resume", "{dir}/absent", "-n", "5"], ["leave out --replicates"], id="resume-and-n"
         ),
         pytest.param(
-            ["--scheduler", "tcp://127.0.0.1:9"], ["cannot start or reach"], id="no-scheduler"
+            ["--scheduler", "tcp://127.0.0.1:9"],
+            ["nothing answered as a Dask scheduler"],
+            id="no-scheduler",
         ),
     ],
 )

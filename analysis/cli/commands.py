@@ -4,7 +4,8 @@ User mistakes (a bad scenario file, bad numbers, an output folder that is not
 empty) end with one ``peersim: error: ...`` line on stderr and exit status 2,
 before anything is written. Ctrl-C ends with status 130 and leaves no half-written
 results: a command that sweeps keeps its finished work in ``DIR.partial`` for
-``--resume DIR`` and says so (``analysis.cli.common``).
+``--resume DIR`` and says so (``analysis.cli.common``). SIGTERM and SIGHUP are
+handled the same way, with status 143 and 129 (128 + the signal's number).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import sys
 from collections.abc import Callable, Sequence
 
 from analysis.cli.common import (
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     PROG,
     Parser,
     UsageError,
     error,
+    interrupted,
 )
+from simulation.executors import stop_signals_interrupt
 
 # Each command is a module with register(commands), which adds its parser with
 # set_defaults(handler=fn); fn(args, command_line) returns the exit status.
@@ -49,8 +51,13 @@ could have found.
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``peersim`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    with stop_signals_interrupt():  # SIGTERM, SIGHUP: as Ctrl-C
+        return _main(args_list)
+
+
+def _main(args_list: list[str]) -> int:
     try:
+        parser = build_parser()
         args = parser.parse_args(args_list)
         if args.command is None:
             parser.print_help(sys.stderr)
@@ -62,9 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         error(str(e))
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        error("interrupted; no results were written")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        reason, status = interrupted(stop)
+        error(f"{reason}; no results were written")
+        return status
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,13 +19,14 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from simulation.outputs import is_free
+from simulation.outputs import is_free, remove_abandoned
 from simulation.rng import DEFAULT_SEED
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
@@ -37,6 +38,9 @@ if TYPE_CHECKING:  # kept out of the import so that --help answers at once
 
 PROG = "peersim"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Stopped by a signal: 128 + its number, as a shell reports it (Ctrl-C 130, SIGTERM 143,
+# SIGHUP 129), after the same clean-up and resume hint for all three.
+_SIGNAL_EXIT_BASE = 128
 DEFAULT_RESULTS_DIR = Path("results")
 MAX_FAILURES_LISTED = 10
 POSTERIOR_HELP = (
@@ -61,6 +65,22 @@ class Parser(argparse.ArgumentParser):
 def error(message: str) -> None:
     """Print ``peersim: error: message`` on stderr."""
     print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def interrupted(interrupt: BaseException) -> tuple[str, int]:
+    """What stopped the command, for its last line ("interrupted", "stopped by
+    SIGTERM"), and its exit status: 128 + the signal's number."""
+    from simulation.executors import interrupt_signal
+
+    signum = interrupt_signal(interrupt)
+    if signum == signal.SIGINT:
+        return "interrupted", EXIT_INTERRUPTED
+    return f"stopped by {signal.Signals(signum).name}", _SIGNAL_EXIT_BASE + signum
+
+
+def warn(message: str) -> None:
+    """Print ``peersim: warning: message`` on stderr."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def first_line(e: BaseException) -> str:
@@ -274,6 +294,12 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: no permission to write in {existing}")
+    try:  # access() says yes to root everywhere, and knows nothing of /proc or a full disk
+        Path(tempfile.mkdtemp(prefix=".peersim-check-", dir=existing)).rmdir()
+    except OSError as e:
+        raise UsageError(
+            f"--out {out}: cannot create folders in {existing}: {e.strerror or e}"
+        ) from None
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
@@ -403,6 +429,7 @@ class Resumable:
             )
         if not is_free(out):
             raise UsageError(f"--resume {out}: folder exists and is not empty")
+        remove_abandoned(out)  # an interrupted final write of the results
         ws = Workspace(out, partial, {}, resumed=True)
         with self.reading(ws):
             record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -453,6 +480,8 @@ class Resumable:
         plan = resume_plan(args) if args.resume is not None else new_plan(args, command_line)
         what, detail = plan.describe()
         progress: bool | None = getattr(args, "progress", None)
+        # Optional: what each job's results cost in this process once gathered (run).
+        gathered: Callable[[], int] | None = getattr(plan, "gathered_bytes_per_job", None)
         return self.sweep(
             args,
             plan.ws,
@@ -460,6 +489,7 @@ class Resumable:
             detail=detail,
             execute=lambda backend: plan.execute(backend, progress, command_line),
             n_jobs=plan.n_jobs(),
+            gathered_bytes_per_job=gathered,
         )
 
     def sweep(
@@ -471,16 +501,41 @@ class Resumable:
         detail: str,
         execute: Callable[[Backend], int],
         n_jobs: int | None = None,
+        gathered_bytes_per_job: Callable[[], int] | None = None,
     ) -> int:
         """Run ``execute`` on the executor ``args`` ask for (this process, where
-        ``n_jobs`` is too few to pay for workers), announcing ``what`` it does (and in
-        brackets ``detail`` and the executor)."""
-        from simulation.executors import ExecutorSpec
+        ``n_jobs`` is too few to pay for workers; never more local workers than jobs),
+        announcing ``what`` it does (and in brackets ``detail`` and the executor).
+
+        Before starting: a warning if more local workers than cores were asked for,
+        and ``UsageError`` if the sweep clearly cannot fit in the memory available
+        (``check_memory``; ``gathered_bytes_per_job`` says what each job's results
+        cost here once gathered, measured only for big sweeps)."""
+        from simulation.executors import ExecutorSpec, default_workers
         from simulation.runner import auto_spec
 
         spec = ExecutorSpec(workers=args.workers, scheduler=args.scheduler)
+        if n_jobs is not None:
+            spec = auto_spec(spec, n_jobs)
+        local = spec.scheduler in (None, "local")
+        workers = spec.n_workers if local else 0
+        if local and args.workers is not None and args.workers > default_workers():
+            warn(
+                f"--workers {args.workers} is more than the {default_workers()} cores here: "
+                "the workers share them, which costs memory and gains no speed"
+            )
+        if n_jobs is not None:
+            gathered = 0
+            if gathered_bytes_per_job is not None and n_jobs >= _MEASURE_FROM_JOBS:
+                gathered = gathered_bytes_per_job()
+            check_memory(
+                n_jobs=n_jobs,
+                unit=self.unit,
+                workers=workers if workers > 1 else 0,
+                gathered_bytes_per_job=gathered,
+            )
         return drive_sweep(
-            spec if n_jobs is None else auto_spec(spec, n_jobs),
+            spec,
             announce=lambda backend: (
                 f"{'resuming' if ws.resumed else self.verb} {what} "
                 f"({detail}, {describe_backend(backend)})"
@@ -529,7 +584,13 @@ class Resumable:
         except OutputExistsError as e:  # appeared while we were running
             raise UsageError(str(e)) from None
         except OSError as e:
-            error(f"cannot write results to {ws.out}: {e}")
+            from simulation.runner import os_error_text
+
+            error(
+                f"cannot write results to {ws.out}: {os_error_text(e)}; the finished "
+                f"{self.unit} are saved in {ws.partial}; once that is fixed, continue "
+                f"with: {self.resume_hint(ws.out)}"
+            )
             return EXIT_FAILURE
         shutil.rmtree(ws.partial, ignore_errors=True)
         return EXIT_OK
@@ -567,6 +628,77 @@ def sweep_manifest(
     return manifest
 
 
+# --- memory --------------------------------------------------------------------------------
+
+# What one job costs this process while a sweep runs, whatever its results: its Job
+# (about 0.7 KB) and its hash and fingerprint (0.2 KB), measured with tracemalloc over
+# 100,000 ENRICH replicate jobs (2026-12-02); rounded up.
+_BYTES_PER_JOB = 1024
+# Below this many jobs a sweep's gathered results are not worth measuring (a replicate
+# of region_50_sites, the biggest shipped scenario, gathers about 2 MB: 200 MB here).
+_MEASURE_FROM_JOBS = 100
+
+
+def check_memory(*, n_jobs: int, unit: str, workers: int, gathered_bytes_per_job: int) -> None:
+    """``UsageError`` if a sweep clearly cannot fit in the memory available: this
+    process as it is now, plus per job ``_BYTES_PER_JOB`` and what its gathered
+    results cost (``gathered_bytes_per_job``), plus ``workers`` worker processes
+    each the size of this one (they import the same libraries). An estimate, to
+    refuse at once what would end in a MemoryError or the out-of-memory killer
+    hours later; nothing is checked where the memory available is unknown."""
+    available = available_memory()
+    if available is None:
+        return
+    base = resident_memory()
+    per_job = _BYTES_PER_JOB + gathered_bytes_per_job
+    need = base + n_jobs * per_job + workers * base
+    if need <= available:
+        return
+    on_workers = f" and {workers} worker processes of about {_size(base)} each" if workers else ""
+    raise UsageError(
+        f"{n_jobs} {unit} need about {_size(need)} of memory (about {_size(per_job)} a "
+        f"{unit.rstrip('s')} held in this process{on_workers}), more than the "
+        f"{_size(available)} available; run fewer {unit}" + (" or fewer workers" if workers else "")
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes this process could still use: the kernel's MemAvailable, or less where a
+    control group (a container, a job system) caps the memory; None if unknown."""
+    limits = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    with contextlib.suppress(OSError, ValueError):
+        group = Path("/sys/fs/cgroup")
+        cap = (group / "memory.max").read_text().strip()
+        if cap != "max":
+            limits.append(int(cap) - int((group / "memory.current").read_text()))
+    return min(limits) if limits else None
+
+
+def resident_memory() -> int:
+    """This process's resident memory in bytes (its peak where /proc is missing)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
+        n_bytes /= 1000
+    raise AssertionError("unreachable")
+
+
 # --- running a sweep ----------------------------------------------------------------------
 
 
@@ -595,34 +727,52 @@ def drive_sweep(
     mistakes (exit 2). Ctrl-C stops the workers (leaving the ``with`` block does; a
     second Ctrl-C, which ``uv run`` forwards too, is ignored meanwhile so that the
     clean-up finishes), then says where the finished work is and how to resume (130).
+    SIGTERM and SIGHUP do the same (exit 143 and 129; ``commands.main`` turns them
+    into interrupts).
     ``count_done``: say how many of the sweep's jobs are done (False where the sweep
     is not what the user counts, as in a calibration's generations).
     """
-    from simulation.executors import ExecutorError, open_executor
-    from simulation.runner import SweepError, SweepInterrupted
+    from simulation.executors import ExecutorError, interrupts_ignored, open_executor
+    from simulation.runner import SweepAborted, SweepError, SweepInterrupted, os_error_text
 
     try:
         with contextlib.ExitStack() as stack, open_executor(spec) as backend:
             print(f"{PROG}: {announce(backend)}", file=sys.stderr)
             try:
                 return execute(backend)
-            except KeyboardInterrupt:  # SweepInterrupted is one
-                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-                stack.callback(signal.signal, signal.SIGINT, previous)
+            except KeyboardInterrupt:  # SweepInterrupted and Stopped are ones
+                stack.enter_context(interrupts_ignored())
                 raise  # through open_executor, which stops the running tasks
     except ExecutorError as e:
         raise UsageError(f"--scheduler {spec.scheduler}: {e}") from None
     except SweepError as e:
         raise UsageError(str(e)) from None
-    except KeyboardInterrupt as interrupted:
-        if isinstance(interrupted, SweepInterrupted) and count_done:
-            saved = f"{interrupted.n_done} of {interrupted.n_jobs} {unit} are saved in {partial}"
+    except SweepAborted as e:  # a full disk, dying workers, a lost scheduler
+        saved = (
+            f"{e.n_done} of {e.n_jobs} {unit} are saved in {partial}"
+            if count_done
+            else f"the finished {unit} are saved in {partial}"
+        )
+        error(f"{e.reason}; {saved}; once that is fixed, continue with: {resume_hint}")
+        return EXIT_FAILURE
+    except OSError as e:  # outside the sweep's own saving: the record, the results
+        if not partial.exists():
+            raise UsageError(os_error_text(e)) from None
+        error(
+            f"{os_error_text(e)}; the finished {unit} are saved in {partial}; once that "
+            f"is fixed, continue with: {resume_hint}"
+        )
+        return EXIT_FAILURE
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, SweepInterrupted) and count_done:
+            saved = f"{stop.n_done} of {stop.n_jobs} {unit} are saved in {partial}"
         elif partial.exists():
             saved = f"the finished {unit} are saved in {partial}"
         else:
             raise
-        error(f"interrupted; {saved}; continue with: {resume_hint}")
-        return EXIT_INTERRUPTED
+        reason, status = interrupted(stop)
+        error(f"{reason}; {saved}; continue with: {resume_hint}")
+        return status
 
 
 def load_checked_posterior(directory: Path, scenario: Scenario) -> Posterior:
