@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: `validate` needs none
+    import pandas as pd
 
 SITE_WEEK_COLUMNS: tuple[str, ...] = (
     "site",
@@ -84,12 +86,16 @@ class Results:
 
     @cached_property
     def site_weeks(self) -> pd.DataFrame:
+        import pandas as pd
+
         cols: dict[str, Any] = dict(self.site_week_arrays)
         cols["site"] = pd.Categorical.from_codes(cols["site"], categories=list(self.site_names))
         return pd.DataFrame({c: cols[c] for c in SITE_WEEK_COLUMNS})
 
     @cached_property
     def participants(self) -> pd.DataFrame:
+        import pandas as pd
+
         a: dict[str, Any] = dict(self.participant_arrays)
         a["site"] = pd.Categorical.from_codes(a["site"], categories=list(self.site_names))
         a["arm"] = pd.Categorical.from_codes(a["arm"], categories=list(ARMS))
@@ -104,4 +110,6 @@ class Results:
 
     @cached_property
     def trial_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([self.trial])

@@ -249,9 +249,10 @@ def test_rural_lesson_shows_e_behind_b(seed):
     b, e = sites["B"], sites["E"]
     assert e["contacts_mean"] < b["contacts_mean"] - 0.5, (b, e)
     assert e["fidelity"] < b["fidelity"] - 0.05, (b, e)
-    # The lesson says engagement moves much less than sessions and fidelity: at
-    # these seeds within 0.03 either way.
-    assert abs(e["engaged_share"] - b["engaged_share"]) < 0.03, (b, e)
+    # The lesson says engagement moves much less than sessions and fidelity: its gap
+    # is smaller than the fidelity gap (both on 0-1 scales).
+    gap_engaged = abs(e["engaged_share"] - b["engaged_share"])
+    assert gap_engaged < b["fidelity"] - e["fidelity"], (b, e)
 
 
 @pytest.mark.parametrize("seed", LESSON_SEEDS)

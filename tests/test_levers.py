@@ -75,7 +75,7 @@ CLAIM_OK = 'outcome = "engaged_share"\ndirection = "higher"\nmechanism = "M3: mo
 
 
 def test_every_library_whatif_makes_a_claim_of_a_registry_outcome():
-    assert len(LIBRARY_WHATIFS) >= 11, f"the library's what-ifs: {sorted(LIBRARY_WHATIFS)}"
+    assert len(LIBRARY_WHATIFS) >= 10, f"the library's what-ifs: {sorted(LIBRARY_WHATIFS)}"
     for name, path in LIBRARY_WHATIFS.items():
         claim = load_claim(path)
         assert claim is not None, f"{name} should end with a [claim]"

@@ -77,11 +77,10 @@ LESSONS: tuple[Lesson, ...] = (
         "Rural travel",
         "Sites B and E now differ only in geography: E is rural, an hour's drive each way "
         "to a community meeting or the ward, and both coordinators have 6 hours a week. "
-        "Travel eats peer workers' contracted hours, so some weeks E's run out and "
-        "meetings are cut: E's sessions per participant fall behind B's. Fewer of E's "
-        "peer workers get to group supervision, so its fidelity slips too. Engagement, "
-        "decided mostly at the first contact, moves much less: which gaps close when "
-        "you give E's coordinator more hours, or its peer workers more?",
+        "Travel eats peer workers' hours, so some weeks E's run out and meetings are cut, "
+        "and fewer of them get to group supervision, so E's sessions and fidelity fall "
+        "behind B's while engagement, decided at the first contact, moves much less. "
+        "Which gaps close with more coordinator hours at E, or more peer worker hours?",
         focus=("B", "E"),
         changes={
             "B": _like_site_b(supervisor_h_per_week=6),
