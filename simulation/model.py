@@ -43,6 +43,7 @@ _PW_RECORDS = (
     "pw_morale",
     "hours_needed_mean",
     "shortfall_mean",
+    "share_pw_short",
 )
 # Participant columns of Results, with the ServiceUsers array each comes from.
 _PARTICIPANT_ARRAYS = (
@@ -290,6 +291,8 @@ class PeerSupportModel(mesa.Model):
 
     def add_sessions(self, t: int, *seen: np.ndarray) -> None:
         idx = np.concatenate(seen)
+        if len(idx) == 0:
+            return
         self.users.add_sessions(t, idx)
         self.site_sessions += np.bincount(self.users.site[idx], minlength=self.n_sites)
 
@@ -342,9 +345,8 @@ class PeerSupportModel(mesa.Model):
         r[c["engaged_share"]] = self.site_engaged / denom
         r[c["contacts_mean"]] = self.site_sessions / denom
         r[c["ward_relationship"]] = self.wards.relationship
-        # State columns are in _PW_RECORDS order; "short" is a shortfall above 0.
+        # State columns are in _PW_RECORDS order.
         r[self._pw_rows] = self._site_means(pw.state).T
-        r[c["share_pw_short"]] = self._site_means((pw.shortfall > 0)[:, None])[:, 0]
         r[c["pw_in_post"]] = (
             np.add.reduceat(pw.in_post.astype(float), pw.site_start[:-1])
             if pw.any_vacant

@@ -156,8 +156,8 @@ class PeerWorkers:
     """Peer workers: their own fidelity in four domains, susceptibility to
     drift, wellbeing (morale), caseload and a working week that can run out.
 
-    ``state`` holds fidelity (4 columns), caseload, wellbeing, hours needed and
-    shortfall so that a week's site means take one reduction: update its column
+    ``state`` holds fidelity (4 columns), caseload, wellbeing, hours needed,
+    shortfall and whether short so that a week's site means take one reduction: update its column
     views in place, never rebind them.
     """
 
@@ -177,12 +177,13 @@ class PeerWorkers:
         self.n = n = len(self.site)
         self.site_start = np.concatenate([[0], np.cumsum(n_pw_site)])
         self.site_cap = sites.column("n_caseload_cap")
-        self.state = np.zeros((n, 8))
+        self.state = np.zeros((n, 9))
         self.fidelity = self.state[:, :4]
         self.caseload = self.state[:, 4]
         self.morale = self.state[:, 5]
         self.hours_needed = self.state[:, 6]  # this week's, filled by plan_week
         self.shortfall = self.state[:, 7]  # share of this week's needed hours not available
+        self.short = self.state[:, 8]  # 1 if any of this week's needed hours are not available
         self.morale[:] = scenario.morale.morale_initial
         self.in_post = np.ones(n, dtype=bool)
         self.any_vacant = False
@@ -345,6 +346,7 @@ class PeerWorkers:
         total = fixed + before[:, SEEK_TIER] + need[:, SEEK_TIER]
         self.hours_needed[:] = total
         self.shortfall[:] = np.maximum(total - self.contracted_h, 0.0) / np.maximum(total, 1e-12)
+        np.greater(self.shortfall, 0.0, out=self.short)
 
     def hours_spent(self) -> np.ndarray:
         """This week's hours worked per peer worker: fixed work up to the contract,
@@ -556,6 +558,8 @@ class ServiceUsers:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Ward meetings (M1, M4, M5): returns who meets their peer worker for the
         first time, and who has a further meeting."""
+        if len(on_ward) == 0:  # before the first recruit, after the last discharge
+            return on_ward, on_ward
         pw = self.pw[on_ward]
         u = self.u_ward[on_ward, t - self.week_recruited[on_ward]]
         share = workers.tier_share[pw, WARD_TIER]
@@ -577,6 +581,8 @@ class ServiceUsers:
         """Planned community work (M5, M8): those not yet met are sought, engaged
         participants attend or miss their scheduled meeting. Returns who is reached
         for the first time, and who attends a meeting."""
+        if len(idx) == 0:
+            return idx, idx
         pw = self.pw[idx]
         u = self.u_community[idx, t - self.week_discharged[idx]]
         met = self.met[idx]
@@ -690,6 +696,8 @@ class ServiceUsers:
         """M7: a participant whose clock has run out is readmitted, which ends
         community peer support. Outside support nothing can change the clock,
         so everyone else's readmission week is read off at the end."""
+        if len(in_community) == 0 and not self.waiting:
+            return
         at_risk = np.concatenate([in_community, self.waiting]).astype(np.int64)
         weeks_after = t - self.week_discharged[at_risk] + 1
         self.closed[at_risk[weeks_after >= self.readmit_due[at_risk]]] = True
