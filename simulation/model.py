@@ -29,7 +29,7 @@ from simulation.population import (
     SiteTable,
     WardTeams,
 )
-from simulation.results import RECORDS, Results
+from simulation.results import PARTICIPANT_COLUMNS, PARTICIPANT_DERIVED, RECORDS, Results
 from simulation.rng import Streams
 from simulation.stats import odds_ratio
 
@@ -45,27 +45,10 @@ _PW_RECORDS = (
     "shortfall_mean",
     "share_pw_short",
 )
-# Participant columns of Results, with the ServiceUsers array each comes from.
-_PARTICIPANT_ARRAYS = (
-    "site",
-    "arm",
-    "diagnosis",
-    "non_heterosexual",
-    "week_recruited",
-    "week_discharged",
-    "met",
-    "week_first_contact",
-    "first_contact_setting",
-    "first_contact_min",
-    "rb_activities",
-    "engaged",
-    "stopped_at_handover",
-    "contacts_ward",
-    "contacts_community",
-    "sessions",
-    "readmit_due",
-    "pw",
-)
+# Participant columns kept as ServiceUsers arrays of the same name (the rest are
+# derived in results() from the two arrays after them).
+_PARTICIPANT_KEPT = tuple(c for c in PARTICIPANT_COLUMNS if c not in PARTICIPANT_DERIVED)
+_PARTICIPANT_ARRAYS = (*_PARTICIPANT_KEPT, "readmit_due", "pw")
 
 Seed = int | np.random.SeedSequence
 
@@ -425,7 +408,7 @@ class PeerSupportModel(mesa.Model):
         sw["supervision_hours"] = np.tile(self.coordinators.site_supervision_h[g0:g1], self.n_weeks)
         sw["site"] = np.tile(np.arange(n_site), self.n_weeks)
         sw["week"] = np.repeat(np.arange(self.n_weeks), n_site)
-        participants = {name: su[name] for name in _PARTICIPANT_ARRAYS[:-2]}
+        participants = {name: su[name] for name in _PARTICIPANT_KEPT}
         participants.update(
             participant=np.arange(hi - lo),
             site=site,

@@ -64,6 +64,14 @@ PARTICIPANT_COLUMNS: tuple[str, ...] = (
     "readmitted_12m",
     "weeks_to_readmission",
 )
+"""The participant table's columns, in order: the one list of them."""
+# Participant columns the model derives at the end rather than keeping per participant.
+PARTICIPANT_DERIVED: tuple[str, ...] = (
+    "participant",
+    "peer_worker",
+    "readmitted_12m",
+    "weeks_to_readmission",
+)
 
 ARMS: tuple[str, str] = ("usual_care", "peer_support")
 DIAGNOSES: tuple[str, str, str] = ("psychotic", "personality", "other")
