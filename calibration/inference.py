@@ -54,7 +54,7 @@ from pyabc.weighted_statistics import effective_sample_size
 
 from calibration.distance import FlooredMedianEpsilon, TargetDistance, acceptance_threshold
 from calibration.problem import Problem, simulate_summary
-from calibration.settings import Settings
+from calibration.settings import Settings, duration_text
 from simulation.executors import Backend
 
 DB_NAME = "abc.db"
@@ -278,7 +278,7 @@ class _Progress:
         if t < 0 or all_accepted:
             self.report(
                 f"prior sample (sets the distance's scales): {evaluations} simulations, "
-                f"{_duration(elapsed)}"
+                f"{duration_text(elapsed)}"
             )
             return sample
         eps = float(ana_vars.eps(t)) if ana_vars is not None else math.nan
@@ -288,11 +288,11 @@ class _Progress:
         line = (
             f"generation {t + 1} of at most {self.generations}: epsilon {eps:.3g} "
             f"(floor {self.floor:.3g}), accepted {n} of {evaluations} "
-            f"({n / max(evaluations, 1):.0%}), ESS {ess:.0f}, {_duration(elapsed)}"
+            f"({n / max(evaluations, 1):.0%}), ESS {ess:.0f}, {duration_text(elapsed)}"
         )
         expected = self._generations_expected(self.generations - (t + 1))
         if expected > 0:
-            line += f"; about {_duration(self._eta(expected))} to go"
+            line += f"; about {duration_text(self._eta(expected))} to go"
         self.report(line)
         return sample
 
@@ -376,11 +376,3 @@ def _quiet_pyabc() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

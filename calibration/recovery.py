@@ -63,7 +63,7 @@ import pandas as pd
 from calibration.posterior import Posterior
 from calibration.priors import PriorSet, apply_parameters, is_valid_scenario, load_priors
 from calibration.problem import Problem
-from calibration.settings import Settings
+from calibration.settings import Settings, duration_text
 from calibration.targets import Target, TargetSet, default_targets_path, load_targets
 from scenarios import load_scenario
 from scenarios.odd_table import parameter_rows
@@ -374,12 +374,12 @@ def _progress_line(one: RecoveryRun, done: int, total: int, elapsed: float) -> s
         f"run {done} of {total}: truth {one.truth_index}, {one.kind} targets: "
         f"{one.generations} generation(s), epsilon {one.epsilon:.3g} "
         f"(floor {one.epsilon_floor:.3g}, {floor}), {one.simulations:,} particles simulated "
-        f"in the generations, {_duration(one.wall_s)}"
+        f"in the generations, {duration_text(one.wall_s)}"
     )
     if one.targets.dropped_patterns:
         line += f"; patterns not shown, left out: {', '.join(one.targets.dropped_patterns)}"
     if done < total:
-        line += f"; about {_duration(elapsed / done * (total - done))} to go"
+        line += f"; about {duration_text(elapsed / done * (total - done))} to go"
     return line
 
 
@@ -562,8 +562,8 @@ def markdown_report(recovery: Recovery, summary: pd.DataFrame, runs: pd.DataFram
         f"- per run: population {settings.population}, {settings.replicates} simulated trials "
         f"per particle, at most {settings.generations} generations ({settings.refine} "
         "refining at the epsilon floor)",
-        f"- {recovery.workers} worker(s); wall time {_duration(recovery.wall_s)}, CPU "
-        f"{_duration(recovery.cpu_s)} (this process and its workers); 1-minute load average "
+        f"- {recovery.workers} worker(s); wall time {duration_text(recovery.wall_s)}, CPU "
+        f"{duration_text(recovery.cpu_s)} (this process and its workers); 1-minute load average "
         f"{recovery.load[0]:.1f} at the start, {recovery.load[1]:.1f} at the end (shared machine)",
         "",
         "## Kinds of synthetic targets",
@@ -649,17 +649,9 @@ def _runs_section(runs: pd.DataFrame) -> list[str]:
         lines.append(
             f"| {r.kind} | {r.truth_index} | {r.generations} | {r.epsilon:.3g} "
             f"({r.epsilon_floor:.3g}{floor}) | {r.particles_simulated:,} | "
-            f"{_duration(float(r.wall_s))} | {r.patterns_left_out or 'none'} |"
+            f"{duration_text(float(r.wall_s))} | {r.patterns_left_out or 'none'} |"
         )
     return [*lines, ""]
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -879,7 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out, recovery, base, started=started, command=command, priors_path=args.priors
     )
     say(
-        f"recovery: {len(recovery.runs)} runs in {_duration(recovery.wall_s)}; "
+        f"recovery: {len(recovery.runs)} runs in {duration_text(recovery.wall_s)}; "
         f"report in {args.out / 'recovery.md'}"
     )
     return 0

@@ -53,3 +53,13 @@ class Settings:
             "min_epsilon": self.min_epsilon,
             "refine": self.refine,
         }
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as people read it in progress lines and reports: seconds,
+    minutes or hours."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
