@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from calibration.priors import apply_parameters, get_parameter
+from calibration.priors import SITE_CONFIGURATION, apply_parameters, get_parameter
 from simulation import Scenario, replicate_seed
 from simulation.rng import Streams
 
@@ -96,8 +96,21 @@ class Posterior:
         }
 
     def median_values(self) -> dict[str, float]:
-        """Weighted marginal medians, to ``SIGNIFICANT_DIGITS`` significant digits."""
-        return {p: round_significant(v) for p, v in self.quantile(0.5).items()}
+        """Weighted marginal medians, to ``SIGNIFICANT_DIGITS`` significant digits; for
+        the site configuration (a choice, sampled as an index) the most probable."""
+        out = {p: round_significant(v) for p, v in self.quantile(0.5).items()}
+        if SITE_CONFIGURATION in out:
+            shares = self.configuration_shares()
+            out[SITE_CONFIGURATION] = float(shares.index[int(np.argmax(shares.to_numpy()))]) + 0.5
+        return out
+
+    def configuration_shares(self) -> pd.Series:
+        """Posterior probability of each site configuration index (``floor`` of the
+        sampled index), by index; empty if the site configuration was not free."""
+        if SITE_CONFIGURATION not in self.parameters:
+            return pd.Series(dtype=float)
+        index = np.floor(self.samples[SITE_CONFIGURATION].to_numpy(float)).astype(int)
+        return pd.Series(self.weights).groupby(index).sum()
 
     def median_scenario(self, base: Scenario) -> Scenario:
         """``base`` with every free parameter at its posterior median."""

@@ -19,6 +19,19 @@ prior needs a ``reason``.
 Inside pyabc a lognormal parameter is sampled as its log (named ``log(PATH)``), so
 that the perturbation kernel works on the scale the prior is defined on; the
 posterior files hold natural-scale values.
+
+The scenario's site configuration (which sites are not-for-profit hosted and which
+rural, ``[site_configurations]``) is a free input too::
+
+    [[prior]]
+    parameter = "site_configuration"
+    distribution = "choice"                           # equal prior weight on each
+    options = ["one_each_one_both", "two_nfp_one_rural"]   # the scenario's, in order
+    reason = "..."
+
+It is sampled as an index, uniform on [0, number of options) so that pyabc's
+kernel can perturb it; option ``floor(index)`` applies (``apply_parameters``).
+The options must be exactly the scenario's, in its order.
 """
 
 from __future__ import annotations
@@ -46,14 +59,17 @@ if TYPE_CHECKING:
     from scipy.stats._distn_infrastructure import rv_continuous_frozen
 
 DEFAULT_PRIORS_FILE = "enrich.toml"
-DISTRIBUTIONS: tuple[str, ...] = ("uniform", "normal", "lognormal")
+DISTRIBUTIONS: tuple[str, ...] = ("uniform", "normal", "lognormal", "choice")
 _KEYS: dict[str, tuple[str, ...]] = {
     "uniform": ("lower", "upper"),
     "normal": ("mean", "sd", "lower", "upper"),
     "lognormal": ("median", "sigma", "lower", "upper"),
+    "choice": ("options",),
 }
+# The pseudo-parameter choosing the scenario's site configuration (an index).
+SITE_CONFIGURATION = "site_configuration"
 
-Distribution = Literal["uniform", "normal", "lognormal"]
+Distribution = Literal["uniform", "normal", "lognormal", "choice"]
 
 
 def default_priors_path() -> Path:
@@ -99,6 +115,22 @@ class Prior:
     sd: float | None = None
     median: float | None = None
     sigma: float | None = None
+    options: tuple[str, ...] | None = None  # a choice: its options, index order
+
+    def __post_init__(self) -> None:
+        if self.distribution == "choice":  # an index, uniform on [0, number of options)
+            assert self.options, "a choice needs options"
+            object.__setattr__(self, "lower", 0.0)
+            object.__setattr__(self, "upper", float(len(self.options)))
+
+    @property
+    def is_choice(self) -> bool:
+        return self.distribution == "choice"
+
+    def option(self, index: float) -> str:
+        """The option an index value picks: ``floor(index)``, within range."""
+        assert self.options is not None
+        return self.options[min(max(math.floor(index), 0), len(self.options) - 1)]
 
     @property
     def abc_name(self) -> str:
@@ -115,7 +147,7 @@ class Prior:
         """The scipy distribution of the pyabc-scale value."""
         from scipy import stats
 
-        if self.distribution == "uniform":
+        if self.distribution in ("uniform", "choice"):
             assert self.lower is not None
             assert self.upper is not None
             return stats.uniform(loc=self.lower, scale=self.upper - self.lower)
@@ -157,6 +189,8 @@ class Prior:
         return np.exp(x) if self.distribution == "lognormal" else x
 
     def describe(self) -> str:
+        if self.options is not None:
+            return f"one of {len(self.options)} with equal weight: " + ", ".join(self.options)
         if self.distribution == "uniform":
             return f"uniform({self.lower:g}, {self.upper:g})"
         if self.distribution == "normal":
@@ -207,9 +241,21 @@ class PriorSet:
         return {p.parameter: p.to_natural(float(parameter[p.abc_name])) for p in self.priors}
 
     def check_scenario(self, scenario: Scenario) -> None:
-        """``PriorsError`` if a ``sites.SITE.FIELD`` prior names a site ``scenario`` lacks."""
+        """``PriorsError`` if a ``sites.SITE.FIELD`` prior names a site ``scenario`` lacks,
+        or a site-configuration choice does not list exactly the scenario's options."""
         problems = []
         for i, p in enumerate(self.priors, start=1):
+            if p.is_choice:
+                offered = scenario.site_configurations
+                names = offered.names if offered is not None else ()
+                if p.options != names:
+                    problems.append(
+                        f"{self.path or '(priors)'}: prior[{i}] {p.parameter!r}.options: "
+                        f"value {list(p.options or ())}: must be scenario {scenario.name!r}'s "
+                        "site configurations, in its order: "
+                        + (", ".join(names) if names else "it offers none")
+                    )
+                continue
             site = parse_path(p.parameter).sites
             if site is not None and site.name is not None and site.name not in scenario.sites:
                 sites = list(scenario.sites)
@@ -227,12 +273,34 @@ class PriorSet:
 def apply_parameters(scenario: Scenario, values: Mapping[str, float]) -> Scenario:
     """``scenario`` with the parameters at ``values`` (paths as in a priors file),
     validated afresh (``Scenario.with_values``). Raises ``pydantic.ValidationError``
-    if the result is not a valid scenario (e.g. shares summing past 1)."""
-    return scenario.with_values({path: float(value) for path, value in values.items()})
+    if the result is not a valid scenario (e.g. shares summing past 1).
+
+    A ``site_configuration`` index picks the scenario's option ``floor(index)``
+    first (``Scenario.configured``: made from the scenario's file again), and the
+    other values apply to that."""
+    rest = {path: float(value) for path, value in values.items() if path != SITE_CONFIGURATION}
+    if SITE_CONFIGURATION in values:
+        scenario = scenario.configured(configuration_name(scenario, values[SITE_CONFIGURATION]))
+    return scenario.with_values(rest) if rest else scenario
+
+
+def configuration_name(scenario: Scenario, index: float) -> str:
+    """The site configuration of ``scenario`` that index value ``index`` picks."""
+    offered = scenario.site_configurations
+    if offered is None:
+        raise ValueError(f"scenario {scenario.name!r} offers no site configurations")
+    names = offered.names
+    return names[min(max(math.floor(float(index)), 0), len(names) - 1)]
 
 
 def get_parameter(scenario: Scenario, path: str) -> float:
-    """The value of a parameter (path as in a priors file) in ``scenario``."""
+    """The value of a parameter (path as in a priors file) in ``scenario``; the site
+    configuration as the index of the one selected."""
+    if path == SITE_CONFIGURATION:
+        offered = scenario.site_configurations
+        if offered is None:
+            raise ValueError(f"scenario {scenario.name!r} offers no site configurations")
+        return float(offered.names.index(offered.selected))
     return float(get_value(scenario, path))
 
 
@@ -273,6 +341,13 @@ class NormalEntry(_Entry):
     upper: Finite | None = None
 
 
+class ChoiceEntry(_Entry):
+    distribution: Literal["choice"]
+    options: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description="the scenario's site configurations, in its order"
+    )
+
+
 class LognormalEntry(_Entry):
     distribution: Literal["lognormal"]
     median: Positive = Field(description="the median, > 0")
@@ -282,7 +357,7 @@ class LognormalEntry(_Entry):
 
 
 PriorEntry = Annotated[
-    UniformEntry | NormalEntry | LognormalEntry, Field(discriminator="distribution")
+    UniformEntry | NormalEntry | LognormalEntry | ChoiceEntry, Field(discriminator="distribution")
 ]
 
 
@@ -332,22 +407,23 @@ def load_priors(path: str | Path | None = None) -> PriorSet:
     if problems:
         raise PriorsError(source, problems)
     assert not problems  # hence the file validated
-    priors = tuple(
-        Prior(
-            parameter=e.parameter,
-            distribution=e.distribution,
-            reason=e.reason,
-            **{k: getattr(e, k) for k in _KEYS[e.distribution]},
-        )
-        for e in parsed.prior
-    )
+    priors = tuple(_prior(e) for e in parsed.prior)
     return PriorSet(priors, source, parsed.description)
+
+
+def _prior(e: UniformEntry | NormalEntry | LognormalEntry | ChoiceEntry) -> Prior:
+    if isinstance(e, ChoiceEntry):
+        return Prior(e.parameter, e.distribution, e.reason, options=tuple(e.options))
+    values = {k: getattr(e, k) for k in _KEYS[e.distribution]}
+    return Prior(e.parameter, e.distribution, e.reason, **values)
 
 
 _ENTRY = TypeAdapter(PriorEntry)
 
 
-def _entry_or_none(raw: Any) -> UniformEntry | NormalEntry | LognormalEntry | None:
+def _entry_or_none(
+    raw: Any,
+) -> UniformEntry | NormalEntry | LognormalEntry | ChoiceEntry | None:
     try:
         return _ENTRY.validate_python(raw)
     except ValidationError:
@@ -355,13 +431,17 @@ def _entry_or_none(raw: Any) -> UniformEntry | NormalEntry | LognormalEntry | No
 
 
 def _entry_problems(
-    file: Path, key: str, entry: UniformEntry | NormalEntry | LognormalEntry
+    file: Path, key: str, entry: UniformEntry | NormalEntry | LognormalEntry | ChoiceEntry
 ) -> list[Problem]:
     """What the schema of one entry cannot say: the parameter is a real-valued field
-    of the scenario, and the prior's support lies inside that field's range."""
+    of the scenario, and the prior's support lies inside that field's range (or a
+    choice is of the site configuration)."""
 
     def problem(at: str, what: str, value: Any = NOT_GIVEN, allowed: str = "") -> Problem:
         return Problem(file, f"{key}.{at}", what, value, allowed)
+
+    if isinstance(entry, ChoiceEntry) or entry.parameter == SITE_CONFIGURATION:
+        return _choice_problems(problem, entry)
 
     try:
         path = parse_path(entry.parameter)
@@ -397,6 +477,18 @@ def _entry_problems(
     if low is not None and high is not None and low >= high:
         return [problem("upper", f"not above lower ({low:g})", high, "upper > lower")]
     return _support_problems(problem, entry.distribution, _bounds(path.info), low, high)
+
+
+def _choice_problems(problem: Callable[..., Problem], entry: Any) -> list[Problem]:
+    """A choice is of the site configuration, and the site configuration a choice."""
+    if entry.parameter != SITE_CONFIGURATION:
+        what = "only the site configuration is a choice"
+        return [problem("parameter", what, entry.parameter, SITE_CONFIGURATION)]
+    if not isinstance(entry, ChoiceEntry):
+        return [problem("distribution", "the site configuration", entry.distribution, "choice")]
+    if len(set(entry.options)) < len(entry.options):
+        return [problem("options", "an option is given twice", entry.options)]
+    return []
 
 
 def _support_problems(

@@ -171,6 +171,13 @@ class Recovery:
 # --- truths and synthetic trials -------------------------------------------------------
 
 
+def numeric_priors(priors: PriorSet) -> PriorSet:
+    """``priors`` without the site-configuration choice: the study keeps the base
+    scenario's configuration (coverage and narrowing are about real values)."""
+    kept = tuple(p for p in priors.priors if not p.is_choice)
+    return PriorSet(kept, priors.path, priors.description)
+
+
 def draw_truths(priors: PriorSet, base: Scenario, k: int, seed: int) -> list[dict[str, float]]:
     """``k`` parameter sets drawn independently from the priors (inverse CDF of
     uniforms from ``seed``), each a valid scenario (an invalid draw is drawn again)."""
@@ -841,7 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         design = Design(args.truths, settings, tuple(dict.fromkeys(args.kinds)))
         if args.workers < 1:
             raise ValueError(f"workers must be a whole number >= 1 (got {args.workers})")
-        priors = load_priors(args.priors)
+        priors = numeric_priors(load_priors(args.priors))
     except (ValueError, OSError) as e:
         parser.error(str(e))
     started = datetime.now(UTC)

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 
 from calibration.distance import PATTERN_MET_SHARE
 from calibration.posterior import Posterior, weighted_quantile
-from calibration.priors import PriorSet, get_parameter
+from calibration.priors import Prior, PriorSet, get_parameter
 from calibration.statistics import Value, statistic_unit
 from calibration.targets import Observation, Pattern, Target, TargetSet
 from simulation import Scenario
@@ -161,11 +161,40 @@ def _observed_text(t: Target) -> str:
     return text
 
 
+def configuration_table(priors: PriorSet, posterior: Posterior, base: Scenario) -> pd.DataFrame:
+    """One row per site configuration of ``base`` when the site configuration is a
+    free input: its prior and posterior probability, and whether ``base`` selects it
+    (empty otherwise)."""
+    columns = ["configuration", "description", "selected", "prior", "posterior"]
+    offered = base.site_configurations
+    choice = next((p for p in priors.priors if p.is_choice), None)
+    if choice is None or offered is None:
+        return pd.DataFrame(columns=columns)
+    shares = posterior.configuration_shares()
+    rows = [
+        {
+            "configuration": name,
+            "description": offered.options[name].description,
+            "selected": name == offered.selected,
+            "prior": 1.0 / len(offered.names),
+            "posterior": float(shares.get(k, 0.0)),
+        }
+        for k, name in enumerate(offered.names)
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _numeric(priors: PriorSet) -> list[Prior]:
+    """The priors of real-valued parameters (not the site-configuration choice)."""
+    return [p for p in priors.priors if not p.is_choice]
+
+
 def parameter_table(priors: PriorSet, posterior: Posterior, base: Scenario) -> pd.DataFrame:
-    """One row per free parameter: its value before calibration, prior and posterior."""
+    """One row per real-valued free parameter: its value before calibration, prior and
+    posterior (the site configuration has ``configuration_table``)."""
     rows = []
     w = posterior.weights
-    for p in priors.priors:
+    for p in _numeric(priors):
         values = posterior.samples[p.parameter].to_numpy(float)
         prior_lo, prior_mid, prior_hi = (
             float(v) for v in p.ppf(np.array([*PARAMETER_INTERVAL[:1], 0.5, PARAMETER_INTERVAL[1]]))
@@ -313,13 +342,13 @@ def _pattern_label(ax: Axes, p: Pattern) -> None:
 
 
 def parameters_figure(priors: PriorSet, posterior: Posterior) -> Figure:
-    n = len(priors.priors)
+    n = len(_numeric(priors))
     cols = min(3, n)
     rows = -(-n // cols)
     figure = _figure(4.2 * cols, 2.8 * rows + 0.6)
     axes = figure.subplots(rows, cols, squeeze=False).ravel()
     w = posterior.weights
-    for ax, p in zip(axes, priors.priors, strict=False):
+    for ax, p in zip(axes, _numeric(priors), strict=False):
         values = posterior.samples[p.parameter].to_numpy(float)
         lo, hi = (float(v) for v in p.ppf(np.array([0.001, 0.999])))
         lo, hi = min(lo, values.min()), max(hi, values.max())
@@ -360,7 +389,7 @@ def parameters_figure(priors: PriorSet, posterior: Posterior) -> Figure:
 def pairs_figure(priors: PriorSet, posterior: Posterior) -> Figure:
     """Lower triangle: the posterior's particles (resampled by weight) for each pair
     of parameters; diagonal: each parameter's posterior histogram."""
-    names = [p.parameter for p in priors.priors]
+    names = [p.parameter for p in _numeric(priors)]
     n = len(names)
     figure = _figure(1.9 * n + 0.8, 1.9 * n + 0.8)
     axes = figure.subplots(n, n, squeeze=False)
@@ -435,15 +464,18 @@ def write_report(
     parameters_table: pd.DataFrame,
     generations: pd.DataFrame,
     info: Mapping[str, Any],
+    configurations_table: pd.DataFrame | None = None,
 ) -> Path:
     """``report.md`` in ``directory``; ``info`` holds the run's facts (command, dates,
     settings, stop reason, scales, output names)."""
+    configurations = configurations_table if configurations_table is not None else pd.DataFrame()
     lines = [
         *_run_facts(info, targets, priors),
         _in_short(targets_table, parameters_table),
         "",
         *_targets_section(targets, targets_table),
         *_parameters_section(priors, parameters_table),
+        *_configurations_section(configurations),
         *_run_section(generations, info),
         *_method_section(info),
     ]
@@ -564,6 +596,31 @@ def _parameters_section(priors: PriorSet, parameters_table: pd.DataFrame) -> lis
         add(f"- `{p.parameter}`: {p.reason}")
     add("")
     return lines
+
+
+def _configurations_section(table: pd.DataFrame) -> list[str]:
+    """``## Site configuration``: prior and posterior probability of each assumption
+    about which sites are not-for-profit hosted and rural (nothing if not free)."""
+    if table.empty:
+        return []
+    lines = [
+        "## Site configuration",
+        "",
+        "Which trial sites were not-for-profit hosted and which rural is not published, so "
+        "the configuration is a free input with equal prior weight on each option; the "
+        "posterior says how well each fits the targets together with the other parameters "
+        "(a probability near the prior's: the targets cannot tell it apart). Posterior-"
+        "ensemble runs draw it with the other parameters.",
+        "",
+        "| configuration | assumes | selected before | prior | posterior |",
+        "|---|---|---|---|---|",
+    ]
+    for r in table.itertuples(index=False):
+        lines.append(
+            f"| `{r.configuration}` | {r.description} | {'yes' if r.selected else ''} | "
+            f"{r.prior:.0%} | {r.posterior:.0%} |"
+        )
+    return [*lines, ""]
 
 
 def _run_section(generations: pd.DataFrame, info: Mapping[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from simulation.params import PARAMETER_GROUPS, Scenario
+from simulation.params import CONFIGURED_SITE_KEYS, PARAMETER_GROUPS, Scenario
 
 
 def scenario_toml(
@@ -33,9 +33,19 @@ def scenario_toml(
     for group in PARAMETER_GROUPS:
         lines += ["", f"[{group}]"]
         lines += _table(data[group], group, notes)
+    configurations = data.get("site_configurations")
     for site, values in data["sites"].items():
+        if configurations is not None:  # these come from the configuration selected
+            values = {k: v for k, v in values.items() if k not in CONFIGURED_SITE_KEYS}
         lines += ["", f"[sites.{_key(site)}]"]
         lines += _table(values, f"sites.{site}", notes)
+    if configurations is not None:
+        options = configurations.pop("options")
+        lines += ["", "[site_configurations]"]
+        lines += _table(configurations, "site_configurations", notes)
+        for option, values in options.items():
+            lines += ["", f"[site_configurations.options.{_key(option)}]"]
+            lines += _table(values, f"site_configurations.options.{option}", notes)
     return "\n".join(lines) + "\n"
 
 

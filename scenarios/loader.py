@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -72,7 +73,7 @@ from pydantic import ValidationError
 from scenarios.claims import CLAIM_KEY, Claim, parse_claim
 from scenarios.inputs import TOP_LEVEL_KEYS, InputError, read_toml
 from scenarios.messages import describe, show, suggest_among, toml_type
-from simulation.params import PARAMETER_GROUPS, Scenario, Site
+from simulation.params import CONFIGURED_SITE_KEYS, PARAMETER_GROUPS, Scenario, Site
 from simulation.paths import SiteSelector
 
 DEFAULT_SCENARIO_FILE = "enrich_trial.toml"
@@ -114,10 +115,32 @@ def library() -> dict[str, Path]:
     return {path.stem: path for path in sorted(folder.glob("*.toml"))}
 
 
-def load_scenario(path: str | Path | None = None) -> Scenario:
-    """Read, resolve and validate a scenario file; ``None`` means the ENRICH default."""
+def load_scenario(path: str | Path | None = None, configuration: str | None = None) -> Scenario:
+    """Read, resolve and validate a scenario file; ``None`` means the ENRICH default.
+
+    ``configuration`` selects one of the file's site configurations in place of the
+    one it selects (``[site_configurations]``); the scenario remembers its file, so
+    ``Scenario.configured(name)`` can make it under the others."""
     source = default_scenario_path() if path is None else Path(path)
-    return _validate(_resolve(source), source)
+    resolved = _resolve(source, configuration=configuration)
+    if configuration is not None and "site_configurations" not in resolved.data:
+        raise ScenarioError(
+            source,
+            [
+                f"{source}: site configuration {configuration!r} was asked for, but the "
+                "scenario offers no site configurations ([site_configurations])"
+            ],
+        )
+    scenario = _validate(resolved, source)
+    if scenario.site_configurations is not None:
+        scenario._reconfigure = functools.partial(_load_configured, _identity(source))
+    return scenario
+
+
+@functools.lru_cache(maxsize=64)
+def _load_configured(source: Path, configuration: str) -> Scenario:
+    # Cached for the process: calibration asks for the same few again and again.
+    return load_scenario(source, configuration)
 
 
 def load_claim(path: str | Path) -> Claim | None:
@@ -192,19 +215,22 @@ class _Resolved:
         return self.path
 
 
-def _resolve(path: Path, chain: tuple[tuple[Path, Path], ...] = ()) -> _Resolved:
+def _resolve(
+    path: Path, chain: tuple[tuple[Path, Path], ...] = (), configuration: str | None = None
+) -> _Resolved:
     """Read ``path`` and apply it onto its resolved parent, if it has one.
 
     ``chain`` holds (identity, shown path) of the files that extend this one, to
-    catch circles. Problems that make the result meaningless (an unreadable file, a
-    missing parent, a circle) raise ``ScenarioError``; the others are collected.
+    catch circles; ``configuration`` overrides the site configuration selected.
+    Problems that make the result meaningless (an unreadable file, a missing
+    parent, a circle) raise ``ScenarioError``; the others are collected.
     """
     raw = read_toml(path, "scenario", ScenarioError)
     extensions = {key: raw.pop(key) for key in EXTENSION_KEYS if key in raw}
     claim_problems = parse_claim(path, extensions[CLAIM_KEY])[1] if CLAIM_KEY in extensions else []
     here = (_identity(path), path)
     if "extends" in extensions:
-        parent = _resolve_parent(path, extensions["extends"], (*chain, here))
+        parent = _resolve_parent(path, extensions["extends"], (*chain, here), configuration)
         resolved = _Resolved(parent.data, path, parent.generation + 1)
         resolved.origins, resolved.tables = parent.origins, parent.tables
         resolved.problems = parent.problems
@@ -232,8 +258,7 @@ def _resolve(path: Path, chain: tuple[tuple[Path, Path], ...] = ()) -> _Resolved
                 f"{path}: sites_remove: value {show(extensions['sites_remove'])}: this file "
                 "extends no other, so there are no inherited sites to remove"
             )
-    if "sites_where" in extensions:
-        _apply_sites_where(resolved, extensions["sites_where"], origin)
+    _apply_site_rules(resolved, raw, extensions, origin, configuration)
     resolved.problems.extend(str(p) for p in claim_problems)
     if "name" not in resolved.data:
         resolved.data["name"] = path.stem
@@ -241,7 +266,23 @@ def _resolve(path: Path, chain: tuple[tuple[Path, Path], ...] = ()) -> _Resolved
     return resolved
 
 
-def _resolve_parent(child: Path, extends: Any, chain: tuple[tuple[Path, Path], ...]) -> _Resolved:
+def _apply_site_rules(
+    resolved: _Resolved,
+    raw: dict[str, Any],
+    extensions: dict[str, Any],
+    origin: _Origin,
+    configuration: str | None,
+) -> None:
+    """A file's site configuration (if it sets one), then its ``sites_where``."""
+    if "site_configurations" in raw:
+        _apply_configuration(resolved, raw, origin, configuration)
+    if "sites_where" in extensions:
+        _apply_sites_where(resolved, extensions["sites_where"], origin)
+
+
+def _resolve_parent(
+    child: Path, extends: Any, chain: tuple[tuple[Path, Path], ...], configuration: str | None
+) -> _Resolved:
     if not isinstance(extends, str) or not extends:
         allowed = "the parent scenario file's path, relative to this file"
         kind = "empty" if extends == "" else f"wrong type ({toml_type(extends)})"
@@ -280,7 +321,7 @@ def _resolve_parent(child: Path, extends: Any, chain: tuple[tuple[Path, Path], .
                     f"a circle: {circle} -> {parent}"
                 ],
             )
-    return _resolve(parent, chain)
+    return _resolve(parent, chain, configuration)
 
 
 def _parent_path(child: Path, extends: str) -> Path:
@@ -356,6 +397,100 @@ def _remove_sites(resolved: _Resolved, names: Any, origin: _Origin) -> None:
                 f"{path}: sites_remove: value {show(name)}: no such site in the parent; "
                 f"{suggest_among(name, list(sites)).replace('valid keys', 'sites')}"
             )
+    _drop_removed_from_configurations(resolved, set(names))
+
+
+def _drop_removed_from_configurations(resolved: _Resolved, removed: set[str]) -> None:
+    """Removed sites leave the inherited site configurations; configurations that
+    then name no site at all (a file that replaced every trial site) go too."""
+    table = resolved.data.get("site_configurations")
+    options = table.get("options") if isinstance(table, dict) else None
+    if not isinstance(options, dict):
+        return
+    named = False
+    for option in options.values():
+        if not isinstance(option, dict):
+            return  # malformed: validation reports it
+        for kind in ("not_for_profit", "rural"):
+            if isinstance(option.get(kind), list):
+                option[kind] = [n for n in option[kind] if n not in removed]
+                named = named or bool(option[kind])
+    if not named:
+        del resolved.data["site_configurations"]
+        _forget(resolved, ("site_configurations",))
+
+
+def _apply_configuration(
+    resolved: _Resolved, raw: dict[str, Any], origin: _Origin, forced: str | None
+) -> None:
+    """Write the selected site configuration's host, geography and travel time into
+    every site (before this file's ``sites_where``, so what-ifs select by them).
+    Malformed tables are left for validation to report."""
+    table = resolved.data.get("site_configurations")
+    if not isinstance(table, dict):
+        return
+    if forced is not None:
+        table["selected"] = forced
+        _remember(resolved, ("site_configurations", "selected"), forced, origin)
+    name, options = table.get("selected"), table.get("options")
+    sites = resolved.data.get("sites")
+    if not (isinstance(name, str) and isinstance(options, dict) and isinstance(sites, dict)):
+        return
+    _check_configured_sites(resolved, options, list(sites))
+    option = options.get(name)
+    if not isinstance(option, dict):
+        return
+    own = raw.get("sites")
+    for site_name, site in sites.items():
+        if not isinstance(site, dict):
+            continue
+        written = own.get(site_name) if isinstance(own, dict) else None
+        written = written if isinstance(written, dict) else {}
+        for key in CONFIGURED_SITE_KEYS:
+            if key in written:
+                resolved.problems.append(
+                    f"{origin.path}: sites.{site_name}.{key}: value {show(written[key])}: "
+                    f"set by the site configuration this file selects ({name!r}); "
+                    "remove it here, or change it in a what-if that extends this file"
+                )
+        for key, value in _configured_values(table, option, site_name).items():
+            site[key] = value
+            _remember(resolved, ("sites", site_name, key), value, origin)
+
+
+def _configured_values(table: dict[str, Any], option: dict[str, Any], site: str) -> dict[str, Any]:
+    """A site's host, geography and (where the table gives it) travel time under
+    ``option``: named sites are not-for-profit hosted or rural, the rest NHS, urban."""
+
+    def named(kind: str) -> bool:
+        names = option.get(kind)
+        return isinstance(names, list) and site in names
+
+    geography = "rural" if named("rural") else "urban"
+    values: dict[str, Any] = {
+        "host": "not_for_profit" if named("not_for_profit") else "nhs",
+        "geography": geography,
+    }
+    travel = table.get(f"dur_travel_{geography}_min")
+    if isinstance(travel, int | float):
+        values["dur_travel_min"] = float(travel)
+    return values
+
+
+def _check_configured_sites(resolved: _Resolved, options: dict[str, Any], sites: list[str]) -> None:
+    """Every site an option names must be a site of the scenario."""
+    for option_name, option in options.items():
+        for kind in ("not_for_profit", "rural"):
+            names = option.get(kind) if isinstance(option, dict) else None
+            for site in names if isinstance(names, list) else []:
+                if site in sites:
+                    continue
+                key = ("site_configurations", "options", option_name, kind)
+                hint = suggest_among(str(site), sites).replace("valid keys", "sites")
+                resolved.problems.append(
+                    f"{resolved.origin_of(key, False)}: {'.'.join(key)}: value {show(site)}: "
+                    f"no such site; {hint}"
+                )
 
 
 def _apply_sites_where(resolved: _Resolved, entries: Any, origin: _Origin) -> None:
@@ -446,6 +581,8 @@ def _site_value_problems(
 
 def _validate(resolved: _Resolved, path: Path) -> Scenario:
     problems = list(resolved.problems)
+    # Site configurations naming unknown sites are reported above, by file and key.
+    reported = any(": site_configurations.options." in p for p in problems)
     try:
         # Strict: TOML is typed, so "3" for a count is a mistake, not something to coerce.
         scenario = Scenario.model_validate(resolved.data, strict=True)
@@ -464,6 +601,8 @@ def _validate(resolved: _Resolved, path: Path) -> Scenario:
                     f"{source}: sites: no site left: a scenario needs at least one"
                     + (removed if resolved.removed_every_site else "")
                 )
+                continue
+            if reported and "site_configurations.options." in str(err.get("msg", "")):
                 continue
             line = f"{source}: {describe(err, extra_keys=EXTENSION_KEYS)}"
             if err["type"] == "extra_forbidden":

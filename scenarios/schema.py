@@ -19,6 +19,7 @@ import copy
 from typing import Any
 
 from scenarios.claims import CLAIMABLE, Claim
+from simulation.params import CONFIGURED_SITE_KEYS as CONFIGURED
 from simulation.params import Scenario
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -107,11 +108,26 @@ def file_schema() -> dict[str, Any]:
     schema["dependentRequired"] = {"sites_remove": ["extends"]}
     # Without a parent or conditions to fill them in, every site must be complete.
     schema["if"] = {"anyOf": [{"required": ["extends"]}, {"required": ["sites_where"]}]}
+    # ... except the keys a site configuration sets, where the file has one.
+    configured = copy.deepcopy(defs["Site"])
+    configured["required"] = [k for k in configured.get("required", []) if k not in CONFIGURED]
+    configured["title"] = "Site (configured)"
+    configured["description"] = (
+        "A site of a file with [site_configurations]: host, geography and "
+        "dur_travel_min come from the configuration selected. " + configured.get("description", "")
+    )
+    defs["SiteConfigured"] = configured
+
+    def complete_sites(site: str) -> dict[str, Any]:
+        return {
+            "required": ["sites"],
+            "properties": {"sites": {"minProperties": 1, "additionalProperties": {"$ref": site}}},
+        }
+
     schema["else"] = {
-        "required": ["sites"],
-        "properties": {
-            "sites": {"minProperties": 1, "additionalProperties": {"$ref": "#/$defs/Site"}}
-        },
+        "if": {"required": ["site_configurations"]},
+        "then": complete_sites("#/$defs/SiteConfigured"),
+        "else": complete_sites("#/$defs/Site"),
     }
     schema["title"] = "peersim scenario file"
     schema["description"] = (

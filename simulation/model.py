@@ -89,8 +89,8 @@ class PeerSupportModel(mesa.Model):
         honorary = sites.column("honorary_contracts").astype(bool)
         # M4: barriers apply to not-for-profit peer workers without honorary contracts.
         barriers = nfp & ~honorary & mech.m4_host_barriers
-        self.wards = WardTeams(scenario, sites, barriers)
         self.coordinators = Coordinators(scenario, sites, nfp, rural)
+        self.wards = WardTeams(scenario, sites, barriers, self.coordinators.site_preparation)
         self.workers = PeerWorkers(
             scenario, sites, self.coordinators, barriers=barriers, rural=rural, n_weeks=self.n_weeks
         )

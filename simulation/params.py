@@ -18,7 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, NoReturn
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
 
 def _f(default: Any, grade: str, unit: str, meaning: str, source: str = "", **kw: Any) -> Any:
@@ -296,6 +304,16 @@ class Ward(_Frozen):
         ge=0,
         le=1,
     )
+    share_records_access_nfp: float = _f(
+        0.0,
+        "M",
+        "share",
+        "share of not-for-profit peer workers without honorary contracts who can read "
+        "the NHS electronic notes (in place of the site's share_records_access)",
+        "access differed between peer workers: Marks 2021 [T]",
+        ge=0,
+        le=1,
+    )
 
 
 class Community(_Frozen):
@@ -363,6 +381,16 @@ class Supervision(_Frozen):
         "share of group supervision a rural peer worker attends",
         ge=0,
         le=1,
+    )
+    n_team_visits_per_week: float = _f(
+        2.0,
+        "M",
+        "visits per week",
+        "journeys the site's coordinators make each week to the ward, the community "
+        "team and the peer workers; each costs the site's return travel out of "
+        "coordinator hours (M5: geography limits supervision [S])",
+        ge=0,
+        le=20,
     )
 
 
@@ -758,6 +786,53 @@ class Site(_Frozen):
     n_participants: int = Field(ge=0, le=100_000, description="participants recruited")
 
 
+class SiteConfiguration(_Frozen):
+    """One assumption about which sites are not-for-profit hosted and which rural."""
+
+    description: str = Field(default="", description="what this configuration assumes")
+    not_for_profit: Annotated[tuple[str, ...], BeforeValidator(_as_tuple)] = Field(
+        default=(), description="sites whose peer workers a not-for-profit employs"
+    )
+    rural: Annotated[tuple[str, ...], BeforeValidator(_as_tuple)] = Field(
+        default=(), description="sites with a rural catchment"
+    )
+
+
+# Site keys a site configuration sets (a file that selects one must not set them too).
+CONFIGURED_SITE_KEYS: tuple[str, ...] = ("host", "geography", "dur_travel_min")
+
+
+class SiteConfigurations(_Frozen):
+    """Uncertain site attributes [M]: the papers do not say which trial sites were
+    not-for-profit hosted or rural, so a scenario may offer several configurations
+    consistent with the seed [S] and select one. The loader (``scenarios.loader``)
+    writes the selected one's host, geography and travel time into every site;
+    calibration and posterior ensembles can sample among the options."""
+
+    selected: str = Field(min_length=1, description="the option in effect")
+    options: Annotated[dict[str, SiteConfiguration], AfterValidator(FrozenDict)] = Field(
+        min_length=1, description="the configurations, by name"
+    )
+    dur_travel_urban_min: float = Field(
+        ge=0, le=240, description="one-way travel at an urban site, minutes [M]"
+    )
+    dur_travel_rural_min: float = Field(
+        ge=0, le=240, description="one-way travel at a rural site, minutes [M]"
+    )
+
+    @model_validator(mode="after")
+    def _selected_known(self) -> SiteConfigurations:
+        if self.selected not in self.options:
+            raise ValueError(
+                f"selected {self.selected!r} is not one of the options: " + ", ".join(self.options)
+            )
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.options)
+
+
 class Scenario(_Frozen):
     """One complete, validated scenario: global parameters and the sites."""
 
@@ -776,13 +851,65 @@ class Scenario(_Frozen):
     sites: Annotated[dict[str, Site], AfterValidator(FrozenDict)] = Field(
         min_length=1, description="sites by name"
     )
+    site_configurations: SiteConfigurations | None = Field(
+        default=None, description="uncertain site attributes: the options and the one selected"
+    )
+    # How to make this scenario under another site configuration (set by the loader:
+    # a configuration is applied before a what-if's changes, so only the file can
+    # redo it). A derived copy (with_values) has none: its changes would be lost.
+    _reconfigure: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _site_names(self) -> Scenario:
         for name in self.sites:
             if not name or "/" in name:
                 raise ValueError(f"site name {name!r} must be non-empty and contain no '/'")
+        if self.site_configurations is not None:
+            for option, c in self.site_configurations.options.items():
+                for kind in ("not_for_profit", "rural"):
+                    unknown = [n for n in getattr(c, kind) if n not in self.sites]
+                    if unknown:
+                        raise ValueError(
+                            f"site_configurations.options.{option}.{kind} names "
+                            f"{', '.join(unknown)}, not a site of this scenario "
+                            f"(sites: {', '.join(self.sites)}); a scenario whose sites "
+                            "were replaced needs site_configurations of its own, or none"
+                        )
         return self
+
+    def __eq__(self, other: object) -> bool:
+        # Parameters only: where a scenario came from (_reconfigure) is not part of it.
+        if not isinstance(other, Scenario):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # sites are a dict: never hashable
+
+    @property
+    def site_configuration(self) -> str | None:
+        """The name of the site configuration in effect, if the scenario offers any."""
+        c = self.site_configurations
+        return None if c is None else c.selected
+
+    def configured(self, name: str) -> Scenario:
+        """This scenario under site configuration ``name`` (made again from its file,
+        so a what-if's changes apply on top); ``ValueError`` if it cannot be."""
+        c = self.site_configurations
+        if c is None:
+            raise ValueError(f"scenario {self.name!r} offers no site configurations")
+        if name not in c.options:
+            raise ValueError(
+                f"site configuration {name!r} is not one of {self.name!r}'s: "
+                + ", ".join(c.options)
+            )
+        if name == c.selected:
+            return self
+        if self._reconfigure is None:
+            raise ValueError(
+                f"scenario {self.name!r} was not loaded from a file (or was changed "
+                "since), so it cannot be made under another site configuration"
+            )
+        return self._reconfigure(name)  # type: ignore[no-any-return]
 
     @property
     def site_names(self) -> list[str]:

@@ -67,16 +67,18 @@ class SiteTable:
 class WardTeams:
     """M1 and M4: one ward team per site and its relationship with peer workers (0-1)."""
 
-    def __init__(self, scenario: Scenario, sites: SiteTable, barriers: np.ndarray) -> None:
+    def __init__(
+        self, scenario: Scenario, sites: SiteTable, barriers: np.ndarray, preparation: np.ndarray
+    ) -> None:
+        """``preparation``: the share of the team preparation programme the
+        coordinators deliver at each site (``Coordinators.site_preparation``)."""
         w = scenario.ward
         self.params = w
         self.enabled = scenario.mechanisms.m1_ward_relationship
         self.relationship = np.full(len(sites), w.ward_relationship_base)
         # The part of the target that experience does not move.
         self.target_fixed = (
-            w.ward_relationship_base
-            + w.w_preparation * sites.column("team_preparation")
-            - w.w_friction_nfp * barriers
+            w.ward_relationship_base + w.w_preparation * preparation - w.w_friction_nfp * barriers
         )
 
     def relate(self, met: np.ndarray, engaged: np.ndarray, declined: np.ndarray) -> None:
@@ -107,10 +109,22 @@ class Coordinators:
         site_hours = sites.column("supervisor_h_per_week").astype(float)
         self.hours = site_hours[self.site] / n_sup[self.site]
         # Coordinator hours, liaison and preparation are fixed over delivery, so the
-        # supervision plan is made once.
+        # supervision plan is made once. Hours go first to liaison between
+        # organisations (M4) and journeys (M5), then to the team preparation
+        # planned (M1), and what is left to supervision (M3): where hours run
+        # short, preparation is cut before nothing is left for supervision.
         liaison = np.where(nfp & mech.m4_host_barriers, sv.share_liaison_nfp, 0.0)
-        prep = sites.column("team_preparation") if mech.m1_ward_relationship else 0.0
-        available = np.maximum(0.0, site_hours * (1 - liaison) - sv.dur_team_prep_h_per_week * prep)
+        travel_h = sites.column("dur_travel_min") / 60.0 * mech.m5_rural_travel
+        journeys = sv.n_team_visits_per_week * 2 * travel_h
+        after_fixed = np.maximum(0.0, site_hours * (1 - liaison) - journeys)
+        planned = sites.column("team_preparation") if mech.m1_ward_relationship else 0.0
+        planned = planned * np.ones(len(sites))
+        prep_h = np.minimum(sv.dur_team_prep_h_per_week * planned, after_fixed)
+        # The share of the programme delivered (all that is planned if it takes no time).
+        self.site_preparation = (
+            prep_h / sv.dur_team_prep_h_per_week if sv.dur_team_prep_h_per_week > 0 else planned
+        )
+        available = after_fixed - prep_h
         # Share of group supervision attended: rural travel keeps some peer workers away.
         self.site_attendance = np.where(rural & mech.m5_rural_travel, sv.p_attend_rural, 1.0)
         self.site_supervision_h = available / sites.column("n_peer_workers") * self.site_attendance
@@ -208,7 +222,10 @@ class PeerWorkers:
         self.existing = np.zeros(n, dtype=bool)
         for g, s in enumerate(sites.sites):
             lo, n_site = self.site_start[g], s.n_peer_workers
-            n_access = n_site if s.honorary_contracts else round(s.share_records_access * n_site)
+            # M4: a not-for-profit host's peer workers see NHS notes only with an
+            # honorary contract (or as far as share_records_access_nfp allows).
+            share = p.ward.share_records_access_nfp if barriers[g] else s.share_records_access
+            n_access = n_site if s.honorary_contracts else round(share * n_site)
             self.records_access[lo : lo + n_access] = True
             n_existing = round(s.share_existing_workforce * n_site)
             self.existing[lo + n_site - n_existing : lo + n_site] = True

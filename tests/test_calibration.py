@@ -82,7 +82,10 @@ def _scenario(hosts: dict[str, tuple[str, str]]) -> Scenario:
         name: template.model_copy(update={"host": host, "geography": geo}).model_dump()
         for name, (host, geo) in hosts.items()
     }
-    return Scenario.model_validate({**enrich.model_dump(), "sites": sites})
+    # Without enrich's site configurations: their options name its sites.
+    return Scenario.model_validate(
+        {**enrich.model_dump(), "sites": sites, "site_configurations": None}
+    )
 
 
 THREE_SITES = {"A": ("nhs", "urban"), "B": ("nhs", "urban"), "C": ("not_for_profit", "rural")}

@@ -62,8 +62,8 @@ SITE_OUTCOMES = [k for k, _ in OUTCOMES if k not in OVERALL_ONLY]
 def _site_g_hours(text: str, hours: float) -> str:
     """``text`` with site G's coordinator hours set to ``hours`` (all else equal)."""
     head, _, tail = text.partition("[sites.G]")
-    changed = tail.replace("supervisor_h_per_week = 5.0", f"supervisor_h_per_week = {hours}", 1)
-    assert changed != tail, "site G's coordinator hours should be 5.0 in enrich_trial.toml"
+    changed = tail.replace("supervisor_h_per_week = 10.0", f"supervisor_h_per_week = {hours}", 1)
+    assert changed != tail, "site G's coordinator hours should be 10.0 in enrich_trial.toml"
     return f"{head}[sites.G]{changed}"
 
 
@@ -74,7 +74,7 @@ def toml_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     texts = {
         "base": ENRICH_TEXT,
         "same": ENRICH_TEXT,
-        "g_supervision": _site_g_hours(ENRICH_TEXT, 15.0),
+        "g_supervision": _site_g_hours(ENRICH_TEXT, 20.0),
     }
     paths = {}
     for label, text in texts.items():
@@ -382,7 +382,7 @@ def test_printed_table_names_each_whatif_and_the_pairing(compared: tuple[Path, s
         pytest.param(ENRICH_TEXT, ["{base}"], ["base.toml", "given twice"], id="same-file-twice"),
         pytest.param(ENRICH_TEXT, ["-n", "1"], ["--replicates", "at least 2"], id="one-replicate"),
         pytest.param(
-            ENRICH_TEXT.replace("[sites.G]", "[sites.overall]"),
+            ENRICH_TEXT.replace("[sites.G]", "[sites.overall]").replace('"G"', '"overall"'),
             [],
             ["site named 'overall'"],
             id="site-named-overall",

@@ -156,7 +156,7 @@ def test_prior_distributions_are_a_discriminated_union(tmp_path: Path):
     )
     assert problems_of(load_priors, path, body) == [
         f"{path}: prior[1] 'ward.w_preparation'.distribution: missing: required, "
-        "allowed: uniform, normal, lognormal",
+        "allowed: uniform, normal, lognormal, choice",
         f"{path}: prior[2] 'ward.w_preparation'.median: value 0.2: unknown key; "
         "valid keys here: parameter, reason, distribution, lower, upper",
     ], "each entry's keys are those of its distribution"

@@ -276,7 +276,7 @@ def test_identical_whatif_gives_exactly_zero_and_no_change(tmp_path):
 def test_change_at_one_site_leaves_another_exactly_as_it_was(tmp_path):
     """Sites never interact: more coordinator hours at F change nothing at E (common
     random numbers), and raise fidelity at F."""
-    body = "[sites.F]\nsupervisor_h_per_week = 10.0\n"
+    body = "[sites.F]\nsupervisor_h_per_week = 20.0\n"
     fidelity = 'outcome = "fidelity"\ndirection = "higher"\nmechanism = "M3: a -> b"\n'
     at_e = _whatif(tmp_path, body, fidelity + 'sites = "sites.E"\n', "at_e.toml")
     at_f = _whatif(tmp_path, body, fidelity + 'sites = "sites.F"\n', "at_f.toml")

@@ -421,7 +421,7 @@ def test_changing_one_site_leaves_the_other_sites_identical(scenario):
     weeks) and their whole outcomes are identical, as are their site-week rows,
     because every random draw is from a stream named for its site and sites do
     not interact. Site G itself does change (the test is not vacuous)."""
-    changed = variant(scenario, "G", {"supervisor_h_per_week": 10.0})
+    changed = variant(scenario, "G", {"supervisor_h_per_week": 20.0})
     for i in range(3):
         seed = replicate_seed(111, i)
         a, b = run(scenario, seed), run(changed, seed)

@@ -363,6 +363,7 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
     )
     targets_table = report.target_table(plan.targets, pred)
     parameters_table = report.parameter_table(plan.priors, posterior, plan.scenario)
+    configurations_table = report.configuration_table(plan.priors, posterior, plan.scenario)
     finished = datetime.now(UTC)
     started = datetime.fromisoformat(plan.ws.record["started_utc"])
     outputs = [
@@ -429,6 +430,7 @@ def _finish(plan: _Plan, problem: Any, result: AbcResult, backend: Backend) -> i
             parameters_table=parameters_table,
             generations=result.generations,
             info=info,
+            configurations_table=configurations_table,
         )
         if plan.keep_db:
             shutil.copyfile(plan.ws.partial / DB_NAME, tmp / DB_NAME)
@@ -496,13 +498,22 @@ def _calibrated_description(plan: _Plan) -> str:
 def _calibrated_toml(
     plan: _Plan, calibrated: Scenario, posterior: Any, info: dict[str, Any]
 ) -> str:
+    from calibration.priors import SITE_CONFIGURATION
     from calibration.scenario_file import scenario_toml
 
     lo, hi = posterior.quantile(0.05), posterior.quantile(0.95)
     comments = {
         p: f"calibrated: posterior median, 90% interval [{lo[p]:.4g}, {hi[p]:.4g}]"
         for p in posterior.parameters
+        if p != SITE_CONFIGURATION
     }
+    if SITE_CONFIGURATION in posterior.parameters:
+        shares = posterior.configuration_shares()
+        offered = plan.scenario.site_configurations
+        names = offered.names if offered is not None else ()
+        comments["site_configurations.selected"] = "calibrated: the most probable; " + ", ".join(
+            f"{names[k]} {share:.0%}" for k, share in shares.items()
+        )
     header = [
         f"{calibrated.name}: {plan.scenario.name} with its free parameters calibrated against",
         "the trial's published summaries (posterior medians). Written by:",
