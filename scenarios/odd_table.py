@@ -83,17 +83,42 @@ def sites_markdown_table(scenario: Scenario) -> str:
     return "\n".join(lines)
 
 
+def configurations_markdown_table(scenario: Scenario) -> str:
+    """The scenario's site configurations, one row per option, the selected one
+    marked (no trailing newline; empty if it offers none)."""
+    offered = scenario.site_configurations
+    if offered is None:
+        return ""
+    lines = [
+        "| configuration | selected | not-for-profit hosted | rural | assumes |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in offered.options.items():
+        cells = [
+            f"`{name}`",
+            "yes" if name == offered.selected else "",
+            ", ".join(c.not_for_profit) or "none",
+            ", ".join(c.rural) or "none",
+            c.description,
+        ]
+        lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print the ODD tables as Markdown.")
     parser.add_argument(
-        "--sites", action="store_true", help="print the ENRICH scenario's site attributes instead"
+        "--sites", action="store_true", help="print the ENRICH scenario's site attributes and site configurations instead"
     )
     args = parser.parse_args(argv)
     if args.sites:
         # Imported here: the model package must not depend on the scenario files.
         from scenarios.loader import load_scenario
 
-        print(sites_markdown_table(load_scenario(None)))
+        scenario = load_scenario(None)
+        print(sites_markdown_table(scenario))
+        print()
+        print(configurations_markdown_table(scenario))
     else:
         print(markdown_table())
 

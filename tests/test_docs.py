@@ -20,7 +20,13 @@ import pandas as pd
 import pytest
 
 from scenarios.loader import load_scenario
-from scenarios.odd_table import COLUMNS, format_default, parameter_rows, sites_markdown_table
+from scenarios.odd_table import (
+    COLUMNS,
+    configurations_markdown_table,
+    format_default,
+    parameter_rows,
+    sites_markdown_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ODD = ROOT / "docs" / "ODD.md"
@@ -105,9 +111,18 @@ def _group_field(scenario, dotted: str) -> tuple[object, str]:
 
 
 def test_odd_site_table_matches_enrich_scenario():
-    want = sites_markdown_table(load_scenario(None))
+    enrich = load_scenario(None)
+    want = sites_markdown_table(enrich)
     assert want in ODD.read_text(), (
         "docs/ODD.md's assumed site attributes differ from the embedded ENRICH scenario "
+        "(regenerate with `uv run python -m scenarios.odd_table --sites`)"
+    )
+    options = configurations_markdown_table(enrich)
+    assert options.count("\n") == 1 + len(enrich.site_configurations.options), (
+        "expected a header, a rule and a row per site configuration"
+    )
+    assert options in ODD.read_text(), (
+        "docs/ODD.md's site configurations differ from the embedded ENRICH scenario "
         "(regenerate with `uv run python -m scenarios.odd_table --sites`)"
     )
 
