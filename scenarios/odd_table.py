@@ -108,7 +108,9 @@ def configurations_markdown_table(scenario: Scenario) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print the ODD tables as Markdown.")
     parser.add_argument(
-        "--sites", action="store_true", help="print the ENRICH scenario's site attributes and site configurations instead"
+        "--sites",
+        action="store_true",
+        help="print the ENRICH scenario's site attributes and site configurations instead",
     )
     args = parser.parse_args(argv)
     if args.sites:

@@ -184,7 +184,8 @@ class PeerSupportModel(mesa.Model):
                         ward, community meetings and seeking, against hours
                         contracted (M5)
         4. ward       - further meetings on the ward; who is met there first (M1, M4)
-        5. community  - scheduled meetings after discharge; who is reached first
+        5. community  - scheduled meetings after discharge; who is reached first;
+                        who lapses when a meeting is not held for lack of hours
         6. first      - first contacts: length, activities, engaged or not (M2)
         7. sessions   - this week's sessions counted; each moves the readmission
                         clock along the dose-response curve (M7)
@@ -206,7 +207,10 @@ class PeerSupportModel(mesa.Model):
         first_ward, seen_ward = self.users.meet_on_ward(
             t, on_ward, self.workers, self.wards.relationship
         )
-        first_community, seen_community = self.users.meet_in_community(t, community, self.workers)
+        first_community, seen_community, lapsed = self.users.meet_in_community(
+            t, community, self.workers
+        )
+        self.stopped(lapsed)
         self.first_contacts(t, first_ward, first_community)
         self.add_sessions(t, first_ward, first_community, seen_ward, seen_community)
         self.users.close_cases(t)
@@ -287,6 +291,17 @@ class PeerSupportModel(mesa.Model):
             stopped = self.users.hand_over(leaving)
             self.site_engaged -= np.bincount(self.users.site[stopped], minlength=self.n_sites)
         self.workers.refill(t)
+
+    def stopped(self, lapsed: np.ndarray) -> None:
+        """Participants who lapsed are no longer engaged (the ward's experience, M1)
+        and count against their peer worker's sense of value (M8: service users
+        discontinuing [T])."""
+        if len(lapsed) == 0:
+            return
+        self.site_engaged -= np.bincount(self.users.site[lapsed], minlength=self.n_sites)
+        self.workers.declines_this_week += np.bincount(
+            self.users.pw[lapsed], minlength=self.workers.n
+        )
 
     def _update_caseloads(self) -> None:
         su = self.users

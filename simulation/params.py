@@ -343,6 +343,16 @@ class Community(_Frozen):
     dur_meeting_min: float = _f(
         60.0, "M", "min", "length of a meeting, travel excluded", gt=0, le=480
     )
+    p_lapse_per_unheld_meeting: float = _f(
+        0.15,
+        "M",
+        "probability",
+        "chance an engaged participant stops peer support when a scheduled community "
+        "meeting is not held because their peer worker's hours ran out",
+        "service users discontinued: BMC Psychiatry 2022 [T]",
+        ge=0,
+        le=1,
+    )
 
 
 class Supervision(_Frozen):

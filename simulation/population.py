@@ -469,6 +469,7 @@ class ServiceUsers:
         self.z_first_contact: np.ndarray = a["z_first_contact"]
         self.u_engage: np.ndarray = a["u_engage"]
         self.u_handover: np.ndarray = a["u_handover"]
+        self.u_lapse: np.ndarray = a["u_lapse"]
         self.u_rb: np.ndarray = a["u_rb"]
         self.u_ward: np.ndarray = a["u_ward"]
         self.u_community: np.ndarray = a["u_community"]
@@ -513,6 +514,8 @@ class ServiceUsers:
         self.rb_activities = np.full(n, -1)
         self.engaged = np.zeros(n, dtype=bool)
         self.stopped_at_handover = np.zeros(n, dtype=bool)
+        self.lapsed = np.zeros(n, dtype=bool)  # stopped after meetings not held
+        self.n_unheld = np.zeros(n, dtype=np.int64)
         self.closed = np.zeros(n, dtype=bool)  # off caseloads: declined, readmitted, ended
         self.contacts_ward = np.zeros(n, dtype=np.int64)
         self.contacts_community = np.zeros(n, dtype=np.int64)
@@ -551,6 +554,7 @@ class ServiceUsers:
             add("z_first_contact", rng.standard_normal(n))
             add("u_engage", rng.random(n))
             add("u_handover", rng.random(n))
+            add("u_lapse", rng.random(n))
             # Randomisation: block sizes for each diagnostic stratum, then keys
             # that order each block (see randomise).
             rng = streams.get(f"randomisation/{name}")
@@ -594,12 +598,13 @@ class ServiceUsers:
 
     def meet_in_community(
         self, t: int, idx: np.ndarray, workers: PeerWorkers
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Planned community work (M5, M8): those not yet met are sought, engaged
-        participants attend or miss their scheduled meeting. Returns who is reached
-        for the first time, and who attends a meeting."""
+        participants attend or miss their scheduled meeting, and a meeting not held
+        for lack of the peer worker's hours may end their engagement. Returns who
+        is reached for the first time, who attends a meeting and who lapses."""
         if len(idx) == 0:
-            return idx, idx
+            return idx, idx, idx
         pw = self.pw[idx]
         u = self.u_community[idx, t - self.week_discharged[idx]]
         met = self.met[idx]
@@ -607,10 +612,25 @@ class ServiceUsers:
         p_first = self.params.community.p_first_contact_per_week * share[:, SEEK_TIER]
         # Odds of missing: the participant's own, times the peer worker's wellbeing factor.
         morale_odds = np.exp(self.params.morale.w_morale_missed * (1 - workers.morale[pw]))
-        p_attend = share[:, COMMUNITY_TIER] / (1 + self.odds_missed[idx] * morale_odds)
-        attended = met & (u < p_attend)
+        held = share[:, COMMUNITY_TIER]
+        attended = met & (u < held / (1 + self.odds_missed[idx] * morale_odds))
         self.contacts_community[idx[attended]] += 1
-        return idx[~met & (u < p_first)], idx[attended]
+        return idx[~met & (u < p_first)], idx[attended], self._lapse(idx[met & (u >= held)])
+
+    def _lapse(self, unheld: np.ndarray) -> np.ndarray:
+        """Participants whose scheduled meeting was not held (the peer worker's
+        hours ran out) stop with chance p_lapse_per_unheld_meeting each time: one
+        draw per participant, who stops at the k-th such meeting once (1 - p)^k
+        falls below it. Stopping ends their engagement, as at a handover."""
+        if len(unheld) == 0:
+            return unheld
+        self.n_unheld[unheld] += 1
+        keep = 1.0 - self.params.community.p_lapse_per_unheld_meeting
+        lapsed = unheld[self.u_lapse[unheld] > keep ** self.n_unheld[unheld]]
+        self.closed[lapsed] = True
+        self.engaged[lapsed] = False
+        self.lapsed[lapsed] = True
+        return lapsed
 
     def first_contacts(
         self,

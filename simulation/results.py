@@ -58,6 +58,7 @@ PARTICIPANT_COLUMNS: tuple[str, ...] = (
     "rb_activities",
     "engaged",
     "stopped_at_handover",
+    "lapsed",
     "contacts_ward",
     "contacts_community",
     "sessions",

@@ -309,7 +309,7 @@ def test_site_claims_compare_the_mean_over_their_sites():
             "scenario": ["enrich_trial"] * 4,
             "replicate": [0, 0, 1, 1],
             "scope": ["E", "G", "E", "G"],
-            "outcome": ["contacts_community_mean"] * 4,
+            "outcome": ["engaged_share"] * 4,
             "value": [1.0, 3.0, 2.0, math.nan],
         }
     )
