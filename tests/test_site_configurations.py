@@ -198,23 +198,23 @@ def test_an_index_picks_the_option_under_its_floor(enrich, index, name):
     assert s.ward.w_friction_nfp == 0.1, "the other values apply on top"
 
 
+def _choice_prior(tmp_path: Path, parameter: str, options: list[str]) -> Path:
+    path = tmp_path / "priors.toml"
+    path.write_text(
+        f'[[prior]]\nparameter = "{parameter}"\ndistribution = "choice"\n'
+        f'options = {options!r}\nreason = "r"\n'.replace("'", '"'),
+        encoding="utf-8",
+    )
+    return path
+
+
 def test_choice_prior_mistakes_are_refused(tmp_path, enrich):
-    wrong_options = tmp_path / "a.toml"
-    wrong_options.write_text(
-        '[[prior]]\nparameter = "site_configuration"\ndistribution = "choice"\n'
-        'options = ["two_both", "one_each_one_both"]\nreason = "r"\n',
-        encoding="utf-8",
-    )
+    wrong_order = _choice_prior(tmp_path, SITE_CONFIGURATION, ["two_both", "one_each_one_both"])
     with pytest.raises(PriorsError, match="in its order: one_each_one_both"):
-        load_priors(wrong_options).check_scenario(enrich)
-    wrong_parameter = tmp_path / "b.toml"
-    wrong_parameter.write_text(
-        '[[prior]]\nparameter = "ward.w_friction_nfp"\ndistribution = "choice"\n'
-        'options = ["x"]\nreason = "r"\n',
-        encoding="utf-8",
-    )
+        load_priors(wrong_order).check_scenario(enrich)
+    not_a_choice = _choice_prior(tmp_path, "ward.w_friction_nfp", ["x"])
     with pytest.raises(PriorsError, match="only the site configuration is a choice"):
-        load_priors(wrong_parameter)
+        load_priors(not_a_choice)
 
 
 def test_posterior_median_takes_the_most_probable_configuration(enrich):
