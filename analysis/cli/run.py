@@ -147,10 +147,11 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
 
 
 def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
+    from analysis.aggregates import RunAggregates
     from analysis.figures import make_figures, save_figures
     from analysis.summary import format_summary
     from simulation.outputs import write_manifest, write_tables
-    from simulation.runner import ReplicateSet, replicate_jobs, run_jobs
+    from simulation.runner import replicate_jobs, run_jobs
 
     RESUMABLE.save(plan.ws, command)
     if plan.posterior is not None:
@@ -171,11 +172,22 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
             "replicates",
             lambda row: f"replicate {row.replicate} (seed {row.seed})",
         )
-    replicates = ReplicateSet.from_sweep(plan.scenario, plan.seed, sweep)
+    summary: list[str] = []
 
     def write(folder: Path) -> None:
-        write_tables(folder, replicates.tables())
-        save_figures(make_figures(replicates), folder / "figures")
+        # Streamed: the tables go from the shards to the files a piece at a time, and
+        # the figures and the summary are drawn from aggregates read back from those
+        # files (analysis.aggregates), so the memory this takes does not grow with
+        # the number of replicates beyond a fraction of a KB a replicate.
+        write_tables(folder, {name: sweep.iter_table(name) for name in sweep.table_names})
+        run = RunAggregates.from_files(
+            plan.scenario,
+            plan.seed,
+            folder / "site_weeks.parquet",
+            folder / "trial.parquet",
+        )
+        save_figures(make_figures(run), folder / "figures")
+        summary.append(format_summary(run))
         manifest = common.sweep_manifest(
             plan.scenario, plan.scenario_path, plan.ws, backend, seed=plan.seed, replicates=plan.n
         )
@@ -184,6 +196,6 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
 
     status = RESUMABLE.write_output(plan.ws, write)
     if status == EXIT_OK:
-        print(format_summary(replicates))
+        print(summary[0])
         print(f"\nResults written to {plan.ws.out}")
     return status
