@@ -84,17 +84,17 @@ class _Plan:
         return self.n
 
     def gathered_bytes_per_job(self) -> int:
-        """What a replicate's tables cost this process once gathered for the output
-        files: the pandas tables of one replicate simulated now, times 2.5 (the
-        tables are read from the shards through Arrow and written through it again.
-        region_50_sites: the parent's peak grew by 2.0 MB a replicate between 100 and
-        400 replicates, as issue 10 measured it, for 0.85 MB of pandas tables, as
-        measured here: a factor of 2.35)."""
+        """What a replicate costs this process once the tables are written: its row of
+        the trial table and its end-of-delivery rows, which the summary and the figures
+        keep (``analysis.aggregates``; the tables themselves are streamed from the
+        shards to the files, and the bands of the figures take a fixed budget)."""
+        from analysis.aggregates import END_COLUMNS, end_of_delivery
         from simulation import run
 
         results = run(self.scenario, 0)
-        tables = (results.site_weeks, results.participants)
-        return int(2.5 * sum(int(t.memory_usage(deep=True).sum()) for t in tables))
+        end = end_of_delivery(results.site_weeks.assign(replicate=0))
+        kept = (results.trial_frame, end[["site", "week", *END_COLUMNS]])
+        return sum(int(t.memory_usage(deep=True).sum()) for t in kept)
 
     def execute(self, backend: Backend, progress: bool | None, command: list[str]) -> int:
         return _run_plan(self, backend, progress, command)
