@@ -11,9 +11,23 @@ import math
 
 import pandas as pd
 
+from analysis.aggregates import RunAggregates, as_aggregates, end_of_delivery
 from simulation import Scenario
 from simulation.outcomes import outcome, units_line
 from simulation.runner import ReplicateSet
+
+__all__ = [
+    "INTERVAL_QUANTILES",
+    "SITE_MEASURES",
+    "TRIAL_MEASURES",
+    "align_columns",
+    "describe",
+    "end_of_delivery",
+    "format_summary",
+    "site_summary",
+    "trial_measures",
+    "trial_summary",
+]
 
 INTERVAL_QUANTILES: tuple[float, float] = (0.025, 0.975)
 
@@ -40,12 +54,6 @@ def trial_measures(scenario: Scenario) -> tuple[tuple[str, str], ...]:
     return tuple((name, outcome(name).heading(scenario)) for name in TRIAL_MEASURES)
 
 
-def end_of_delivery(site_weeks: pd.DataFrame) -> pd.DataFrame:
-    """The last recorded week of each site in each replicate: the end of delivery."""
-    last = site_weeks.groupby("replicate")["week"].transform("max")
-    return site_weeks[site_weeks["week"] == last].reset_index(drop=True)
-
-
 def describe(values: pd.Series) -> tuple[float, float, float]:
     """Mean and 95% interval of one measure across replicates (NaNs ignored)."""
     clean = values.dropna().astype(float)
@@ -55,9 +63,9 @@ def describe(values: pd.Series) -> tuple[float, float, float]:
     return (float(clean.mean()), float(lo), float(hi))
 
 
-def site_summary(replicates: ReplicateSet) -> pd.DataFrame:
+def site_summary(replicates: RunAggregates | ReplicateSet) -> pd.DataFrame:
     """One row per site; columns ``<measure>``, ``<measure>_lo``, ``<measure>_hi``."""
-    end = end_of_delivery(replicates.site_weeks)
+    end = as_aggregates(replicates).end
     rows = []
     for site, frame in end.groupby("site", observed=True, sort=False):
         row: dict[str, object] = {"site": site}
@@ -67,7 +75,7 @@ def site_summary(replicates: ReplicateSet) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def trial_summary(replicates: ReplicateSet) -> pd.DataFrame:
+def trial_summary(replicates: RunAggregates | ReplicateSet) -> pd.DataFrame:
     """One row per trial statistic present: ``key, label, mean, lo, hi``."""
     rows = [
         (key, label, *describe(replicates.trial[key]))
@@ -77,8 +85,9 @@ def trial_summary(replicates: ReplicateSet) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["key", "label", "mean", "lo", "hi"])
 
 
-def format_summary(replicates: ReplicateSet) -> str:
+def format_summary(run: RunAggregates | ReplicateSet) -> str:
     """The summary ``peersim run`` prints: per-site delivery, then trial outcomes."""
+    replicates = as_aggregates(run)
     n = replicates.n_replicates
     header = (
         f"Scenario {replicates.scenario.name!r}: {n} replicate{'s' if n != 1 else ''}, "

@@ -16,7 +16,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,14 +110,51 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_tables(directory: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
-    """Write each table as ``<name>.parquet``; returns the files written."""
+def write_tables(
+    directory: Path, tables: Mapping[str, pd.DataFrame | Iterable[pd.DataFrame]]
+) -> list[Path]:
+    """Write each table as ``<name>.parquet``; returns the files written.
+
+    A table is a DataFrame, or its rows as an iterable of DataFrames (pieces of one
+    table, in order, such as ``SweepResult.iter_table`` gives), written piece by
+    piece (a row group each) so that only one piece is in memory. Either way the
+    file holds the same rows, columns, types and pandas metadata as
+    ``DataFrame.to_parquet(index=False)`` of the whole table would write.
+    """
     paths = []
-    for name, frame in tables.items():
+    for name, frames in tables.items():
         path = directory / f"{name}.parquet"
-        frame.to_parquet(path, engine="pyarrow", index=False)
+        if hasattr(frames, "to_parquet"):
+            frames.to_parquet(path, engine="pyarrow", index=False)
+        else:
+            _write_pieces(path, frames)
         paths.append(path)
     return paths
+
+
+def _write_pieces(path: Path, frames: Iterable[pd.DataFrame]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for frame in frames:
+            # What DataFrame.to_parquet(index=False) does, a piece at a time, every
+            # piece converted to the first one's schema.
+            schema = None if writer is None else writer.schema
+            table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            del table
+            pa.default_memory_pool().release_unused()  # see runner.release_arrow_memory
+        if writer is None:  # no rows at all: what an empty DataFrame gives
+            import pandas as pd
+
+            pd.DataFrame().to_parquet(path, engine="pyarrow", index=False)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:

@@ -110,6 +110,15 @@ def _assert_tables(sweep: SweepResult, expected: dict[str, pd.DataFrame], how: s
         assert_frame_equal(
             sweep.table(name), expected[name], obj=f"{name} table {how} vs one job at a time"
         )
+        # Streamed a piece at a time (what ``peersim run`` writes its files from), in
+        # small pieces so that jobs of several parts, interleaved, meet in one piece.
+        pieces = list(sweep.iter_table(name, max_rows=700))
+        assert all(not piece.empty for piece in pieces), f"{name}: no empty pieces"
+        assert_frame_equal(
+            pd.concat(pieces, ignore_index=True),
+            expected[name],
+            obj=f"{name} table {how}, streamed, vs one job at a time",
+        )
 
 
 # --- the same numbers whatever runs them ----------------------------------------------

@@ -84,17 +84,17 @@ class _Plan:
         return self.n
 
     def gathered_bytes_per_job(self) -> int:
-        """What a replicate's tables cost this process once gathered for the output
-        files: the pandas tables of one replicate simulated now, times 2.5 (the
-        tables are read from the shards through Arrow and written through it again.
-        region_50_sites: the parent's peak grew by 2.0 MB a replicate between 100 and
-        400 replicates, as issue 10 measured it, for 0.85 MB of pandas tables, as
-        measured here: a factor of 2.35)."""
+        """What a replicate costs this process once the tables are written: its row of
+        the trial table and its end-of-delivery rows, which the summary and the figures
+        keep (``analysis.aggregates``; the tables themselves are streamed from the
+        shards to the files, and the bands of the figures take a fixed budget)."""
+        from analysis.aggregates import END_COLUMNS, end_of_delivery
         from simulation import run
 
         results = run(self.scenario, 0)
-        tables = (results.site_weeks, results.participants)
-        return int(2.5 * sum(int(t.memory_usage(deep=True).sum()) for t in tables))
+        end = end_of_delivery(results.site_weeks.assign(replicate=0))
+        kept = (results.trial_frame, end[["site", "week", *END_COLUMNS]])
+        return sum(int(t.memory_usage(deep=True).sum()) for t in kept)
 
     def execute(self, backend: Backend, progress: bool | None, command: list[str]) -> int:
         return _run_plan(self, backend, progress, command)
@@ -147,10 +147,11 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
 
 
 def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
+    from analysis.aggregates import RunAggregates
     from analysis.figures import make_figures, save_figures
     from analysis.summary import format_summary
     from simulation.outputs import write_manifest, write_tables
-    from simulation.runner import ReplicateSet, replicate_jobs, run_jobs
+    from simulation.runner import replicate_jobs, run_jobs
 
     RESUMABLE.save(plan.ws, command)
     if plan.posterior is not None:
@@ -171,11 +172,22 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
             "replicates",
             lambda row: f"replicate {row.replicate} (seed {row.seed})",
         )
-    replicates = ReplicateSet.from_sweep(plan.scenario, plan.seed, sweep)
+    summary: list[str] = []
 
     def write(folder: Path) -> None:
-        write_tables(folder, replicates.tables())
-        save_figures(make_figures(replicates), folder / "figures")
+        # Streamed: the tables go from the shards to the files a piece at a time, and
+        # the figures and the summary are drawn from aggregates read back from those
+        # files (analysis.aggregates), so the memory this takes does not grow with
+        # the number of replicates beyond a fraction of a KB a replicate.
+        write_tables(folder, {name: sweep.iter_table(name) for name in sweep.table_names})
+        run = RunAggregates.from_files(
+            plan.scenario,
+            plan.seed,
+            folder / "site_weeks.parquet",
+            folder / "trial.parquet",
+        )
+        save_figures(make_figures(run), folder / "figures")
+        summary.append(format_summary(run))
         manifest = common.sweep_manifest(
             plan.scenario, plan.scenario_path, plan.ws, backend, seed=plan.seed, replicates=plan.n
         )
@@ -184,6 +196,6 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
 
     status = RESUMABLE.write_output(plan.ws, write)
     if status == EXIT_OK:
-        print(format_summary(replicates))
+        print(summary[0])
         print(f"\nResults written to {plan.ws.out}")
     return status
