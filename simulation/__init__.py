@@ -12,7 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from simulation.model import PeerSupportModel, run, run_batch
+    from simulation.mesa_model import PeerSupportModel
+    from simulation.model import Delivery, run, run_batch
     from simulation.params import Scenario
     from simulation.results import Results
     from simulation.rng import DEFAULT_SEED, replicate_seed
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 # Each name and the module that defines it.
 _EXPORTS = {
     "DEFAULT_SEED": "simulation.rng",
-    "PeerSupportModel": "simulation.model",
+    "Delivery": "simulation.model",
+    "PeerSupportModel": "simulation.mesa_model",
     "Results": "simulation.results",
     "Scenario": "simulation.params",
     "replicate_seed": "simulation.rng",
@@ -30,6 +32,7 @@ _EXPORTS = {
 
 __all__ = [
     "DEFAULT_SEED",
+    "Delivery",
     "PeerSupportModel",
     "Results",
     "Scenario",

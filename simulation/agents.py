@@ -12,17 +12,13 @@ from typing import TYPE_CHECKING
 
 import mesa
 
+from simulation.population import FIDELITY_DOMAINS
 from simulation.results import ARMS, DIAGNOSES
 
 if TYPE_CHECKING:
-    from simulation.model import PeerSupportModel
+    from simulation.mesa_model import PeerSupportModel
 
-FIDELITY_DOMAINS: tuple[str, str, str, str] = (
-    "relationships",
-    "reciprocity",
-    "leadership",
-    "strengths",
-)
+__all__ = ["FIDELITY_DOMAINS", "PeerWorker", "ServiceUser", "Supervisor", "WardStaff"]
 
 
 class _Indexed(mesa.Agent):

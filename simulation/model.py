@@ -5,22 +5,25 @@ users, peer workers, coordinators and ward teams, each owning its state and
 its phases of the week; ``step()`` is the list of those phases. Every random
 decision is drawn from a stream named for the decision and the site
 (``simulation.rng``), so a what-if changes only the draws its change touches.
-The Mesa agents (``simulation.agents``) are per-entity views for the app and
-for exploration.
+``Delivery`` is the whole model without Mesa, what ``run`` and ``run_batch``
+use; ``simulation.mesa_model.PeerSupportModel`` is the same model as a Mesa
+model, with the Mesa agents (``simulation.agents``) as per-entity views for the
+app and for exploration. Importing this module does not import Mesa (nor
+scipy and networkx, which Mesa pulls in): a run starts faster.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-import mesa
 import numpy as np
 
-from simulation.agents import FIDELITY_DOMAINS, PeerWorker, ServiceUser, Supervisor, WardStaff
 from simulation.params import Scenario
 from simulation.population import (
     COMMUNITY_TIER,
+    FIDELITY_DOMAINS,
     SEEK_TIER,
     WARD_TIER,
     Coordinators,
@@ -33,7 +36,20 @@ from simulation.results import PARTICIPANT_COLUMNS, PARTICIPANT_DERIVED, RECORDS
 from simulation.rng import Streams
 from simulation.stats import odds_ratio
 
-__all__ = ["RECORDS", "PeerSupportModel", "run", "run_batch"]
+if TYPE_CHECKING:
+    from simulation.mesa_model import PeerSupportModel
+
+__all__ = ["RECORDS", "Delivery", "PeerSupportModel", "run", "run_batch"]
+
+
+def __getattr__(name: str) -> Any:
+    # PeerSupportModel lives beside Mesa; loaded on first use (PEP 562).
+    if name == "PeerSupportModel":
+        from simulation.mesa_model import PeerSupportModel
+
+        return PeerSupportModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _COLUMN = {name: k for k, name in enumerate(RECORDS)}
 # Peer-worker state columns (PeerWorkers.state) and the records they feed, in order.
@@ -53,7 +69,15 @@ _PARTICIPANT_ARRAYS = (*_PARTICIPANT_KEPT, "readmit_due", "pw")
 Seed = int | np.random.SeedSequence
 
 
-class PeerSupportModel(mesa.Model):
+def replicate_streams(seed: Seed | Sequence[Seed]) -> list[Streams]:
+    """The named streams of each replicate a seed (or a sequence of them) asks for."""
+    seeds = list(seed) if isinstance(seed, Sequence) else [seed]
+    if not seeds:
+        raise ValueError("at least one seed is needed")
+    return [Streams(s) for s in seeds]
+
+
+class Delivery:
     """Simulated trials of one scenario. ``run_to_end()`` steps them through delivery.
 
     Given one seed, the model is one trial replicate. Given several, it runs
@@ -64,12 +88,8 @@ class PeerSupportModel(mesa.Model):
     """
 
     def __init__(self, scenario: Scenario, seed: Seed | Sequence[Seed] = 0) -> None:
-        seeds = list(seed) if isinstance(seed, Sequence) else [seed]
-        if not seeds:
-            raise ValueError("at least one seed is needed")
-        self.replicate_streams = [Streams(s) for s in seeds]
-        self.n_replicates = len(seeds)
-        super().__init__(rng=self.replicate_streams[0].get("mesa"))
+        self.replicate_streams = replicate_streams(seed)
+        self.n_replicates = len(self.replicate_streams)
         self.params = scenario  # not "scenario": mesa.Model reserves that name
         self.site_names: tuple[str, ...] = tuple(scenario.sites)
         self.week = 0
@@ -101,13 +121,6 @@ class PeerSupportModel(mesa.Model):
         self.meeting_week = (week <= weekly) | ((week - weekly) % 2 == 0)
         self._init_counts()
         self._init_ratings()
-        self.peer_workers = PeerWorker.create_agents(
-            self, self.workers.n, list(range(self.workers.n))
-        )
-        n_sup = len(self.coordinators.site)
-        self.supervisors = Supervisor.create_agents(self, n_sup, list(range(n_sup)))
-        self.ward_staff = WardStaff.create_agents(self, self.n_sites, list(range(self.n_sites)))
-        self._service_users: mesa.agent.AgentSet | None = None
 
     # The collections under the short names the agents' views and tests use.
     @property
@@ -126,18 +139,8 @@ class PeerSupportModel(mesa.Model):
     def site_n_pw(self) -> np.ndarray:
         return np.diff(self.workers.site_start)
 
-    @property
-    def service_users(self) -> mesa.agent.AgentSet:
-        """The participants as Mesa agents, registered on first use.
-
-        Their state lives in ``self.users`` either way; registering 590 Mesa
-        agents costs about a fifth of a whole replicate, which a calibration run
-        that never looks at them should not pay.
-        """
-        if self._service_users is None:
-            n = self.users.n
-            self._service_users = ServiceUser.create_agents(self, n, list(range(n)))
-        return self._service_users
+        self._init_counts()
+        self._init_ratings()
 
     def site_label(self, g: int) -> str:
         """The scenario's name for internal site ``g`` (with its replicate if batched)."""
@@ -171,7 +174,7 @@ class PeerSupportModel(mesa.Model):
 
     # ------------------------------------------------------------- one week
     def step(self) -> None:
-        """One week of delivery (Mesa's step: ``advance_week`` with Mesa's clock)."""
+        """One week of delivery (``advance_week``; a Mesa model adds its clock)."""
         self.advance_week()
 
     def advance_week(self) -> None:
@@ -355,8 +358,8 @@ class PeerSupportModel(mesa.Model):
     def run_to_end(self) -> list[Results]:
         """Step through delivery, finish the readmission follow-up, and report
         each replicate's results, in seed order."""
-        # Straight through, without Mesa's event scheduler around each step (it
-        # costs about a tenth of a replicate and nothing here reads its clock).
+        # Straight through, without a Mesa model's clock around each step (it
+        # costs about a tenth of a replicate and nothing here reads it).
         while self.week < self.n_weeks:
             self.advance_week()
         return [self.results(r) for r in range(self.n_replicates)]
@@ -445,10 +448,10 @@ def _mean_of_ratings(ratings: np.ndarray) -> np.ndarray:
 
 def run(scenario: Scenario, seed: Seed = 0) -> Results:
     """Simulate one trial replicate of ``scenario``; the same seed gives the same results."""
-    return PeerSupportModel(scenario, seed).run_to_end()[0]
+    return Delivery(scenario, seed).run_to_end()[0]
 
 
 def run_batch(scenario: Scenario, seeds: Sequence[Seed]) -> list[Results]:
     """Simulate several replicates side by side: the same results as calling
     ``run`` for each seed, in a fraction of the time."""
-    return PeerSupportModel(scenario, seeds).run_to_end()
+    return Delivery(scenario, seeds).run_to_end()

@@ -2,8 +2,9 @@
 
 Each collection holds its agents' state by name, one row per agent (sites in
 order, replicates side by side), and owns the phases of a week that change
-that state. ``PeerSupportModel.step`` is the list of phases calling them; the
-Mesa agents in ``simulation.agents`` are per-entity views onto these arrays.
+that state. ``Delivery.advance_week`` (``simulation.model``) is the list of
+phases calling them; the Mesa agents in ``simulation.agents`` are per-entity
+views onto these arrays (``simulation.mesa_model.PeerSupportModel``).
 
 Sites of one replicate never interact, so a batch of replicates is simply more
 sites: internal site ``g`` is scenario site ``g % n`` of replicate ``g // n``.
@@ -20,7 +21,13 @@ import numpy as np
 from simulation.params import Scenario, Site
 from simulation.rng import Streams
 
-# Fidelity domains, in simulation.agents.FIDELITY_DOMAINS order.
+# The four fidelity domains of the trial's index [T], and their columns.
+FIDELITY_DOMAINS: tuple[str, str, str, str] = (
+    "relationships",
+    "reciprocity",
+    "leadership",
+    "strengths",
+)
 REL, RECIP, LEAD, STRENGTH = 0, 1, 2, 3
 # Drivers of domain-specific drift, in the order of Fidelity's weight matrix.
 CLINICAL, BURNOUT, AUTHORITY, TIME = 0, 1, 2, 3

@@ -50,3 +50,46 @@ def test_validate_schema_and_help_import_no_heavy_library() -> None:
     assert result["heavy"] == [], (
         f"validate, schema and --help should import none of {HEAVY}, but imported {result['heavy']}"
     )
+
+
+RUN_PROBE = """
+import json, sys
+from scenarios.loader import load_scenario
+from simulation import run, run_batch, replicate_seed
+scenario = load_scenario(None)
+run(scenario, 1)
+run_batch(scenario, [replicate_seed(1, i) for i in range(2)])
+print(json.dumps(sorted(m for m in ("mesa", "networkx", "scipy") if m in sys.modules)))
+"""
+
+
+@pytest.mark.subprocess
+def test_simulating_imports_no_mesa() -> None:
+    """``run`` and ``run_batch`` use ``Delivery``, the model without Mesa, so a run
+    pays for neither Mesa nor the scipy and networkx it pulls in (the Mesa model,
+    ``PeerSupportModel``, is for the app and exploration)."""
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_PROBE],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"the probe should run:\n{done.stderr}"
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    assert loaded == [], f"a run should import none of mesa, networkx, scipy: {loaded}"
+
+
+def test_the_mesa_model_gives_the_same_results_as_delivery() -> None:
+    from scenarios.loader import load_scenario
+    from simulation import PeerSupportModel, run
+
+    scenario = load_scenario(None)
+    model = PeerSupportModel(scenario, 5)
+    while model.week < model.n_weeks:
+        model.step()
+    via_mesa, plain = model.results(0), run(scenario, 5)
+    assert via_mesa.trial == plain.trial, "Mesa's clock and agents change no result"
+    assert via_mesa.participants.equals(plain.participants), "participants identical too"
+    assert len(model.peer_workers) == model.workers.n, "one Mesa agent per peer worker"
