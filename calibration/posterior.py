@@ -95,14 +95,30 @@ class Posterior:
             for p in self.parameters
         }
 
-    def median_values(self) -> dict[str, float]:
+    def median_values(self, selected: int | None = None) -> dict[str, float]:
         """Weighted marginal medians, to ``SIGNIFICANT_DIGITS`` significant digits; for
-        the site configuration (a choice, sampled as an index) the most probable."""
+        the site configuration (a choice, sampled as an index) the most probable,
+        unless it beats option ``selected`` (the base's) by less than two sampling
+        errors, when ``selected`` stays (see ``favoured_configuration``)."""
         out = {p: round_significant(v) for p, v in self.quantile(0.5).items()}
         if SITE_CONFIGURATION in out:
-            shares = self.configuration_shares()
-            out[SITE_CONFIGURATION] = float(shares.index[int(np.argmax(shares.to_numpy()))]) + 0.5
+            out[SITE_CONFIGURATION] = float(self.favoured_configuration(selected)) + 0.5
         return out
+
+    def favoured_configuration(self, selected: int | None = None) -> int:
+        """The index of the most probable site configuration; ``selected`` instead if
+        the most probable's share exceeds its share by less than two standard errors
+        (shares from weighted particles, with the effective sample size
+        1 / sum(w^2)): a near-uniform posterior does not move the choice."""
+        shares = self.configuration_shares()
+        best = int(shares.index[int(np.argmax(shares.to_numpy()))])
+        if selected is None or best == selected:
+            return best
+        ess = 1.0 / float(np.sum(self.weights**2))
+        p_best, p_sel = float(shares[best]), float(shares.get(selected, 0.0))
+        # SE of a difference of two shares of one multinomial sample.
+        se = math.sqrt(max(p_best + p_sel - (p_best - p_sel) ** 2, 0.0) / ess)
+        return best if p_best - p_sel > 2 * se else selected
 
     def configuration_shares(self) -> pd.Series:
         """Posterior probability of each site configuration index (``floor`` of the
@@ -113,8 +129,16 @@ class Posterior:
         return pd.Series(self.weights).groupby(index).sum()
 
     def median_scenario(self, base: Scenario) -> Scenario:
-        """``base`` with every free parameter at its posterior median."""
-        return apply_parameters(base, self.median_values())
+        """``base`` with every free parameter at its posterior median (the site
+        configuration: see ``median_values``)."""
+        selected = (
+            get_parameter(base, SITE_CONFIGURATION)
+            if SITE_CONFIGURATION in self.parameters
+            else None
+        )
+        return apply_parameters(
+            base, self.median_values(None if selected is None else int(selected))
+        )
 
     def draw(self, seed: int | np.random.SeedSequence) -> int:
         """Index of the particle a replicate with ``seed`` uses (weighted draw)."""

@@ -217,22 +217,42 @@ def test_choice_prior_mistakes_are_refused(tmp_path, enrich):
         load_priors(not_a_choice)
 
 
-def test_posterior_median_takes_the_most_probable_configuration(enrich):
+def _posterior(indices: list[float]) -> Posterior:
+    """Equally weighted particles with these site-configuration indices."""
     samples = pd.DataFrame(
         {
-            SITE_CONFIGURATION: [0.2, 2.1, 2.9, 2.5, 3.3],
-            "ward.w_friction_nfp": [0.1, 0.2, 0.3, 0.2, 0.1],
-            WEIGHT: [0.3, 0.1, 0.1, 0.2, 0.3],
+            SITE_CONFIGURATION: indices,
+            "ward.w_friction_nfp": [0.2] * len(indices),
+            WEIGHT: [1.0 / len(indices)] * len(indices),
         }
     )
-    posterior = Posterior(samples, (SITE_CONFIGURATION, "ward.w_friction_nfp"))
+    return Posterior(samples, (SITE_CONFIGURATION, "ward.w_friction_nfp"))
+
+
+def test_posterior_median_takes_a_clearly_more_probable_configuration(enrich):
+    """400 particles, 60% on index 2: 0.6 - 0.1 = 0.5 ahead of the base's option 0,
+    far beyond two standard errors (about 0.08), so the calibrated scenario takes it."""
+    posterior = _posterior([2.5] * 240 + [0.5] * 40 + [1.5] * 60 + [3.5] * 60)
     shares = posterior.configuration_shares()
-    assert shares.to_dict() == pytest.approx({0: 0.3, 2: 0.4, 3: 0.3}), shares.to_dict()
+    assert shares.to_dict() == pytest.approx({0: 0.1, 1: 0.15, 2: 0.6, 3: 0.15}), shares
     assert posterior.median_scenario(enrich).site_configuration == "one_nfp_two_rural", (
-        "index 2 holds 40% of the weight"
+        "index 2 holds 60% of the weight"
     )
     table = configuration_table(load_priors(None), posterior, enrich)
     assert table["configuration"].tolist() == list(OPTIONS), "a row per option"
     assert table["prior"].tolist() == [0.25] * 4, "equal prior weight"
     assert table["posterior"].sum() == pytest.approx(1.0), "posterior shares sum to 1"
-    assert table.set_index("configuration").loc["two_nfp_one_rural", "posterior"] == 0.0
+    assert table.set_index("configuration").loc["one_nfp_two_rural", "posterior"] == pytest.approx(
+        0.6
+    )
+
+
+def test_a_near_uniform_posterior_keeps_the_base_configuration(enrich):
+    """27% against the base's 25% from 400 particles: 0.02 ahead, within two standard
+    errors (about 0.07), so the base's selection stays; without a base the most
+    probable is taken."""
+    posterior = _posterior([2.5] * 108 + [0.5] * 100 + [1.5] * 92 + [3.5] * 100)
+    assert posterior.median_scenario(enrich).site_configuration == "one_each_one_both", (
+        "a 2-point lead is sampling noise: the base's configuration stays"
+    )
+    assert posterior.favoured_configuration(None) == 2, "without a base: the most probable"

@@ -511,7 +511,13 @@ def _calibrated_toml(
         shares = posterior.configuration_shares()
         offered = plan.scenario.site_configurations
         names = offered.names if offered is not None else ()
-        comments["site_configurations.selected"] = "calibrated: the most probable; " + ", ".join(
+        kept = calibrated.site_configuration == plan.scenario.site_configuration
+        how = (
+            "kept: no option more probable beyond sampling error"
+            if kept and shares.max() > shares.get(names.index(calibrated.site_configuration), 0)
+            else "calibrated: the most probable"
+        )
+        comments["site_configurations.selected"] = f"{how}; " + ", ".join(
             f"{names[k]} {share:.0%}" for k, share in shares.items()
         )
     header = [
