@@ -15,7 +15,7 @@ A TOML file (``analysis/sensitivity_enrich.toml`` is the ready one)::
     "engagement.logit_intercept" = [-3.0, -1.0]              # a value range
     "sites.*.supervisor_h_per_week" = { scale = [0.5, 1.5] } # multiplies each site's value
     "sites.F.team_preparation" = [0.0, 1.0]                  # one site
-    "sites[host=not_for_profit].share_records_access" = [0.0, 1.0]  # a group of sites
+    "sites[host=nhs].share_records_access" = [0.0, 1.0]  # a group of sites
 
     [morris]
     n = 20            # trajectories (runs: n * (parameters + 1) * replicates)

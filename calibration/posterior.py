@@ -120,6 +120,22 @@ class Posterior:
         se = math.sqrt(max(p_best + p_sel - (p_best - p_sel) ** 2, 0.0) / ess)
         return best if p_best - p_sel > 2 * se else selected
 
+    def check_configurations(self, base: Scenario) -> None:
+        """``ValueError`` unless ``base`` can be made under every site configuration
+        the posterior draws (it must offer them and come from its file unchanged),
+        so that a posterior-ensemble run fails before it starts, not midway."""
+        shares = self.configuration_shares()
+        if shares.empty:
+            return
+        offered = base.site_configurations
+        if offered is None:
+            raise ValueError(
+                f"the posterior draws the site configuration, but scenario {base.name!r} "
+                "offers none ([site_configurations]); use a posterior without it"
+            )
+        for k in shares.index[shares.to_numpy() > 0]:
+            base.configured(offered.names[min(int(k), len(offered.names) - 1)])
+
     def configuration_shares(self) -> pd.Series:
         """Posterior probability of each site configuration index (``floor`` of the
         sampled index), by index; empty if the site configuration was not free."""

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from scenarios.loader import configured_values
 from simulation.params import CONFIGURED_SITE_KEYS, PARAMETER_GROUPS, Scenario
 
 
@@ -25,7 +26,18 @@ def scenario_toml(
     ``name``, ``description``, the parameter groups and the sites."""
     notes = dict(comments or {})
     data = scenario.model_dump(mode="json")
-    lines = [f"# {line}".rstrip() for line in header]
+    configurations = data.get("site_configurations")
+    notice = []
+    if configurations is not None and not _as_configured(configurations, data["sites"]):
+        # A site's host, geography or travel differs from what the configuration
+        # gives (a what-if changed it): state the sites as they are, and no
+        # configuration, which would overwrite them on loading.
+        configurations = None
+        notice = [
+            "Its sites' host, geography and travel differ from what its site configuration",
+            "gives, so they are stated here and the site configurations left out.",
+        ]
+    lines = [f"# {line}".rstrip() for line in (*header, *notice)]
     if lines:
         lines.append("")
     lines.append(f"name = {_value(data['name'])}")
@@ -33,7 +45,6 @@ def scenario_toml(
     for group in PARAMETER_GROUPS:
         lines += ["", f"[{group}]"]
         lines += _table(data[group], group, notes)
-    configurations = data.get("site_configurations")
     for site, values in data["sites"].items():
         if configurations is not None:  # these come from the configuration selected
             values = {k: v for k, v in values.items() if k not in CONFIGURED_SITE_KEYS}
@@ -47,6 +58,15 @@ def scenario_toml(
             lines += ["", f"[site_configurations.options.{_key(option)}]"]
             lines += _table(values, f"site_configurations.options.{option}", notes)
     return "\n".join(lines) + "\n"
+
+
+def _as_configured(table: dict[str, Any], sites: Mapping[str, dict[str, Any]]) -> bool:
+    """Whether every site's configured keys are what the selected configuration gives."""
+    option = table["options"][table["selected"]]
+    return all(
+        {k: values[k] for k in CONFIGURED_SITE_KEYS} == configured_values(table, option, name)
+        for name, values in sites.items()
+    )
 
 
 def _table(values: Mapping[str, Any], prefix: str, notes: Mapping[str, str]) -> list[str]:

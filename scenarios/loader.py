@@ -122,8 +122,9 @@ def load_scenario(path: str | Path | None = None, configuration: str | None = No
     one it selects (``[site_configurations]``); the scenario remembers its file, so
     ``Scenario.configured(name)`` can make it under the others."""
     source = default_scenario_path() if path is None else Path(path)
-    resolved = _resolve(source, configuration=configuration)
-    if configuration is not None and "site_configurations" not in resolved.data:
+    resolved = _resolve(source)
+    table = resolved.data.get("site_configurations")
+    if configuration is not None and table is None:
         raise ScenarioError(
             source,
             [
@@ -131,16 +132,73 @@ def load_scenario(path: str | Path | None = None, configuration: str | None = No
                 "scenario offers no site configurations ([site_configurations])"
             ],
         )
+    if isinstance(table, dict):
+        # The configuration is applied once, in the file that first offers it, before
+        # any what-if's changes; what the chain finally selects (or the caller asks
+        # for) and its final options are what that application must use.
+        final = copy.deepcopy(table)
+        if configuration is not None:
+            final["selected"] = configuration
+        _check_selected(resolved, final, source, asked=configuration is not None)
+        sites = resolved.data.get("sites")
+        known = len(resolved.problems)
+        if isinstance(final.get("options"), dict) and isinstance(sites, dict):
+            _check_configured_sites(resolved, final["options"], list(sites))
+        # (With an option naming an unknown site, this pass reports it, by file.)
+        if len(resolved.problems) == known and final != resolved.applied_configuration:
+            resolved = _resolve(source, final=final)
+            resolved.data["site_configurations"]["selected"] = final.get("selected")
     scenario = _validate(resolved, source)
     if scenario.site_configurations is not None:
-        scenario._reconfigure = functools.partial(_load_configured, _identity(source))
+        stamp = tuple(_stamp(p) for p in dict.fromkeys(resolved.files))
+        scenario._reconfigure = functools.partial(_reconfigured, _identity(source), stamp)
     return scenario
 
 
+def _check_selected(resolved: _Resolved, table: dict[str, Any], source: Path, asked: bool) -> None:
+    """``ScenarioError`` naming the file that selected it if the configuration the
+    chain finally selects (or the caller asks for) is not one of its options."""
+    name, options = table.get("selected"), table.get("options")
+    if not isinstance(options, dict) or not isinstance(name, str) or name in options:
+        return  # malformed tables are validation's to report
+    choices = ", ".join(map(str, options))
+    if asked:
+        line = f"{source}: site configuration {name!r} was asked for; the options: {choices}"
+    else:
+        where = resolved.origin_of(("site_configurations", "selected"), False)
+        line = (
+            f"{where}: site_configurations.selected: value {show(name)}: not one of the "
+            f"options: {choices}"
+        )
+    raise ScenarioError(source, [line])
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    info = path.stat()
+    return (str(_identity(path)), info.st_mtime_ns, info.st_size)
+
+
+def _reconfigured(source: Path, stamp: tuple[tuple[str, int, int], ...], name: str) -> Scenario:
+    """``source`` loaded under site configuration ``name``, if none of the files it was
+    first loaded from has changed since (a scenario never mixes two versions)."""
+    for path, mtime_ns, size in stamp:
+        try:
+            now = _stamp(Path(path))
+        except OSError:
+            now = None
+        if now != (path, mtime_ns, size):
+            raise ValueError(
+                f"scenario file {path} changed since the scenario was loaded, so it cannot "
+                "be made under another site configuration; load it again"
+            )
+    return _load_configured(source, stamp, name)
+
+
 @functools.lru_cache(maxsize=64)
-def _load_configured(source: Path, configuration: str) -> Scenario:
-    # Cached for the process: calibration asks for the same few again and again.
-    return load_scenario(source, configuration)
+def _load_configured(source: Path, stamp: tuple[tuple[str, int, int], ...], name: str) -> Scenario:
+    # Cached for the process (keyed by the files' versions): calibration asks for the
+    # same few again and again.
+    return load_scenario(source, name)
 
 
 def load_claim(path: str | Path) -> Claim | None:
@@ -194,6 +252,11 @@ class _Resolved:
     # Sites a what-if added, with the site names its parent had (for typo hints).
     new_sites: dict[str, tuple[Path, list[str]]] = field(default_factory=dict)
     removed_every_site: bool = False  # sites_remove named every site of the parent
+    files: list[Path] = field(default_factory=list)  # every file read, root first
+    # The [site_configurations] table applied (by the file that first offers one), and
+    # whether it could not be (an unknown option, a missing travel time).
+    applied_configuration: dict[str, Any] | None = None
+    configuration_failed: bool = False
 
     def origin_of(self, key: Key, missing: bool) -> Path:
         """The file to name for a problem at ``key``: for a missing key, the file that
@@ -216,24 +279,28 @@ class _Resolved:
 
 
 def _resolve(
-    path: Path, chain: tuple[tuple[Path, Path], ...] = (), configuration: str | None = None
+    path: Path, chain: tuple[tuple[Path, Path], ...] = (), final: dict[str, Any] | None = None
 ) -> _Resolved:
     """Read ``path`` and apply it onto its resolved parent, if it has one.
 
     ``chain`` holds (identity, shown path) of the files that extend this one, to
-    catch circles; ``configuration`` overrides the site configuration selected.
-    Problems that make the result meaningless (an unreadable file, a missing
-    parent, a circle) raise ``ScenarioError``; the others are collected.
+    catch circles; ``final`` is the site configurations table to apply (the
+    chain's final one) in place of the first file's own. Problems that make the
+    result meaningless (an unreadable file, a missing parent, a circle) raise
+    ``ScenarioError``; the others are collected.
     """
     raw = read_toml(path, "scenario", ScenarioError)
     extensions = {key: raw.pop(key) for key in EXTENSION_KEYS if key in raw}
     claim_problems = parse_claim(path, extensions[CLAIM_KEY])[1] if CLAIM_KEY in extensions else []
     here = (_identity(path), path)
     if "extends" in extensions:
-        parent = _resolve_parent(path, extensions["extends"], (*chain, here), configuration)
+        parent = _resolve_parent(path, extensions["extends"], (*chain, here), final)
         resolved = _Resolved(parent.data, path, parent.generation + 1)
         resolved.origins, resolved.tables = parent.origins, parent.tables
         resolved.problems = parent.problems
+        resolved.files = parent.files
+        resolved.applied_configuration = parent.applied_configuration
+        resolved.configuration_failed = parent.configuration_failed
         origin = _Origin(path, resolved.generation)
         for key in _NOT_INHERITED:
             _forget(resolved, (key,))
@@ -258,7 +325,8 @@ def _resolve(
                 f"{path}: sites_remove: value {show(extensions['sites_remove'])}: this file "
                 "extends no other, so there are no inherited sites to remove"
             )
-    _apply_site_rules(resolved, raw, extensions, origin, configuration)
+    resolved.files.append(path)
+    _apply_site_rules(resolved, raw, extensions, origin, final)
     resolved.problems.extend(str(p) for p in claim_problems)
     if "name" not in resolved.data:
         resolved.data["name"] = path.stem
@@ -271,17 +339,18 @@ def _apply_site_rules(
     raw: dict[str, Any],
     extensions: dict[str, Any],
     origin: _Origin,
-    configuration: str | None,
+    final: dict[str, Any] | None,
 ) -> None:
-    """A file's site configuration (if it sets one), then its ``sites_where``."""
-    if "site_configurations" in raw:
-        _apply_configuration(resolved, raw, origin, configuration)
+    """The site configuration (in the first file that offers one), then the file's
+    ``sites_where``."""
+    if "site_configurations" in raw and resolved.applied_configuration is None:
+        _apply_configuration(resolved, raw, origin, final)
     if "sites_where" in extensions:
         _apply_sites_where(resolved, extensions["sites_where"], origin)
 
 
 def _resolve_parent(
-    child: Path, extends: Any, chain: tuple[tuple[Path, Path], ...], configuration: str | None
+    child: Path, extends: Any, chain: tuple[tuple[Path, Path], ...], final: dict[str, Any] | None
 ) -> _Resolved:
     if not isinstance(extends, str) or not extends:
         allowed = "the parent scenario file's path, relative to this file"
@@ -321,7 +390,7 @@ def _resolve_parent(
                     f"a circle: {circle} -> {parent}"
                 ],
             )
-    return _resolve(parent, chain, configuration)
+    return _resolve(parent, chain, final)
 
 
 def _parent_path(child: Path, extends: str) -> Path:
@@ -421,24 +490,28 @@ def _drop_removed_from_configurations(resolved: _Resolved, removed: set[str]) ->
 
 
 def _apply_configuration(
-    resolved: _Resolved, raw: dict[str, Any], origin: _Origin, forced: str | None
+    resolved: _Resolved, raw: dict[str, Any], origin: _Origin, final: dict[str, Any] | None
 ) -> None:
     """Write the selected site configuration's host, geography and travel time into
-    every site (before this file's ``sites_where``, so what-ifs select by them).
-    Malformed tables are left for validation to report."""
-    table = resolved.data.get("site_configurations")
+    every site (before this file's ``sites_where``, so what-ifs select by them), from
+    ``final`` (the chain's final table) or else this file's. Malformed tables are
+    left for validation to report."""
+    table = final if final is not None else resolved.data.get("site_configurations")
     if not isinstance(table, dict):
         return
-    if forced is not None:
-        table["selected"] = forced
-        _remember(resolved, ("site_configurations", "selected"), forced, origin)
+    resolved.applied_configuration = copy.deepcopy(table)
     name, options = table.get("selected"), table.get("options")
     sites = resolved.data.get("sites")
     if not (isinstance(name, str) and isinstance(options, dict) and isinstance(sites, dict)):
         return
-    _check_configured_sites(resolved, options, list(sites))
     option = options.get(name)
     if not isinstance(option, dict):
+        at = ("site_configurations", "selected")
+        resolved.configuration_failed = True
+        resolved.problems.append(
+            f"{resolved.origin_of(at, False)}: site_configurations.selected: value "
+            f"{show(name)}: not one of the options: {', '.join(map(str, options))}"
+        )
         return
     own = raw.get("sites")
     for site_name, site in sites.items():
@@ -450,15 +523,17 @@ def _apply_configuration(
             if key in written:
                 resolved.problems.append(
                     f"{origin.path}: sites.{site_name}.{key}: value {show(written[key])}: "
-                    f"set by the site configuration this file selects ({name!r}); "
+                    f"set by the site configuration this file offers ({name!r} selected); "
                     "remove it here, or change it in a what-if that extends this file"
                 )
-        for key, value in _configured_values(table, option, site_name).items():
+        values = configured_values(table, option, site_name)
+        resolved.configuration_failed |= "dur_travel_min" not in values
+        for key, value in values.items():
             site[key] = value
             _remember(resolved, ("sites", site_name, key), value, origin)
 
 
-def _configured_values(table: dict[str, Any], option: dict[str, Any], site: str) -> dict[str, Any]:
+def configured_values(table: dict[str, Any], option: dict[str, Any], site: str) -> dict[str, Any]:
     """A site's host, geography and (where the table gives it) travel time under
     ``option``: named sites are not-for-profit hosted or rural, the rest NHS, urban."""
 
@@ -581,8 +656,11 @@ def _site_value_problems(
 
 def _validate(resolved: _Resolved, path: Path) -> Scenario:
     problems = list(resolved.problems)
-    # Site configurations naming unknown sites are reported above, by file and key.
+    # Site configurations naming unknown sites, or an unknown option, are reported
+    # above by file and key; the keys a configuration that failed would have set
+    # are then missing at every site, which says nothing new.
     reported = any(": site_configurations.options." in p for p in problems)
+    failed = resolved.configuration_failed
     try:
         # Strict: TOML is typed, so "3" for a count is a mistake, not something to coerce.
         scenario = Scenario.model_validate(resolved.data, strict=True)
@@ -603,6 +681,11 @@ def _validate(resolved: _Resolved, path: Path) -> Scenario:
                 )
                 continue
             if reported and "site_configurations.options." in str(err.get("msg", "")):
+                continue
+            if failed and (
+                (missing and key[0] == "sites" and key[-1] in CONFIGURED_SITE_KEYS)
+                or "is not one of the options" in str(err.get("msg", ""))
+            ):
                 continue
             line = f"{source}: {describe(err, extra_keys=EXTENSION_KEYS)}"
             if err["type"] == "extra_forbidden":

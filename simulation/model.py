@@ -139,9 +139,6 @@ class Delivery:
     def site_n_pw(self) -> np.ndarray:
         return np.diff(self.workers.site_start)
 
-        self._init_counts()
-        self._init_ratings()
-
     def site_label(self, g: int) -> str:
         """The scenario's name for internal site ``g`` (with its replicate if batched)."""
         name = self.site_names[g % len(self.site_names)]

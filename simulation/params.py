@@ -866,7 +866,8 @@ class Scenario(_Frozen):
     )
     # How to make this scenario under another site configuration (set by the loader:
     # a configuration is applied before a what-if's changes, so only the file can
-    # redo it). A derived copy (with_values) has none: its changes would be lost.
+    # redo it). A changed copy (with_values, model_copy with an update) has none:
+    # its changes would be lost.
     _reconfigure: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -886,6 +887,15 @@ class Scenario(_Frozen):
                             "were replaced needs site_configurations of its own, or none"
                         )
         return self
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Scenario:
+        # A changed copy cannot be made again from the file: its changes would be lost.
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._reconfigure = None
+        return copy
 
     def __eq__(self, other: object) -> bool:
         # Parameters only: where a scenario came from (_reconfigure) is not part of it.

@@ -111,23 +111,100 @@ def test_a_what_if_selects_another_configuration_and_may_override_a_site(tmp_pat
         ),
         (
             '[site_configurations]\nselected = "nope"\n',
-            ["w.toml", "'nope' is not one of the options", "two_both"],
+            ["w.toml", "site_configurations.selected", "'nope'", "not one of the options"],
         ),
         (
-            '[site_configurations]\nselected = "two_both"\n[sites.E]\ngeography = "rural"\n',
-            ["w.toml", "sites.E.geography", "set by the site configuration", "two_both"],
+            None,  # enrich_trial.toml itself, with a site key its configuration sets
+            ["w.toml", "sites.E.geography", "set by the site configuration", "offers"],
         ),
     ],
-    ids=["unknown-site", "unknown-option", "site-key-beside-selection"],
+    ids=["unknown-site", "unknown-option", "site-key-beside-the-offer"],
 )
 def test_configuration_mistakes_name_the_file_key_and_value(tmp_path, text, expected):
-    path = _write(tmp_path, "w.toml", text)
+    if text is None:
+        path = tmp_path / "w.toml"
+        own = ENRICH.read_text(encoding="utf-8")
+        path.write_text(own.replace("[sites.E]\n", '[sites.E]\ngeography = "rural"\n'))
+    else:
+        path = _write(tmp_path, "w.toml", text)
     with pytest.raises(ScenarioError) as caught:
         load_scenario(path)
     message = str(caught.value)
     for part in expected:
         assert part in message, f"expected {part!r} in the error:\n{message}"
     assert message.count("\n") <= 2, f"one problem, one line:\n{message}"
+
+
+def test_a_what_if_selecting_another_configuration_keeps_its_parents_changes(tmp_path):
+    """The configuration is applied once, where it is first offered, before any
+    what-if's changes: a child of whatif_nhs_hosting that selects two_both keeps F
+    and G NHS hosted (as nhs_hosting.configured("two_both") does), and rural."""
+    child = tmp_path / "child.toml"
+    nhs = library()["whatif_nhs_hosting"]
+    child.write_text(f'extends = "{nhs}"\n[site_configurations]\nselected = "two_both"\n')
+    loaded = load_scenario(child)
+    via_configured = load_scenario(nhs).configured("two_both")
+    for name in "EFG":
+        got, want = loaded.sites[name], via_configured.sites[name]
+        assert (got.host, got.geography) == (want.host, want.geography), name
+    assert _kinds(loaded) == (set(), {"F", "G"}), "F, G NHS hosted and rural; E urban"
+
+
+def test_a_changed_file_is_not_mixed_with_its_old_version(tmp_path):
+    path = tmp_path / "own.toml"
+    path.write_text(ENRICH.read_text(encoding="utf-8"), encoding="utf-8")
+    scenario = load_scenario(path)
+    assert scenario.configured("two_both").site_configuration == "two_both", "unchanged: fine"
+    text = path.read_text(encoding="utf-8").replace(
+        "dur_travel_rural_min = 60.0", "dur_travel_rural_min = 90.0"
+    )
+    path.write_text(text + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="changed since the scenario was loaded"):
+        scenario.configured("two_nfp_one_rural")
+    assert load_scenario(path).configured("two_both").sites["G"].dur_travel_min == 90.0, (
+        "loaded again: the new version throughout"
+    )
+
+
+def test_a_calibrated_file_keeps_sites_a_what_if_moved_off_the_configuration(tmp_path):
+    """scenario_toml drops host, geography and travel only where the configuration
+    gives them; otherwise it states the sites and leaves the configurations out."""
+    from calibration.scenario_file import scenario_toml
+
+    for name, offers in (("enrich_trial", True), ("whatif_nhs_hosting", False)):
+        scenario = load_scenario(library()[name])
+        path = tmp_path / f"{name}.toml"
+        path.write_text(scenario_toml(scenario), encoding="utf-8")
+        back = load_scenario(path)
+        assert back.sites == scenario.sites, f"{name}: every site as it was"
+        assert (back.site_configurations is not None) == offers, name
+
+
+def test_a_posterior_drawing_configurations_needs_a_scenario_that_offers_them(enrich):
+    posterior = _posterior([0.5, 3.5])
+    posterior.check_configurations(enrich)  # from its file: fine
+    region = load_scenario(library()["region_50_sites"])
+    with pytest.raises(ValueError, match="offers none"):
+        posterior.check_configurations(region)
+    with pytest.raises(ValueError, match="not loaded from a file"):
+        posterior.check_configurations(enrich.with_values({"ward.w_friction_nfp": 0.1}))
+    renamed = enrich.model_copy(update={"name": "renamed"})
+    with pytest.raises(ValueError, match="not loaded from a file"):
+        renamed.configured("two_both")
+
+
+def test_a_resumed_run_restores_a_scenario_that_can_be_reconfigured(tmp_path, enrich):
+    from analysis.cli.common import restore_scenario
+
+    saved = enrich.model_dump(mode="json")
+    restored = restore_scenario(saved, ENRICH)
+    assert restored == enrich, "the same parameters"
+    assert restored.configured("two_both").site_configuration == "two_both", "from its file"
+    moved = tmp_path / "gone.toml"
+    only_record = restore_scenario(saved, moved)
+    assert only_record == enrich, "the record's parameters when the file is gone"
+    with pytest.raises(ValueError, match="not loaded from a file"):
+        only_record.configured("two_both")
 
 
 def test_a_file_replacing_every_trial_site_drops_the_configurations():

@@ -281,12 +281,11 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
     from calibration.priors import load_priors
     from calibration.settings import Settings
     from calibration.targets import load_targets
-    from simulation import Scenario
 
     ws = RESUMABLE.reopen(args)
     record, partial = ws.record, ws.partial
     with RESUMABLE.reading(ws, partial, CalibrationFileError):
-        scenario = Scenario.model_validate(record["scenario"])
+        scenario = common.restore_scenario(record["scenario"], record.get("scenario_path"))
         settings = Settings(**record["settings"])
         targets = load_targets(partial / _TARGETS_COPY)
         priors = load_priors(partial / _PRIORS_COPY)

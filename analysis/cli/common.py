@@ -775,6 +775,25 @@ def drive_sweep(
         return status
 
 
+def restore_scenario(saved: dict[str, Any], path: str | os.PathLike[str] | None) -> Scenario:
+    """The scenario a resumed run recorded. If it offers site configurations and its
+    file still loads to exactly it, the loaded one (which can be made under another
+    configuration, as posterior ensembles and calibration need); otherwise the
+    record's, which cannot."""
+    from scenarios.inputs import InputError
+    from scenarios.loader import load_scenario
+    from simulation import Scenario
+
+    scenario = Scenario.model_validate(saved)
+    if scenario.site_configurations is None or not path:
+        return scenario
+    try:
+        loaded = load_scenario(Path(path))
+    except InputError:
+        return scenario
+    return loaded if loaded.model_dump() == scenario.model_dump() else scenario
+
+
 def load_checked_posterior(directory: Path, scenario: Scenario) -> Posterior:
     """The posterior in ``directory``, checked against ``scenario``; ``UsageError`` if
     not usable."""
@@ -785,6 +804,7 @@ def load_checked_posterior(directory: Path, scenario: Scenario) -> Posterior:
     try:
         posterior = load_posterior(directory)
         posterior.median_scenario(scenario)
-    except (PosteriorError, KeyError, ValidationError) as e:
+        posterior.check_configurations(scenario)
+    except (PosteriorError, KeyError, ValidationError, ValueError) as e:
         raise UsageError(f"--posterior {directory}: {first_line(e)}") from None
     return posterior

@@ -243,13 +243,13 @@ def _check_posterior(directory: Path, scenarios: dict[str, Scenario], paths: lis
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
-    from simulation import Scenario
-
     ws = RESUMABLE.reopen(args)
     with RESUMABLE.reading(ws):
         entries = ws.record["scenarios"]
         labels = [str(e["label"]) for e in entries]
-        scenarios = {str(e["label"]): Scenario.model_validate(e["scenario"]) for e in entries}
+        scenarios = {
+            str(e["label"]): common.restore_scenario(e["scenario"], e.get("path")) for e in entries
+        }
         paths: dict[str, Path | None] = {
             str(e["label"]): Path(e["path"]) if e.get("path") else None for e in entries
         }

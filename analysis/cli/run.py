@@ -133,13 +133,11 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
-    from simulation import Scenario
-
     ws = RESUMABLE.reopen(args)
-    with RESUMABLE.reading(ws):
-        scenario = Scenario.model_validate(ws.record["scenario"])
-        seed, n = int(ws.record["master_seed"]), int(ws.record["replicates"])
     path = ws.record.get("scenario_path")
+    with RESUMABLE.reading(ws):
+        scenario = common.restore_scenario(ws.record["scenario"], path)
+        seed, n = int(ws.record["master_seed"]), int(ws.record["replicates"])
     posterior = Path(ws.record["posterior"]) if ws.record.get("posterior") else None
     if posterior is not None:
         common.load_checked_posterior(posterior, scenario)
