@@ -29,6 +29,7 @@ def scaled(scenario: Scenario, factor: int) -> Scenario:
     # Re-validate rather than model_copy(update=...), which would skip validation.
     data = scenario.model_dump()
     data["sites"] = {name: site.model_dump() for name, site in sites.items()}
+    data["site_configurations"] = None  # its options name the original sites
     data["name"] = f"{scenario.name}-x{factor}"
     return Scenario.model_validate(data)
 

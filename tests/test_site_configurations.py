@@ -333,3 +333,18 @@ def test_a_near_uniform_posterior_keeps_the_base_configuration(enrich):
         "a 2-point lead is sampling noise: the base's configuration stays"
     )
     assert posterior.favoured_configuration(None) == 2, "without a base: the most probable"
+
+
+def test_posterior_ensemble_replicates_run_under_their_drawn_configuration(enrich):
+    """Posterior ensembles: each replicate's job runs the base under the configuration
+    its particle drew (and the same particle's other values), so the configuration's
+    uncertainty reaches what-if comparisons."""
+    posterior = _posterior([0.5, 1.5, 2.5, 3.5])
+    jobs = posterior.jobs(enrich, 11, 24)
+    drawn = {job.tags["particle"]: job.scenario.site_configuration for job in jobs}
+    assert drawn == {k: OPTIONS[k] for k in drawn}, f"particle k carries option k: {drawn}"
+    assert len(set(drawn.values())) >= 3, f"24 draws of 4 equal particles: {drawn}"
+    for job in jobs:
+        nfp, rural = _kinds(job.scenario)
+        option = enrich.site_configurations.options[job.scenario.site_configuration]
+        assert (nfp, rural) == (set(option.not_for_profit), set(option.rural)), job.key
