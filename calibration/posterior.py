@@ -120,21 +120,19 @@ class Posterior:
         se = math.sqrt(max(p_best + p_sel - (p_best - p_sel) ** 2, 0.0) / ess)
         return best if p_best - p_sel > 2 * se else selected
 
-    def check_configurations(self, base: Scenario) -> None:
-        """``ValueError`` unless ``base`` can be made under every site configuration
-        the posterior draws (it must offer them and come from its file unchanged),
-        so that a posterior-ensemble run fails before it starts, not midway."""
+    def check_configurations(self, base: Scenario) -> bool:
+        """Whether the site configurations the posterior draws apply to ``base``
+        (False: it offers none, stating its sites itself, and takes the other values
+        only); ``ValueError`` if they apply but ``base`` cannot be made under every
+        one drawn (not from its file, or the file changed), so that a
+        posterior-ensemble run fails before it starts, not midway."""
         shares = self.configuration_shares()
-        if shares.empty:
-            return
         offered = base.site_configurations
-        if offered is None:
-            raise ValueError(
-                f"the posterior draws the site configuration, but scenario {base.name!r} "
-                "offers none ([site_configurations]); use a posterior without it"
-            )
+        if shares.empty or offered is None:
+            return not shares.empty and offered is not None
         for k in shares.index[shares.to_numpy() > 0]:
             base.configured(offered.names[min(int(k), len(offered.names) - 1)])
+        return True
 
     def configuration_shares(self) -> pd.Series:
         """Posterior probability of each site configuration index (``floor`` of the
@@ -149,7 +147,7 @@ class Posterior:
         configuration: see ``median_values``)."""
         selected = (
             get_parameter(base, SITE_CONFIGURATION)
-            if SITE_CONFIGURATION in self.parameters
+            if SITE_CONFIGURATION in self.parameters and base.site_configurations is not None
             else None
         )
         return apply_parameters(
@@ -211,7 +209,7 @@ class Posterior:
         return [
             p
             for p in self.parameters
-            if not _same(get_parameter(reference, p), get_parameter(scenario, p))
+            if not _same(_parameter(reference, p), _parameter(scenario, p))
         ]
 
     def save(self, directory: Path) -> Path:
@@ -251,6 +249,14 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise PosteriorError(f"{path}: cannot read: {e}") from None
 
 
+def _parameter(scenario: Scenario, path: str) -> float:
+    """A calibrated parameter's value in ``scenario``; NaN for the site configuration
+    of a scenario that offers none (which the posterior's draw does not touch)."""
+    if path == SITE_CONFIGURATION and scenario.site_configurations is None:
+        return math.nan
+    return get_parameter(scenario, path)
+
+
 def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
     """The ``q`` quantile of a weighted sample (inverse of the weighted CDF, with
     linear interpolation between the midpoints of the sorted points' weights)."""
@@ -267,4 +273,6 @@ def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
 
 
 def _same(a: float, b: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
     return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)

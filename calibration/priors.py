@@ -277,9 +277,12 @@ def apply_parameters(scenario: Scenario, values: Mapping[str, float]) -> Scenari
 
     A ``site_configuration`` index picks the scenario's option ``floor(index)``
     first (``Scenario.configured``: made from the scenario's file again), and the
-    other values apply to that."""
+    other values apply to that; it is ignored by a scenario that offers no site
+    configurations."""
     rest = {path: float(value) for path, value in values.items() if path != SITE_CONFIGURATION}
-    if SITE_CONFIGURATION in values:
+    # A scenario that states its sites' host and geography itself (no site
+    # configurations, e.g. a region of its own sites) takes the other values only.
+    if SITE_CONFIGURATION in values and scenario.site_configurations is not None:
         scenario = scenario.configured(configuration_name(scenario, values[SITE_CONFIGURATION]))
     return scenario.with_values(rest) if rest else scenario
 

@@ -180,12 +180,14 @@ def test_a_calibrated_file_keeps_sites_a_what_if_moved_off_the_configuration(tmp
         assert (back.site_configurations is not None) == offers, name
 
 
-def test_a_posterior_drawing_configurations_needs_a_scenario_that_offers_them(enrich):
+def test_a_posterior_drawing_configurations_applies_where_they_are_offered(enrich):
     posterior = _posterior([0.5, 3.5])
     posterior.check_configurations(enrich)  # from its file: fine
     region = load_scenario(library()["region_50_sites"])
-    with pytest.raises(ValueError, match="offers none"):
-        posterior.check_configurations(region)
+    assert posterior.check_configurations(region) is False, "the region states its own sites"
+    job = posterior.jobs(region, 3, 1)[0]
+    assert job.scenario.sites == region.sites, "its sites as written; the other values apply"
+    assert job.scenario.ward.w_friction_nfp == 0.2, "the particle's other value"
     with pytest.raises(ValueError, match="not loaded from a file"):
         posterior.check_configurations(enrich.with_values({"ward.w_friction_nfp": 0.1}))
     renamed = enrich.model_copy(update={"name": "renamed"})

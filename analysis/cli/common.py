@@ -804,7 +804,14 @@ def load_checked_posterior(directory: Path, scenario: Scenario) -> Posterior:
     try:
         posterior = load_posterior(directory)
         posterior.median_scenario(scenario)
-        posterior.check_configurations(scenario)
+        applies = posterior.check_configurations(scenario)
     except (PosteriorError, KeyError, ValidationError, ValueError) as e:
         raise UsageError(f"--posterior {directory}: {first_line(e)}") from None
+    if not applies and not posterior.configuration_shares().empty:
+        print(
+            f"{PROG}: note: --posterior {directory} draws the site configuration, which "
+            f"scenario {scenario.name!r} does not offer (it states its sites' host and "
+            "geography itself): its replicates take the other calibrated values only",
+            file=sys.stderr,
+        )
     return posterior
