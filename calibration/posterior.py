@@ -129,7 +129,7 @@ class Posterior:
         shares = self.configuration_shares()
         offered = base.site_configurations
         if shares.empty or offered is None:
-            return not shares.empty and offered is not None
+            return False
         for k in shares.index[shares.to_numpy() > 0]:
             base.configured(offered.names[min(int(k), len(offered.names) - 1)])
         return True

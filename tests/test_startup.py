@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,10 +33,10 @@ print(json.dumps({"statuses": statuses, "heavy": heavy}))
 """
 
 
-@pytest.mark.subprocess
-def test_validate_schema_and_help_import_no_heavy_library() -> None:
+def _probe(code: str) -> Any:
+    """Run ``code`` in a fresh interpreter in the checkout; the JSON of its last line."""
     done = subprocess.run(
-        [sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{PROBE}"],
+        [sys.executable, "-c", code],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -43,7 +44,12 @@ def test_validate_schema_and_help_import_no_heavy_library() -> None:
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, f"the probe should run:\n{done.stderr}"
-    result = json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.subprocess
+def test_validate_schema_and_help_import_no_heavy_library() -> None:
+    result = _probe(f"HEAVY = {HEAVY!r}\n{PROBE}")
     assert set(result["statuses"].values()) == {0}, (
         f"every command should succeed (exit 0): {result['statuses']}"
     )
@@ -68,16 +74,7 @@ def test_simulating_imports_no_mesa() -> None:
     """``run`` and ``run_batch`` use ``Delivery``, the model without Mesa, so a run
     pays for neither Mesa nor the scipy and networkx it pulls in (the Mesa model,
     ``PeerSupportModel``, is for the app and exploration)."""
-    done = subprocess.run(
-        [sys.executable, "-c", RUN_PROBE],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, f"the probe should run:\n{done.stderr}"
-    loaded = json.loads(done.stdout.splitlines()[-1])
+    loaded = _probe(RUN_PROBE)
     assert loaded == [], f"a run should import none of mesa, networkx, scipy: {loaded}"
 
 

@@ -510,11 +510,11 @@ def _calibrated_toml(
         shares = posterior.configuration_shares()
         offered = plan.scenario.site_configurations
         names = offered.names if offered is not None else ()
-        kept = calibrated.site_configuration == plan.scenario.site_configuration
+        most_probable = names[posterior.favoured_configuration()]
         how = (
-            "kept: no option more probable beyond sampling error"
-            if kept and shares.max() > shares.get(names.index(calibrated.site_configuration), 0)
-            else "calibrated: the most probable"
+            "calibrated: the most probable"
+            if calibrated.site_configuration == most_probable
+            else "kept: no option more probable beyond sampling error"
         )
         comments["site_configurations.selected"] = f"{how}; " + ", ".join(
             f"{names[k]} {share:.0%}" for k, share in shares.items()
