@@ -56,11 +56,11 @@ import pandas as pd
 from scipy import stats
 
 from analysis.summary import end_of_delivery
-from simulation import Results, Scenario, replicate_seed
+from simulation import Results, Scenario
 from simulation.outcomes import COMPARED, Outcome, finite_mean
 from simulation.outcomes import OUTCOMES as REGISTRY
 from simulation.results import ARMS
-from simulation.runner import Job, TableFn
+from simulation.runner import LazyJobs, TableFn, replicate_jobs
 
 OVERALL = "overall"
 CONFIDENCE = 0.95
@@ -171,22 +171,20 @@ def scenario_labels(paths: Sequence[Path]) -> list[str]:
     return labels
 
 
-def comparison_jobs(scenarios: Mapping[str, Scenario], seed: int, n_replicates: int) -> list[Job]:
-    """Replicates ``0 .. n_replicates - 1`` of every scenario; replicate ``i`` of
-    each uses ``replicate_seed(seed, i)`` (common random numbers). Tags:
-    ``scenario`` (the label) and ``replicate``."""
+def comparison_jobs(scenarios: Mapping[str, Scenario], seed: int, n_replicates: int) -> LazyJobs:
+    """Replicates ``0 .. n_replicates - 1`` of every scenario, made when asked for;
+    replicate ``i`` of each uses ``replicate_seed(seed, i)`` (common random numbers).
+    Tags: ``scenario`` (the label) and ``replicate``."""
     if n_replicates < 1:
         raise ValueError(f"n_replicates must be at least 1 (got {n_replicates})")
-    return [
-        Job(
-            f"{label}/replicate-{i}",
-            scenario,
-            replicate_seed(seed, i),
-            {"scenario": label, "replicate": i},
-        )
-        for label, scenario in scenarios.items()
-        for i in range(n_replicates)
-    ]
+    return LazyJobs.concat(
+        [
+            replicate_jobs(
+                scenario, seed, n_replicates, tags={"scenario": label}, key_prefix=f"{label}/"
+            )
+            for label, scenario in scenarios.items()
+        ]
+    )
 
 
 # --- outcomes per replicate -----------------------------------------------------------

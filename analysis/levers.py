@@ -52,7 +52,7 @@ from simulation import Results, Scenario
 from simulation.executors import Backend
 from simulation.outcomes import OUTCOMES
 from simulation.rng import DEFAULT_SEED
-from simulation.runner import ExecutorSpec, Job, SweepResult, TableFn, run_jobs
+from simulation.runner import ExecutorSpec, LazyJobs, SweepResult, TableFn, run_jobs
 
 OVERALL = "overall"
 WHOLE_TRIAL = "whole trial"
@@ -227,7 +227,7 @@ def scenarios_to_run(levers: Sequence[Lever]) -> dict[str, Scenario]:
     return scenarios
 
 
-def audit_jobs(levers: Sequence[Lever], seed: int, n_replicates: int) -> list[Job]:
+def audit_jobs(levers: Sequence[Lever], seed: int, n_replicates: int) -> LazyJobs:
     """Replicates ``0 .. n_replicates - 1`` of every scenario to run, replicate ``i``
     of each with ``replicate_seed(seed, i)`` (``analysis.compare.comparison_jobs``)."""
     return comparison_jobs(scenarios_to_run(levers), seed, n_replicates)

@@ -40,7 +40,7 @@ from simulation import Scenario, replicate_seed
 from simulation.rng import Streams
 
 if TYPE_CHECKING:
-    from simulation.runner import Job, TagValue
+    from simulation.runner import LazyJobs, TagValue
 
 POSTERIOR_FILE = "posterior.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -179,29 +179,27 @@ class Posterior:
         *,
         tags: Mapping[str, TagValue] | None = None,
         key_prefix: str = "",
-    ) -> list[Job]:
+    ) -> LazyJobs:
         """Like ``simulation.runner.replicate_jobs``, each replicate with its drawn
-        parameters (tagged ``particle``). Replicates that draw the same particle
-        share a scenario, so the runner still simulates them side by side."""
-        from simulation.runner import Job
+        parameters (tagged ``particle``), made when asked for. Replicates that draw
+        the same particle share a scenario, so the runner still simulates them side
+        by side."""
+        from simulation.runner import Job, LazyJobs
 
         base_tags = dict(tags or {})
-        scenarios: dict[int, Scenario] = {}
-        jobs = []
-        for i in range(n_replicates):
+        scenarios: dict[int, Scenario] = {}  # at most one per particle
+
+        def key(i: int) -> str:
+            return f"{key_prefix}replicate-{i}"
+
+        def make(i: int) -> Job:
             seed = replicate_seed(master_seed, i)
             k = self.draw(seed)
             if k not in scenarios:
                 scenarios[k] = apply_parameters(base, self.values(k))
-            jobs.append(
-                Job(
-                    f"{key_prefix}replicate-{i}",
-                    scenarios[k],
-                    seed,
-                    {**base_tags, "replicate": i, "particle": k},
-                )
-            )
-        return jobs
+            return Job(key(i), scenarios[k], seed, {**base_tags, "replicate": i, "particle": k})
+
+        return LazyJobs(n_replicates, make, key)
 
     def overridden(self, reference: Scenario, scenario: Scenario) -> list[str]:
         """Calibrated parameters whose value in ``scenario`` differs from

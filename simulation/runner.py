@@ -21,7 +21,9 @@ The API
     ``key`` names the job uniquely within a sweep (resume skips finished keys);
     ``seed`` is a ``numpy.random.SeedSequence`` or an int; ``tags`` (str, int or
     float values; the same names in every job) become the leading columns of
-    every output row. ``replicate_jobs`` makes the jobs of ``n`` replicates.
+    every output row. ``replicate_jobs`` makes the jobs of ``n`` replicates, as a
+    ``LazyJobs`` sequence whose jobs are made when asked for (``LazyJobs(n, make,
+    key)`` for others, ``LazyJobs.concat`` to join several).
 ``run_jobs(jobs, out_dir, *, tables, executor, progress, resume, batch_size, simulate, desc)``
     Runs the jobs and streams each finished task's rows to Parquet shards in
     ``out_dir``; returns a ``SweepResult``. ``tables`` names the built-in tables
@@ -52,9 +54,13 @@ Guarantees
   scenario and seed; jobs of one scenario are simulated side by side (up to
   ``batch_size`` per model via ``simulation.run_batch``, which equals running
   them one by one), so batching never changes a number.
-- Memory stays flat: at most about twice as many tasks as there are workers are
-  in flight; workers turn their results into Parquet bytes, the parent only
-  writes them.
+- Memory stays flat: jobs given as a ``LazyJobs`` (``replicate_jobs`` and the
+  other job makers return one) are made as they are needed, at most about twice
+  as many tasks as there are workers are in flight, and workers turn their
+  results into Parquet bytes, the parent only writes them. What grows with the
+  number of jobs is 17 bytes a job while they run (a hash of each key, to find
+  duplicates) and, reading the results, the record of where each job's rows are
+  (about 135 bytes a job).
 - Nothing lost. Layout of ``out_dir``::
 
       sweep.json                          format and tables of the sweep
@@ -88,11 +94,14 @@ in memory) is a convenience on top, for small runs and tests.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import math
+import operator
 import os
 import re
 import sys
@@ -105,7 +114,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -129,6 +138,7 @@ __all__ = [
     "BUILT_IN_TABLES",
     "ExecutorSpec",
     "Job",
+    "LazyJobs",
     "ReplicateSet",
     "ReplicatesFailedError",
     "SweepAborted",
@@ -136,6 +146,7 @@ __all__ = [
     "SweepInterrupted",
     "SweepResult",
     "auto_spec",
+    "job_keys",
     "open_executor",
     "replicate_jobs",
     "run_jobs",
@@ -240,6 +251,88 @@ class Job:
         object.__setattr__(self, "tags", tags)
 
 
+class LazyJobs(Sequence[Job]):
+    """A sequence of jobs made one at a time when asked for: ``make(i)`` gives job
+    ``i`` and ``key(i)`` its key alone. ``run_jobs`` holds only the jobs it is
+    working on, so a sweep's memory does not grow with its length; a list of jobs
+    works too, held whole."""
+
+    __slots__ = ("_key", "_make", "_n")
+
+    def __init__(self, n: int, make: Callable[[int], Job], key: Callable[[int], str]) -> None:
+        if n < 0:
+            raise ValueError(f"a sequence of jobs cannot have {n} jobs")
+        self._n, self._make, self._key = n, make, key
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> Job: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Job]: ...
+    def __getitem__(self, i: int | slice) -> Job | list[Job]:
+        if isinstance(i, slice):
+            return [self._make(k) for k in range(*i.indices(self._n))]
+        return self._make(self._position(i))
+
+    def key(self, i: int) -> str:
+        """The key of job ``i``, without making the job."""
+        return self._key(self._position(i))
+
+    def _position(self, i: int) -> int:
+        k = operator.index(i)
+        k = k + self._n if k < 0 else k
+        if not 0 <= k < self._n:
+            raise IndexError(f"job {i} of {self._n}")
+        return k
+
+    @classmethod
+    def concat(cls, parts: Sequence[Sequence[Job]]) -> LazyJobs:
+        """The jobs of ``parts``, one after another, still made when asked for."""
+        starts = list(itertools.accumulate((len(p) for p in parts), initial=0))
+
+        def locate(i: int) -> tuple[Sequence[Job], int]:
+            k = bisect.bisect_right(starts, i) - 1
+            return parts[k], i - starts[k]
+
+        def make(i: int) -> Job:
+            part, j = locate(i)
+            return part[j]
+
+        def key(i: int) -> str:
+            part, j = locate(i)
+            return part.key(j) if isinstance(part, LazyJobs) else part[j].key
+
+        return cls(starts[-1], make, key)
+
+
+def job_keys(jobs: Sequence[Job]) -> Sequence[str]:
+    """The jobs' keys in order: a view that makes no job where ``jobs`` is lazy."""
+    if isinstance(jobs, LazyJobs):
+        return _Keys(jobs)
+    return tuple(job.key for job in jobs)
+
+
+class _Keys(Sequence[str]):
+    __slots__ = ("_jobs",)
+
+    def __init__(self, jobs: LazyJobs) -> None:
+        self._jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self._jobs.key(k) for k in range(*i.indices(len(self._jobs)))]
+        return self._jobs.key(i)
+
+
 def replicate_jobs(
     scenario: Scenario,
     master_seed: int,
@@ -247,8 +340,8 @@ def replicate_jobs(
     *,
     tags: Mapping[str, TagValue] | None = None,
     key_prefix: str = "",
-) -> list[Job]:
-    """Jobs for replicates ``0 .. n_replicates - 1`` of ``scenario``.
+) -> LazyJobs:
+    """Jobs for replicates ``0 .. n_replicates - 1`` of ``scenario``, made when asked for.
 
     Replicate ``i`` runs with ``replicate_seed(master_seed, i)``, is keyed
     ``f"{key_prefix}replicate-{i}"`` and tagged ``{**tags, "replicate": i}``.
@@ -258,15 +351,14 @@ def replicate_jobs(
     if master_seed < 0:
         raise ValueError(f"master_seed must be >= 0 (got {master_seed})")
     base = dict(tags or {})
-    return [
-        Job(
-            f"{key_prefix}replicate-{i}",
-            scenario,
-            replicate_seed(master_seed, i),
-            {**base, "replicate": i},
-        )
-        for i in range(n_replicates)
-    ]
+
+    def key(i: int) -> str:
+        return f"{key_prefix}replicate-{i}"
+
+    def make(i: int) -> Job:
+        return Job(key(i), scenario, replicate_seed(master_seed, i), {**base, "replicate": i})
+
+    return LazyJobs(n_replicates, make, key)
 
 
 # --- running -----------------------------------------------------------------------
@@ -297,26 +389,27 @@ def run_jobs(
     before running anything if ``out_dir`` or the jobs do not fit, and
     ``SweepInterrupted`` on Ctrl-C.
     """
-    job_list = list(jobs)
+    job_list: Sequence[Job] = jobs if isinstance(jobs, Sequence) else list(jobs)
     table_spec = _table_spec(tables)
     if simulate is None:  # looked up now, not at import, so tests can patch it
         simulate = simulate_side_by_side
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
-    tag_names = _check_jobs(job_list)
-    prepared = _prepare(job_list)
+    identity = _Identity()
+    tag_names, counts = _check_jobs(job_list, identity)  # before anything is written
     out = Path(out_dir)
     with _SweepStore.open(out, tuple(table_spec), resume=resume) as store:
-        store.check_fingerprints(prepared.fingerprints)
-        done = store.ok_keys()
-        pending = [i for i, job in enumerate(job_list) if job.key not in done]
-        n_done = len(job_list) - len(pending)
+        if store.commits:  # resuming: finished jobs are skipped, the others counted again
+            counts = _pending_counts(job_list, identity, store)
+            store.commits.clear()  # checked; kept no longer (store.done says what is done)
+        n_pending = sum(counts.values())
+        n_done = len(job_list) - n_pending
         spec = executor if executor is not None else ExecutorSpec()
-        if not pending:  # a finished sweep: nothing to start workers for
+        if not n_pending:  # a finished sweep: nothing to start workers for
             spec = ExecutorSpec(workers=1)
         elif isinstance(spec, ExecutorSpec):
-            spec = auto_spec(spec, len(pending), batch_size)
-        show = _show_progress(progress, len(pending))
+            spec = auto_spec(spec, n_pending, batch_size)
+        show = _show_progress(progress, n_pending)
         with (
             tqdm(
                 total=len(job_list),
@@ -331,25 +424,26 @@ def run_jobs(
         ):
             tasks = _tasks(
                 job_list,
-                pending,
-                prepared,
+                store.done,
+                counts,
+                identity,
                 tag_names=tag_names,
                 tables=table_spec,
                 simulate=simulate,
                 batch_size=batch_size,
-                backend=backend,
+                slots=backend.slots,
             )
             try:
-                _drive(backend, tasks, store=store, jobs=job_list, prepared=prepared, bar=bar)
+                _drive(backend, tasks, store=store, identity=identity, bar=bar)
             except KeyboardInterrupt as e:
-                n_ok = len(store.ok_keys() & {job.key for job in job_list})
                 signum = interrupt_signal(e)
+                n_ok = n_done + store.n_ok_new
                 raise SweepInterrupted(out, n_ok, len(job_list), signum) from None
             except (OSError, _ExecutorLost) as e:
-                n_ok = len(store.ok_keys() & {job.key for job in job_list})
                 reason = os_error_text(e) if isinstance(e, OSError) else str(e)
+                n_ok = n_done + store.n_ok_new
                 raise SweepAborted(reason, out, n_ok, len(job_list)) from e
-        result = SweepResult(out, tuple(job.key for job in job_list), tuple(table_spec))
+        result = SweepResult(out, job_keys(job_list), tuple(table_spec))
         store.write_failures(result.failures)
     return result
 
@@ -369,23 +463,23 @@ def auto_spec(spec: ExecutorSpec, n_jobs: int, batch_size: int = SIDE_BY_SIDE) -
 
 def _drive(
     backend: Backend,
-    tasks: list[_Task],
+    tasks: Iterator[_Task],
     *,
     store: _SweepStore,
-    jobs: list[Job],
-    prepared: _Prepared,
+    identity: _Identity,
     bar: tqdm,
 ) -> None:
-    """Keep about two tasks per worker submitted; commit each as it finishes."""
-    queue = deque(tasks)
+    """Keep about two tasks per worker submitted, taking them from ``tasks`` only
+    as they are needed; commit each as it finishes."""
+    retry: deque[_Task] = deque()  # the tasks of a lost pool, first in line again
     window = 1 if backend.kind == "in-process" else backend.slots * _IN_FLIGHT_PER_SLOT
     in_flight: dict[Future[_TaskOutput], _Task] = {}
     n_failed = 0
     try:
-        while queue or in_flight:
-            while queue and len(in_flight) < window:
-                task = queue.popleft()
-                in_flight[backend.submit(run_task, task)] = task
+        while True:
+            _submit(backend, in_flight, window, retry, tasks)
+            if not in_flight:
+                return
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             lost: list[_Task] = []
             for future in sorted(finished, key=lambda f: in_flight[f].index):
@@ -394,7 +488,7 @@ def _drive(
                 if output is None:
                     lost.append(task)
                     continue
-                store.commit(output, jobs, prepared)
+                store.commit(output, task, identity)
                 n_failed += len(output.failed)
                 bar.update(len(task.keys))
                 if n_failed:
@@ -403,13 +497,28 @@ def _drive(
                 # Every task still in flight dies with the pool: resubmit all, in job order.
                 lost += in_flight.values()
                 in_flight.clear()
-                queue.extendleft(sorted(lost, key=lambda t: t.index, reverse=True))
+                retry.extendleft(sorted(lost, key=lambda t: t.index, reverse=True))
                 if not backend.recover():
                     raise _ExecutorLost("worker processes kept dying")
     except BaseException:
         for future in in_flight:
             future.cancel()
         raise
+
+
+def _submit(
+    backend: Backend,
+    in_flight: dict[Future[_TaskOutput], _Task],
+    window: int,
+    retry: deque[_Task],
+    tasks: Iterator[_Task],
+) -> None:
+    """Submit tasks, those to retry first, until ``window`` are in flight or none is left."""
+    while len(in_flight) < window:
+        task = retry.popleft() if retry else next(tasks, None)
+        if task is None:
+            return
+        in_flight[backend.submit(run_task, task)] = task
 
 
 def _task_output(future: Future[_TaskOutput], task: _Task, backend: Backend) -> _TaskOutput | None:
@@ -449,30 +558,25 @@ def _show_progress(progress: bool | None, n_jobs: int) -> bool:
 # --- jobs and tasks ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """Per job: the scenario's hash, a printable seed and a fingerprint of its inputs."""
+class _Identity:
+    """Scenario hashes (one per scenario object, computed once) and job fingerprints:
+    a job's identity is its scenario's hash, its seed and its tags."""
 
-    scenario_hash: list[str]
-    seed_text: list[str]
-    fingerprints: dict[str, str]
+    def __init__(self) -> None:
+        # by id(), keeping each scenario alive so that no other object takes its id
+        self._hashes: dict[int, tuple[Scenario, str]] = {}
 
+    def scenario_hash(self, scenario: Scenario) -> str:
+        known = self._hashes.get(id(scenario))
+        if known is None:
+            known = self._hashes[id(scenario)] = (scenario, scenario_sha256(scenario))
+        return known[1]
 
-def _prepare(jobs: list[Job]) -> _Prepared:
-    hashes: dict[int, str] = {}  # by id(): the jobs keep their scenarios alive
-    scenario_hash, seed_text, fingerprints = [], [], {}
-    for job in jobs:
-        digest = hashes.get(id(job.scenario))
-        if digest is None:
-            digest = hashes[id(job.scenario)] = scenario_sha256(job.scenario)
-        seed = seed_label(job.seed)
-        scenario_hash.append(digest)
-        seed_text.append(seed)
+    def fingerprint(self, scenario: Scenario, seed: Seed, tags: Mapping[str, TagValue]) -> str:
         # pool_size is part of a SeedSequence's identity; a plain int seed has none.
-        pool = job.seed.pool_size if isinstance(job.seed, np.random.SeedSequence) else None
-        identity = f"{digest}|{seed}|{pool}|{sorted(job.tags.items())!r}"
-        fingerprints[job.key] = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
-    return _Prepared(scenario_hash, seed_text, fingerprints)
+        pool = seed.pool_size if isinstance(seed, np.random.SeedSequence) else None
+        text = f"{self.scenario_hash(scenario)}|{seed_label(seed)}|{pool}|{sorted(tags.items())!r}"
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def seed_label(seed: Seed) -> str:
@@ -517,70 +621,128 @@ class _TaskOutput:
 
 
 def _tasks(
-    jobs: list[Job],
-    pending: list[int],
-    prepared: _Prepared,
+    jobs: Sequence[Job],
+    done: set[str],
+    counts: Mapping[str, int],
+    identity: _Identity,
     *,
     tag_names: tuple[str, ...],
     tables: Mapping[str, TableFn | None],
     simulate: SimulateFn,
     batch_size: int,
-    backend: Backend,
-) -> list[_Task]:
-    """Group pending jobs by scenario (equal scenarios hash the same), in order of first
-    appearance, and cut each group into tasks of up to ``batch_size`` jobs; a group too
-    small to give every worker a full task is spread over the workers."""
-    groups: dict[str, list[int]] = {}
-    for i in pending:
-        groups.setdefault(prepared.scenario_hash[i], []).append(i)
-    tasks = []
-    for members in groups.values():
-        size = max(1, min(batch_size, math.ceil(len(members) / backend.slots)))
-        for start in range(0, len(members), size):
-            chunk = [jobs[i] for i in members[start : start + size]]
-            tasks.append(
-                _Task(
-                    index=members[start],
-                    scenario=chunk[0].scenario,
-                    keys=tuple(job.key for job in chunk),
-                    seeds=tuple(job.seed for job in chunk),
-                    tag_names=tag_names,
-                    tag_values=tuple(tuple(job.tags[n] for n in tag_names) for job in chunk),
-                    tables=tables,
-                    simulate=simulate,
-                )
-            )
-    tasks.sort(key=lambda task: task.index)
-    return tasks
+    slots: int,
+) -> Iterator[_Task]:
+    """The pending jobs (not in ``done``) as tasks, made as they are asked for: jobs
+    of one scenario (equal scenarios hash the same) go together, up to
+    ``batch_size`` a task; a scenario with too few pending jobs (``counts``) to
+    give every worker a full task is spread over the workers. Held at once: at
+    most one task's jobs per scenario, whatever the number of jobs."""
+    size = {h: max(1, min(batch_size, math.ceil(n / slots))) for h, n in counts.items()}
+    gathering: dict[str, list[tuple[int, Job]]] = {}
+
+    def task(members: list[tuple[int, Job]]) -> _Task:
+        chunk = [job for _, job in members]
+        return _Task(
+            index=members[0][0],
+            scenario=chunk[0].scenario,
+            keys=tuple(job.key for job in chunk),
+            seeds=tuple(job.seed for job in chunk),
+            tag_names=tag_names,
+            tag_values=tuple(tuple(job.tags[n] for n in tag_names) for job in chunk),
+            tables=tables,
+            simulate=simulate,
+        )
+
+    keys = job_keys(jobs)
+    for i in range(len(jobs)):
+        if done and keys[i] in done:
+            continue
+        job = jobs[i]
+        digest = identity.scenario_hash(job.scenario)
+        members = gathering.setdefault(digest, [])
+        members.append((i, job))
+        if len(members) == size[digest]:
+            yield task(members)
+            gathering[digest] = []
+    for members in sorted((m for m in gathering.values() if m), key=lambda m: m[0][0]):
+        yield task(members)
 
 
-def _check_jobs(jobs: list[Job]) -> tuple[str, ...]:
-    """The tag names all jobs share; raises ``SweepError`` on duplicate keys or tags
-    that differ in name or type between jobs."""
+def _check_jobs(jobs: Sequence[Job], identity: _Identity) -> tuple[tuple[str, ...], dict[str, int]]:
+    """The tag names all jobs share, and the number of jobs per scenario hash.
+
+    Raises ``SweepError`` on duplicate keys or tags that differ in name or type
+    between jobs. One pass, holding 8 bytes a job (a hash of its key) however the
+    jobs are made."""
     if not jobs:
         raise SweepError("no jobs to run")
-    seen: set[str] = set()
     first = jobs[0]
+    if not isinstance(first, Job):
+        raise SweepError(f"expected Job objects, got {type(first).__name__}")
     names = tuple(first.tags)
     types = {n: type(v) for n, v in first.tags.items()}
-    for job in jobs:
+    counts: dict[str, int] = {}
+    key_hashes = np.empty(len(jobs), dtype=np.uint64)
+    for i, job in enumerate(jobs):
         if not isinstance(job, Job):
             raise SweepError(f"expected Job objects, got {type(job).__name__}")
-        if job.key in seen:
-            raise SweepError(f"duplicate job key {job.key!r}: keys must be unique in a sweep")
-        seen.add(job.key)
-        if tuple(job.tags) != names:
+        key_hashes[i] = _key_hash(job.key)
+        _check_tags(job, first, names, types)
+        digest = identity.scenario_hash(job.scenario)
+        counts[digest] = counts.get(digest, 0) + 1
+    _check_unique(jobs, key_hashes)
+    return names, counts
+
+
+def _check_tags(job: Job, first: Job, names: tuple[str, ...], types: Mapping[str, type]) -> None:
+    if tuple(job.tags) != names:
+        raise SweepError(
+            f"job {job.key!r} has tags {list(job.tags)}, job {first.key!r} has "
+            f"{list(names)}: every job needs the same tag names, in the same order"
+        )
+    for name, value in job.tags.items():
+        if type(value) is not types[name]:
             raise SweepError(
-                f"job {job.key!r} has tags {list(job.tags)}, job {first.key!r} has "
-                f"{list(names)}: every job needs the same tag names, in the same order"
+                f"job {job.key!r}: tag {name!r} is {type(value).__name__}, "
+                f"in job {first.key!r} it is {types[name].__name__}"
             )
-        for name, value in job.tags.items():
-            if type(value) is not types[name]:
-                raise SweepError(
-                    f"job {job.key!r}: tag {name!r} is {type(value).__name__}, "
-                    f"in job {first.key!r} it is {types[name].__name__}"
-                )
-    return names
+
+
+def _check_unique(jobs: Sequence[Job], key_hashes: np.ndarray) -> None:
+    """``SweepError`` naming a key given twice; ``key_hashes``: ``_key_hash`` of each."""
+    key_hashes = np.sort(key_hashes)
+    repeated = key_hashes[1:][key_hashes[1:] == key_hashes[:-1]]
+    if not repeated.size:
+        return
+    suspects = set(repeated.tolist())  # most likely a key given twice: compare the keys
+    seen: set[str] = set()
+    for key in job_keys(jobs):
+        if _key_hash(key) in suspects:
+            if key in seen:
+                raise SweepError(f"duplicate job key {key!r}: keys must be unique in a sweep")
+            seen.add(key)
+
+
+def _key_hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+def _pending_counts(jobs: Sequence[Job], identity: _Identity, store: _SweepStore) -> dict[str, int]:
+    """Resuming: the number of jobs still to run per scenario hash. Raises
+    ``SweepError`` if a job recorded in ``store`` had another scenario, seed or tags."""
+    recorded = store.fingerprints()
+    counts: dict[str, int] = {}
+    for job in jobs:
+        before = recorded.get(job.key)
+        if before is not None and before != identity.fingerprint(job.scenario, job.seed, job.tags):
+            raise SweepError(
+                f"job {job.key!r} in {store.root} was run with another scenario, seed or "
+                "tags; resume only the same sweep, or use a new folder"
+            )
+        if job.key not in store.done:
+            digest = identity.scenario_hash(job.scenario)
+            counts[digest] = counts.get(digest, 0) + 1
+    return counts
 
 
 def _table_spec(
@@ -748,7 +910,10 @@ class _SweepStore:
     def __init__(self, root: Path, tables: tuple[str, ...]) -> None:
         self.root = root
         self.tables = tables
+        # As found on opening; commits made since are counted, not kept (flat memory).
         self.commits = _read_commits(root)
+        self.done = {key for commit in self.commits.values() for key in commit["ok"]}
+        self.n_ok_new = 0
         self.next_part = _next_part(root)
 
     @classmethod
@@ -782,9 +947,6 @@ class _SweepStore:
             store.verify()  # before any new work, not after it
             yield store
 
-    def ok_keys(self) -> set[str]:
-        return {key for commit in self.commits.values() for key in commit["ok"]}
-
     def verify(self) -> None:
         """Check that every committed shard is there, whole: its size and SHA-256 as
         its commit record gives them (records before checksums: that it exists).
@@ -803,33 +965,33 @@ class _SweepStore:
                         f"{len(commit['ok'])} jobs again"
                     )
 
-    def check_fingerprints(self, fingerprints: dict[str, str]) -> None:
-        for commit in self.commits.values():
-            for key, recorded in commit["fingerprints"].items():
-                current = fingerprints.get(key)
-                if current is not None and current != recorded:
-                    raise SweepError(
-                        f"job {key!r} in {self.root} was run with another scenario, seed or "
-                        "tags; resume only the same sweep, or use a new folder"
-                    )
+    def fingerprints(self) -> dict[str, str]:
+        """The fingerprint of every job recorded on opening, finished or failed."""
+        return {
+            k: fp for commit in self.commits.values() for k, fp in commit["fingerprints"].items()
+        }
 
-    def commit(self, output: _TaskOutput, jobs: list[Job], prepared: _Prepared) -> None:
+    def commit(self, output: _TaskOutput, task: _Task, identity: _Identity) -> None:
         part = self.next_part
         self.next_part += 1
         name = f"part-{part:05d}"
         for table in self.tables if output.ok else ():
             _write_atomic(self.root / "shards" / table / f"{name}.parquet", output.shards[table])
-        index = {job.key: i for i, job in enumerate(jobs)} if output.failed else {}
+        position = {key: j for j, key in enumerate(task.keys)}
+
+        def tags(j: int) -> dict[str, TagValue]:
+            return dict(zip(task.tag_names, task.tag_values[j], strict=True))
+
         failed = []
         for failure in output.failed:
-            i = index[failure.key]
+            j = position[failure.key]
             failed.append(
                 {
                     "key": failure.key,
-                    "tags": dict(jobs[i].tags),
-                    "seed": prepared.seed_text[i],
-                    "scenario_name": jobs[i].scenario.name,
-                    "scenario_sha256": prepared.scenario_hash[i],
+                    "tags": tags(j),
+                    "seed": seed_label(task.seeds[j]),
+                    "scenario_name": task.scenario.name,
+                    "scenario_sha256": identity.scenario_hash(task.scenario),
                     "error_type": failure.error_type,
                     "error_message": failure.error_message,
                     "traceback": failure.traceback,
@@ -839,7 +1001,11 @@ class _SweepStore:
         commit = {
             "ok": list(output.ok),
             "failed": failed,
-            "fingerprints": {key: prepared.fingerprints[key] for key in keys},
+            "fingerprints": {
+                key: identity.fingerprint(task.scenario, task.seeds[j], tags(j))
+                for key in keys
+                for j in (position[key],)
+            },
             # What resume checks each shard against (verify).
             "shards": {
                 table: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -848,7 +1014,7 @@ class _SweepStore:
         }
         # Written last: the shards above count only once this record exists.
         _write_atomic(self.root / "shards" / _COMMITS / f"{name}.json", json.dumps(commit))
-        self.commits[part] = commit
+        self.n_ok_new += len(output.ok)
 
     def write_failures(self, failures: pd.DataFrame) -> None:
         path = self.root / "failures.parquet"
@@ -860,7 +1026,9 @@ class _SweepStore:
         _write_atomic(path, sink.getvalue())
 
 
-def _read_commits(root: Path) -> dict[int, dict[str, Any]]:
+def _read_commits(root: Path, *, whole: bool = True) -> dict[int, dict[str, Any]]:
+    """The commit records by part; ``whole=False`` keeps only which jobs finished and
+    which failed (what reading the results needs: a third of the memory)."""
     commits = {}
     folder = root / "shards" / _COMMITS
     if folder.is_dir():
@@ -875,6 +1043,8 @@ def _read_commits(root: Path) -> dict[int, dict[str, Any]]:
                         f"cannot read a commit record {path}: it lacks 'ok' or 'failed'; "
                         "delete it to run its jobs again"
                     )
+                if not whole:
+                    commit = {"ok": commit["ok"], "failed": commit["failed"]}
                 commits[int(match.group(1))] = commit
     return dict(sorted(commits.items()))
 
@@ -924,7 +1094,7 @@ def _next_part(root: Path) -> int:
 
 def _remove_uncommitted(root: Path) -> None:
     """Delete temporary files and shards whose task never wrote its commit record."""
-    committed = set(_read_commits(root))
+    committed = set(_read_commits(root, whole=False))
     shards = root / "shards"
     if not shards.is_dir():
         return
@@ -976,7 +1146,7 @@ class SweepResult:
     held in memory. Which jobs finished is read once, on first use."""
 
     out_dir: Path
-    keys: tuple[str, ...]  # the jobs, in order
+    keys: Sequence[str]  # the jobs, in order (``job_keys``)
     table_names: tuple[str, ...]
 
     def table(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -1069,6 +1239,8 @@ class SweepResult:
         """One row per failed job, in job order: tags, key, seed, scenario name and
         hash, error type, message and traceback."""
         failed = self._status()[1]
+        if not failed:
+            return pd.DataFrame(columns=list(_FAILURE_COLUMNS))
         position = {key: i for i, key in enumerate(self.keys)}
         records = sorted(failed.values(), key=lambda r: position[r["key"]])
         rows = [{**r["tags"], **{c: r[c] for c in _FAILURE_COLUMNS}} for r in records]
@@ -1083,7 +1255,7 @@ class SweepResult:
         self,
     ) -> tuple[dict[int, dict[str, Any]], dict[str, int], dict[str, dict[str, Any]]]:
         """The commit records (read once), and from them ``_status``."""
-        commits = _read_commits(self.out_dir)
+        commits = _read_commits(self.out_dir, whole=False)
         wanted = set(self.keys)
         ok: dict[str, int] = {}
         failed: dict[str, dict[str, Any]] = {}

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,8 +32,10 @@ from simulation import Results, Scenario, replicate_seed, run, run_batch
 from simulation.executors import Backend, ExecutorSpec, open_executor
 from simulation.runner import (
     Job,
+    LazyJobs,
     SweepError,
     SweepResult,
+    job_keys,
     replicate_jobs,
     run_jobs,
 )
@@ -308,6 +311,67 @@ def test_resume_refuses_a_different_sweep(jobs: list[Job], tmp_path: Path) -> No
         run_jobs(jobs[:2], out, tables=("trial",))
     with pytest.raises(SweepError, match="duplicate job key"):
         run_jobs([jobs[0], jobs[0]], tmp_path / "other")
+    assert not (tmp_path / "other").exists(), "a refused job list writes nothing"
+
+
+# --- jobs made when needed ------------------------------------------------------------
+
+
+def test_lazy_jobs_are_made_as_needed_and_give_the_tables_of_a_list(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """A sweep of jobs made on demand (``replicate_jobs``) holds a bounded number of
+    jobs at a time, not all of them, and gives the tables of the same jobs as a list."""
+    n, batch = 60, 5
+    made = replicate_jobs(scenario, SEED, n)
+    refs: list[weakref.ref[Job]] = []
+    most_alive = 0
+
+    def make(i: int) -> Job:
+        nonlocal most_alive
+        job = made[i]
+        refs.append(weakref.ref(job))
+        most_alive = max(most_alive, sum(ref() is not None for ref in refs))
+        return job
+
+    lazy = LazyJobs(n, make, made.key)
+    sweep = run_jobs(
+        lazy,
+        tmp_path / "lazy",
+        executor=ExecutorSpec(workers=1),
+        batch_size=batch,
+        tables=("trial",),
+    )
+    # in process: one task in flight (batch jobs), one gathering, the one being made
+    assert most_alive <= 2 * batch + 1, (
+        f"expected at most {2 * batch + 1} of {n} jobs alive at once, saw {most_alive}"
+    )
+    listed = run_jobs(
+        list(made),
+        tmp_path / "list",
+        executor=ExecutorSpec(workers=1),
+        batch_size=batch,
+        tables=("trial",),
+    )
+    assert list(sweep.keys) == list(listed.keys) == [f"replicate-{i}" for i in range(n)], (
+        "expected the keys in job order, the same from a lazy sequence and a list"
+    )
+    assert_frame_equal(sweep.table("trial"), listed.table("trial"), obj="lazy vs listed jobs")
+
+
+def test_lazy_jobs_index_slice_and_concatenate_like_lists(scenario: Scenario) -> None:
+    first = replicate_jobs(scenario, SEED, 3, key_prefix="a/")
+    second = replicate_jobs(scenario, SEED, 2, key_prefix="b/")
+    both = LazyJobs.concat([first, list(second)])
+    keys = ["a/replicate-0", "a/replicate-1", "a/replicate-2", "b/replicate-0", "b/replicate-1"]
+    assert [job.key for job in both] == keys, f"expected {keys}"
+    assert list(job_keys(both)) == keys, "expected the keys without making the jobs"
+    assert both[-1].key == keys[-1], "expected a negative index to count from the end"
+    assert [j.key for j in both[1:4:2]] == keys[1:4:2], "expected a slice as on a list"
+    assert both[3].seed.spawn_key == (0,), "expected the second part's own seeds"
+    assert both[3].tags == {"replicate": 0}, "expected the second part's own tags"
+    with pytest.raises(IndexError):
+        both[5]
 
 
 FAILING_REPLICATE = 3

@@ -630,10 +630,13 @@ def sweep_manifest(
 
 # --- memory --------------------------------------------------------------------------------
 
-# What one job costs this process while a sweep runs, whatever its results: its Job
-# (about 0.7 KB) and its hash and fingerprint (0.2 KB), measured with tracemalloc over
-# 100,000 ENRICH replicate jobs (2026-12-02); rounded up.
-_BYTES_PER_JOB = 1024
+# What one job costs this process, whatever its results. Jobs are made as they are
+# needed (simulation.runner.LazyJobs): while the sweep runs, 17 bytes a job (a hash of
+# its key, when the jobs are checked); reading the results back, the record of which
+# part holds each job, 135 bytes a job (294 at the peak, while the records are parsed);
+# resuming, the records found, 480 at the peak. Measured with tracemalloc over 100,000
+# and 1,500 ENRICH replicate jobs (2026-12-02); rounded up.
+_BYTES_PER_JOB = 512
 # Below this many jobs a sweep's gathered results are not worth measuring (a replicate
 # of region_50_sites, the biggest shipped scenario, gathers about 2 MB: 200 MB here).
 _MEASURE_FROM_JOBS = 100

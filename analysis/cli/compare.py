@@ -270,7 +270,7 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
     from analysis.compare_figures import make_comparison_figures
     from analysis.figures import save_figures
     from simulation.outputs import write_manifest
-    from simulation.runner import run_jobs
+    from simulation.runner import LazyJobs, run_jobs
 
     ws = plan.ws
     RESUMABLE.save(ws, command)
@@ -278,13 +278,14 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         from calibration.posterior import load_posterior
 
         posterior = load_posterior(plan.posterior)
-        jobs = [
-            job
-            for label, scenario in plan.scenarios.items()
-            for job in posterior.jobs(
-                scenario, plan.seed, plan.n, tags={"scenario": label}, key_prefix=f"{label}/"
-            )
-        ]
+        jobs = LazyJobs.concat(
+            [
+                posterior.jobs(
+                    scenario, plan.seed, plan.n, tags={"scenario": label}, key_prefix=f"{label}/"
+                )
+                for label, scenario in plan.scenarios.items()
+            ]
+        )
     else:
         jobs = comparison_jobs(plan.scenarios, plan.seed, plan.n)
     sweep = run_jobs(
