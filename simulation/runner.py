@@ -276,6 +276,15 @@ class LazyJobs(Sequence[Job]):
             return [self._make(k) for k in range(*i.indices(self._n))]
         return self._make(self._position(i))
 
+    def __add__(self, other: Sequence[Job]) -> LazyJobs:
+        return LazyJobs.concat([self, other])
+
+    def __radd__(self, other: Sequence[Job]) -> LazyJobs:
+        return LazyJobs.concat([other, self])
+
+    def __repr__(self) -> str:
+        return f"LazyJobs({self._n} jobs)"
+
     def key(self, i: int) -> str:
         """The key of job ``i``, without making the job."""
         return self._key(self._position(i))

@@ -372,6 +372,9 @@ def test_lazy_jobs_index_slice_and_concatenate_like_lists(scenario: Scenario) ->
     assert both[3].tags == {"replicate": 0}, "expected the second part's own tags"
     with pytest.raises(IndexError):
         both[5]
+    assert [job.key for job in list(second) + first] == [*keys[3:], *keys[:3]], (
+        "expected + to join a list and lazy jobs in order"
+    )
 
 
 FAILING_REPLICATE = 3
