@@ -107,7 +107,7 @@ import re
 import sys
 import tempfile
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -571,14 +571,22 @@ class _Identity:
     """Scenario hashes (one per scenario object, computed once) and job fingerprints:
     a job's identity is its scenario's hash, its seed and its tags."""
 
+    # Scenarios whose hash is kept: jobs made on demand may make a scenario per job.
+    _N_KEPT = 4096
+
     def __init__(self) -> None:
-        # by id(), keeping each scenario alive so that no other object takes its id
-        self._hashes: dict[int, tuple[Scenario, str]] = {}
+        # by id(), keeping each scenario alive while its hash is kept, so that no
+        # other object takes its id meanwhile; the least recently used goes first
+        self._hashes: OrderedDict[int, tuple[Scenario, str]] = OrderedDict()
 
     def scenario_hash(self, scenario: Scenario) -> str:
         known = self._hashes.get(id(scenario))
         if known is None:
             known = self._hashes[id(scenario)] = (scenario, scenario_sha256(scenario))
+            if len(self._hashes) > self._N_KEPT:
+                self._hashes.popitem(last=False)
+        else:
+            self._hashes.move_to_end(id(scenario))
         return known[1]
 
     def fingerprint(self, scenario: Scenario, seed: Seed, tags: Mapping[str, TagValue]) -> str:
