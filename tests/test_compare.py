@@ -52,11 +52,13 @@ OUTPUT_FILES = [
     "comparison.csv", "comparison.parquet", "manifest.json",
     "replicates/outcomes.parquet", "replicates/trial.parquet",
     "replicates/site_weeks.parquet", "replicates/readmission_counts.parquet",
+    "replicates/resources.parquet", "replicates/resource_values.parquet", "brief.md",
     "figures/forest_same.png", "figures/trajectories_same.png",
     "figures/forest_g_supervision.png", "figures/trajectories_g_supervision.png",
 ]  # fmt: skip
 # Outcomes of one site, as the comparison reports them.
 SITE_OUTCOMES = [k for k, _ in OUTCOMES if k not in OVERALL_ONLY]
+OUTCOME_NAMES = {k for k, _ in OUTCOMES}
 
 
 def _site_g_hours(text: str, hours: float) -> str:
@@ -242,8 +244,12 @@ def test_identical_whatif_gives_exactly_zero_difference(comparison: pd.DataFrame
     """CRN: replicate i of both runs with the same seed, so a what-if identical to its
     baseline differs by exactly 0, with interval [0, 0], in every outcome and scope."""
     rows = comparison[comparison["whatif"] == "same"]
-    assert len(rows) == len(OUTCOMES) + len(SITE_OUTCOMES) * len(SITES), (
+    outcome_rows = rows[rows["outcome"].isin(OUTCOME_NAMES)]
+    assert len(outcome_rows) == len(OUTCOMES) + len(SITE_OUTCOMES) * len(SITES), (
         "every outcome overall and per site should be reported"
+    )
+    assert set(rows["outcome"]) - OUTCOME_NAMES >= {"pw_hours_worked_h", "coord_hours_paid_h"}, (
+        "the resource rows (analysis.economics) should be reported too, and zero as well"
     )
     for column in ("diff_mean", "diff_sd", "diff_lo", "diff_hi"):
         nonzero = rows[rows[column] != 0]
@@ -263,7 +269,9 @@ def test_change_at_one_site_leaves_every_other_site_unchanged(
     baseline; site G's fidelity rises."""
     rows = comparison[comparison["whatif"] == "g_supervision"]
     others = rows[rows["scope"].isin(SITES[:-1])]
-    assert len(others) == len(SITE_OUTCOMES) * 6, "every outcome of sites A-F reported"
+    n_outcomes = others["outcome"].isin(OUTCOME_NAMES).sum()
+    assert n_outcomes == len(SITE_OUTCOMES) * 6, "every outcome of sites A-F reported"
+    # Their resources (hours by use, sessions, readmissions) too: rows beyond the outcomes.
     changed = others[(others["diff_mean"] != 0) | (others["diff_hi"] != 0)]
     assert changed.empty, f"sites A-F should be exactly unchanged:\n{changed.to_string()}"
     counts = pd.read_parquet(compared[0] / "replicates" / "readmission_counts.parquet")
