@@ -499,14 +499,21 @@ def test_posterior_compare_pairs_the_same_particle_per_replicate(
 ) -> None:
     out = tmp_path / "out"
     files = [str(toml_files[k]) for k in ("base", "g_supervision")]
-    _run_main(
+    costs = POSTERIOR_DIR.parent.parent / "scenarios" / "costs_example.toml"
+    stdout = _run_main(
         ["compare", *files, "--posterior", str(POSTERIOR_DIR), "-n", "3", "-w", "1",
-         "-o", str(out)]
+         "--costs", str(costs), "-o", str(out)]
     )  # fmt: skip
     trial = pd.read_parquet(out / "replicates" / "trial.parquet")
     particles = trial.pivot(index="replicate", columns="scenario", values="particle")
     assert (particles["base"] == particles["g_supervision"]).all(), "CRN: same draw per replicate"
     assert particles["base"].nunique() > 1
+    # The money's intervals are over the posterior ensemble, and say so.
+    economics = pd.read_csv(out / "economics.csv")
+    assert economics["n"].tolist() == [3], "one paired value per posterior draw"
+    assert "posterior draws" in stdout, "the printed money names the posterior draws"
+    brief = (out / "brief.md").read_text(encoding="utf-8")
+    assert "calibration's uncertainty" in brief, "the brief says the intervals include it"
 
 
 def test_posterior_compare_refuses_a_whatif_changing_a_calibrated_parameter(
