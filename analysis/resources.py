@@ -35,10 +35,17 @@ RESOURCE_TABLE_COLUMNS: tuple[str, ...] = (
     "n_readmissions",
 )
 # Resource outcomes compared, with their headings (units in the name and heading).
+_SAID = {"team": "team meetings", "team_prep": "team preparation"}
 RESOURCES: tuple[tuple[str, str], ...] = (
-    *((f"{c}_h", f"peer worker hours, {c.removeprefix('pw_hours_')} (h)") for c in PW_HOURS),
+    *(
+        (f"{c}_h", f"peer worker hours, {_SAID.get(c[9:], c[9:])} (h)")  # after "pw_hours_"
+        for c in PW_HOURS
+    ),
     ("pw_posts_fte", f"peer worker posts in post (FTE, {FULL_TIME_H_PER_WEEK:g} h a week)"),
-    *((f"{c}_h", f"coordinator hours, {c.removeprefix('coord_hours_')} (h)") for c in COORD_HOURS),
+    *(
+        (f"{c}_h", f"coordinator hours, {_SAID.get(c[12:], c[12:])} (h)")  # after "coord_hours_"
+        for c in COORD_HOURS
+    ),
     ("n_sessions", "sessions held (n)"),
     ("n_pw_started", "peer workers starting in post (n)"),
     ("n_engaged", "participants engaged (n)"),

@@ -354,7 +354,10 @@ class Delivery:
         )
         # Resources: hours on participants (the fixed hours follow from who was in
         # post, in results()); running totals of sessions and of peer workers started.
-        r[self._hours_rows] = np.add.reduceat(pw.contact_hours(), pw.site_start[:-1]).T
+        by_site = np.add.reduceat(pw.covered_hours(), pw.site_start[:-1])
+        travel = by_site[:, 3]
+        r[self._hours_rows[0]] = by_site[:, :3].sum(axis=1) - travel
+        r[self._hours_rows[1]] = travel
         r[c["n_sessions"]] = self.site_sessions
         r[c["n_pw_started"]] = pw.site_started
 

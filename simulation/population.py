@@ -377,6 +377,8 @@ class PeerWorkers:
         self.community_travel_share = journey[self.site]
         self.contracted_h = ww.dur_contracted_h_per_week
         self.visits_ward = np.zeros(self.n, dtype=bool)  # this week's, filled by plan_week
+        self.ward_travel_now = np.zeros(self.n)
+        self._covered = np.zeros((self.n, 4))
         self.planned_fixed = self.fixed_h.copy()
         self._all_in_post = np.ones(self.n, dtype=bool)
         self.planned_in_post = self._all_in_post
@@ -398,6 +400,7 @@ class PeerWorkers:
         need = need.astype(float, copy=False)  # bincount of nothing is integer
         self.visits_ward = n_on_ward > 0
         need[:, WARD_TIER] += self.ward_visits_h * self.visits_ward
+        self.ward_travel_now = self.ward_travel_h * self.visits_ward
         self.need = need
         fixed = self.fixed_h * self.in_post if self.any_vacant else self.fixed_h
         # Who is in post while this week's hours are worked (turnover comes later).
@@ -424,12 +427,18 @@ class PeerWorkers:
     def contact_hours(self) -> np.ndarray:
         """This week's hours worked on participants per peer worker, (n, 2): with
         them (meetings, notes, ward visits, seeking) and travelling to them."""
-        covered = self.need * self.tier_share
-        travel = (
-            self.tier_share[:, WARD_TIER] * self.ward_travel_h * self.visits_ward
-            + covered[:, COMMUNITY_TIER] * self.community_travel_share
-        )
-        return np.column_stack([covered.sum(axis=1) - travel, travel])
+        covered = self.covered_hours()
+        travel = covered[:, 3]
+        return np.column_stack([covered[:, :3].sum(axis=1) - travel, travel])
+
+    def covered_hours(self) -> np.ndarray:
+        """This week's hours worked per peer worker on each tier (ward, community,
+        seeking) and, last, the travel among them, (n, 4); a buffer reused weekly."""
+        out = self._covered
+        np.multiply(self.need, self.tier_share, out=out[:, :3])
+        np.multiply(self.tier_share[:, WARD_TIER], self.ward_travel_now, out=out[:, 3])
+        out[:, 3] += out[:, COMMUNITY_TIER] * self.community_travel_share
+        return out
 
     def hours_by_activity(self) -> np.ndarray:
         """This week's contracted hours per peer worker by use, (n, 6) in

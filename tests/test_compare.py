@@ -473,7 +473,8 @@ def test_interrupt_keeps_only_the_partial_folder_and_resume_completes(
     monkeypatch.setattr(analysis.compare_figures, "make_comparison_figures", interrupted)
     out = tmp_path / "out"
     argv = ["compare", str(toml_files["base"]), str(toml_files["g_supervision"])]
-    status = main([*argv, "-n", "2", "-w", "1", "--out", str(out)])
+    costs = ["--costs", str(COSTS_EXAMPLE), "--discount-rate", "0.01"]
+    status = main([*argv, "-n", "2", "-w", "1", *costs, "--out", str(out)])
     err = capsys.readouterr().err
     assert status == 130, f"Ctrl-C should exit 130, got {status}"
     assert f"peersim compare --resume {out}" in err, f"stderr should say how to resume:\n{err}"
@@ -486,11 +487,14 @@ def test_interrupt_keeps_only_the_partial_folder_and_resume_completes(
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["resumed"]) == 1, "the resumption should be recorded"
     assert (out / "figures" / "forest_g_supervision.png").is_file(), "figures drawn on resume"
+    rates = pd.read_csv(out / "economics.csv")["discount_rate_per_year"].tolist()
+    assert rates == [0.01], f"the resumed comparison keeps its costs and rate 0.01: {rates}"
 
 
 # --- posterior-ensemble mode ----------------------------------------------------------
 
 POSTERIOR_DIR = Path(__file__).resolve().parent.parent / "docs" / "calibration"
+COSTS_EXAMPLE = POSTERIOR_DIR.parent.parent / "scenarios" / "costs_example.toml"
 
 
 @pytest.mark.slow
@@ -499,10 +503,9 @@ def test_posterior_compare_pairs_the_same_particle_per_replicate(
 ) -> None:
     out = tmp_path / "out"
     files = [str(toml_files[k]) for k in ("base", "g_supervision")]
-    costs = POSTERIOR_DIR.parent.parent / "scenarios" / "costs_example.toml"
     stdout = _run_main(
         ["compare", *files, "--posterior", str(POSTERIOR_DIR), "-n", "3", "-w", "1",
-         "--costs", str(costs), "-o", str(out)]
+         "--costs", str(COSTS_EXAMPLE), "-o", str(out)]
     )  # fmt: skip
     trial = pd.read_parquet(out / "replicates" / "trial.parquet")
     particles = trial.pivot(index="replicate", columns="scenario", values="particle")
