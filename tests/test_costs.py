@@ -169,9 +169,10 @@ def test_economic_summary_of_the_extra_hour(
     (summary,) = economics(comparison, values, "base", ["more"], costs=costs, rate=0.0, seed=1)
     expected = COORDINATOR_HOUR * weeks
     mean, lo, hi = summary.incremental_cost
-    assert abs(mean - expected) < 1e-6 and abs(lo - expected) < 1e-6, (
-        f"expected an incremental cost of GBP {expected} with no spread, found {mean} [{lo}, {hi}]"
-    )
+    for value in (mean, lo, hi):
+        assert abs(value - expected) < 1e-6, (
+            f"expected GBP {expected} more with no spread, found {mean} [{lo}, {hi}]"
+        )
     assert summary.p_saves_money == 0.0, f"expected no replicate to save money: {summary}"
     avoided = summary.readmissions_avoided[0]
     ratio = summary.cost_per_readmission_avoided[0]
@@ -198,7 +199,8 @@ def test_priced_table_equals_a_hand_computation(tmp_path: Path) -> None:
         + (
             '[travel_hour]\nvalue = 5.0\nunit = "GBP per hour"\nsource = "t"\n'
             '[training_per_new_peer_worker]\nvalue = 100.0\nunit = "GBP per new peer worker"\n'
-            'source = "t"\n[readmission]\nvalue = 1000.0\nunit = "GBP per readmission"\nsource = "t"\n'
+            'source = "t"\n[readmission]\nvalue = 1000.0\n'
+            'unit = "GBP per readmission"\nsource = "t"\n'
         )
     )
     costs = load_costs(_costs(tmp_path, text))
@@ -233,13 +235,12 @@ def test_ratio_interval_is_unbounded_when_avoided_may_be_zero() -> None:
     rng = np.random.default_rng(0)
     cost = np.array([100.0, 120.0, 80.0, 110.0])
     ratio, lo, hi = ratio_interval(cost, np.array([2.0, -1.0, 1.0, -1.5]), rng)
-    assert math.isfinite(ratio) and math.isnan(lo) and math.isnan(hi), (
-        f"avoided readmissions straddling 0: expected a ratio without bounds, {ratio, lo, hi}"
-    )
+    assert math.isfinite(ratio), f"expected the ratio of means, found {ratio}"
+    assert math.isnan(lo), f"avoided straddling 0: expected no lower bound, found {lo}"
+    assert math.isnan(hi), f"avoided straddling 0: expected no upper bound, found {hi}"
     ratio, lo, hi = ratio_interval(cost, np.array([2.0, 2.0, 1.0, 3.0]), rng)
-    assert abs(ratio - 410 / 8) < 1e-12 and lo <= ratio <= hi, (
-        f"expected the ratio of means 51.25 inside its interval, found {ratio} [{lo}, {hi}]"
-    )
+    assert abs(ratio - 410 / 8) < 1e-12, f"expected the ratio of means 51.25, found {ratio}"
+    assert lo <= ratio <= hi, f"expected {ratio} inside its interval [{lo}, {hi}]"
 
 
 def test_acceptability_at_zero_is_the_share_saving_money() -> None:
@@ -325,11 +326,13 @@ def test_compare_with_a_bad_costs_file_exits_2_and_writes_nothing(
     status = main(argv)
     err = capsys.readouterr().err
     assert status == 2, f"expected exit 2, got {status}; stderr:\n{err}"
-    assert err.startswith("peersim: error: ") and err.count("\n") == 1, f"one line:\n{err}"
+    assert err.startswith("peersim: error: "), f"expected the house error:\n{err}"
+    assert err.count("\n") == 1, f"expected one line:\n{err}"
     for part in [str(costs), *expected]:
         assert part in err, f"expected {part!r} in stderr:\n{err}"
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert "out" not in left and "out.partial" not in left, f"nothing written: {left}"
+    assert "out" not in left, f"no output folder written: {left}"
+    assert "out.partial" not in left, f"no partial folder written: {left}"
 
 
 @pytest.mark.parametrize(
@@ -423,7 +426,6 @@ def test_compare_without_costs_reports_hours_and_events_only(
     assert "GBP" not in stdout, "no currency without a costs file"
     comparison = pd.read_csv(out / "comparison.csv")
     hours = comparison[comparison["outcome"].str.endswith("_h")]
-    assert len(hours) and (hours["diff_mean"] == 0).all(), (
-        "an identical what-if uses exactly the same hours"
-    )
+    assert len(hours) > 0, "expected resource rows in hours"
+    assert (hours["diff_mean"] == 0).all(), "an identical what-if uses exactly the same hours"
     assert "Not costed" in (out / "brief.md").read_text(encoding="utf-8"), "brief says so"
