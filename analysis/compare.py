@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.resources import resource_table
 from analysis.summary import end_of_delivery
 from simulation import Results, Scenario
 from simulation.outcomes import COMPARED, Outcome, finite_mean
@@ -154,6 +155,7 @@ COMPARE_TABLES: dict[str, TableFn] = {
     "trial": trial_table,
     "site_weeks": site_weeks_table,
     "readmission_counts": readmission_counts,
+    "resources": resource_table,  # hours and events per site and year (analysis.economics)
 }
 
 

@@ -51,6 +51,10 @@ MAX_SHOWN_CHARS = 60
 # refused in one line that names at most a few of its keys and none of its values.
 TOP_LEVEL_KEYS: dict[str, frozenset[str]] = {
     "priors": frozenset({"description", "prior"}),
+    "costs": frozenset(
+        {"currency", "description", "peer_worker_hour", "coordinator_hour", "travel_hour"}
+        | {"training_per_new_peer_worker", "readmission", "bed_day", "length_of_stay"}
+    ),
     "targets": frozenset({"description", "target"}),
     "spec": frozenset(
         {"name", "description", "scenario", "outputs", "method", "replicates", "seed"}

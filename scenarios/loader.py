@@ -108,11 +108,20 @@ def default_scenario_path() -> Path:
     return Path(str(files("scenarios") / DEFAULT_SCENARIO_FILE))
 
 
+COSTS_FILE_PREFIX = "costs_"
+
+
 def library() -> dict[str, Path]:
     """The scenario files shipped in the ``scenarios`` package (the ENRICH trial and
-    the ready what-ifs), by name (the file name without ``.toml``), in name order."""
+    the ready what-ifs), by name (the file name without ``.toml``), in name order.
+    Unit costs files (``costs_*.toml``, ``scenarios.costs``) live beside them and are
+    not scenarios."""
     folder = default_scenario_path().parent
-    return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+    return {
+        path.stem: path
+        for path in sorted(folder.glob("*.toml"))
+        if not path.name.startswith(COSTS_FILE_PREFIX)
+    }
 
 
 def load_scenario(path: str | Path | None = None, configuration: str | None = None) -> Scenario:

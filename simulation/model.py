@@ -23,6 +23,7 @@ import numpy as np
 from simulation.params import Scenario
 from simulation.population import (
     COMMUNITY_TIER,
+    COORD_ACTIVITIES,
     FIDELITY_DOMAINS,
     SEEK_TIER,
     WARD_TIER,
@@ -159,6 +160,7 @@ class Delivery:
         self.n_recruited_ps = np.cumsum(recruited, axis=0)
         self.records = np.zeros((self.n_weeks, len(RECORDS), n))
         self._pw_rows = [_COLUMN[name] for name in _PW_RECORDS]
+        self._hours_rows = [_COLUMN["pw_hours_contact"], _COLUMN["pw_hours_travel"]]
         self._n_pw_site = np.diff(self.workers.site_start).astype(float)[:, None]
 
     def _init_ratings(self) -> None:
@@ -350,6 +352,14 @@ class Delivery:
             if pw.any_vacant
             else self._n_pw_site[:, 0]
         )
+        # Resources: hours on participants (the fixed hours follow from who was in
+        # post, in results()); running totals of sessions and of peer workers started.
+        by_site = np.add.reduceat(pw.covered_hours(), pw.site_start[:-1])
+        travel = by_site[:, 3]
+        r[self._hours_rows[0]] = by_site[:, :3].sum(axis=1) - travel
+        r[self._hours_rows[1]] = travel
+        r[c["n_sessions"]] = self.site_sessions
+        r[c["n_pw_started"]] = pw.site_started
 
     # ---------------------------------------------------------- whole trial
     def run_to_end(self) -> list[Results]:
@@ -421,6 +431,7 @@ class Delivery:
         fid = [_COLUMN[f"fid_{d}"] for d in FIDELITY_DOMAINS]
         sw["fidelity"] = records[:, fid].mean(axis=1).ravel()
         sw["supervision_hours"] = np.tile(self.coordinators.site_supervision_h[g0:g1], self.n_weeks)
+        sw.update(self._resources(records, g0, g1))
         sw["site"] = np.tile(np.arange(n_site), self.n_weeks)
         sw["week"] = np.repeat(np.arange(self.n_weeks), n_site)
         participants = {name: su[name] for name in _PARTICIPANT_KEPT}
@@ -432,6 +443,41 @@ class Delivery:
             weeks_to_readmission=readmit_week,
         )
         return Results(self.site_names, trial, sw, participants)
+
+    def _resources(self, records: np.ndarray, g0: int, g1: int) -> dict[str, np.ndarray]:
+        """The site-week resource columns of sites ``g0 .. g1 - 1`` (ODD 7.14), from
+        the records and the fixed weekly hours per post and per coordinator team."""
+        pw, c = self.workers, _COLUMN
+        n_posts = np.diff(pw.site_start)[g0:g1].astype(float)
+        in_post = records[:, c["pw_in_post"]]
+        # Turnover comes after the week's work: who worked week t was in post at t - 1.
+        planned = np.vstack([n_posts[None, :], in_post[:-1]])
+        parts = pw.site_fixed_by_activity[g0:g1]
+        total = parts.sum(axis=1)
+        scale = np.minimum(total, pw.contracted_h) / np.maximum(total, 1e-300)
+        fixed = planned[:, :, None] * (parts * scale[:, None])[None, :, :]
+        contact = records[:, c["pw_hours_contact"]]
+        travel = records[:, c["pw_hours_travel"]] + fixed[:, :, 3]
+        worked = contact + travel + fixed[:, :, :3].sum(axis=2)
+        contracted = planned * pw.contracted_h
+        started = np.diff(records[:, c["n_pw_started"]], axis=0, prepend=0.0)
+        started[0] += n_posts  # the first peer workers start in week 0
+        out = {
+            "pw_hours_travel": travel,
+            "pw_hours_supervision": fixed[:, :, 0],
+            "pw_hours_team": fixed[:, :, 1],
+            "pw_hours_admin": fixed[:, :, 2],
+            "pw_hours_unused": contracted - worked,
+            "pw_hours_worked": worked,
+            "pw_hours_contracted": contracted,
+            "n_sessions": np.diff(records[:, c["n_sessions"]], axis=0, prepend=0.0),
+            "n_pw_started": started,
+        }
+        coord = self.coordinators.site_hours_by_activity[g0:g1]
+        for k, name in enumerate(COORD_ACTIVITIES):
+            out[f"coord_hours_{name}"] = np.tile(coord[:, k], (self.n_weeks, 1))
+        out["coord_hours_paid"] = np.tile(coord.sum(axis=1), (self.n_weeks, 1))
+        return {name: values.ravel() for name, values in out.items()}
 
 
 def _mean_of_ratings(ratings: np.ndarray) -> np.ndarray:

@@ -36,6 +36,10 @@ WARD_TIER, COMMUNITY_TIER, SEEK_TIER = 0, 1, 2
 SETTING_WARD, SETTING_COMMUNITY = 1, 2
 # Most fidelity ratings a scenario can ask for (Fidelity.rating_weeks).
 MAX_RATINGS = 20
+# Where peer worker and coordinator hours go (resource accounting, ODD 7.14), in the
+# column order of PeerWorkers.hours_by_activity and Coordinators.site_hours_by_activity.
+PW_ACTIVITIES: tuple[str, ...] = ("contact", "travel", "supervision", "team", "admin", "unused")
+COORD_ACTIVITIES: tuple[str, ...] = ("supervision", "team_prep", "liaison", "travel")
 
 
 def expit(x: np.ndarray) -> np.ndarray:
@@ -132,6 +136,17 @@ class Coordinators:
             prep_h / sv.dur_team_prep_h_per_week if sv.dur_team_prep_h_per_week > 0 else planned
         )
         available = after_fixed - prep_h
+        # Where the coordinator hours go each week (resource accounting, ODD 7.14):
+        # columns COORD_ACTIVITIES; they sum to the site's hours (journeys are cut
+        # to what is left after liaison where the hours run short).
+        self.site_hours_by_activity = np.column_stack(
+            [
+                available,
+                prep_h,
+                site_hours * liaison,
+                np.minimum(journeys, site_hours * (1 - liaison)),
+            ]
+        )
         # Share of group supervision attended: rural travel keeps some peer workers away.
         self.site_attendance = np.where(rural & mech.m5_rural_travel, sv.p_attend_rural, 1.0)
         self.site_supervision_h = available / sites.column("n_peer_workers") * self.site_attendance
@@ -332,18 +347,43 @@ class PeerWorkers:
         )
         meeting_h = (cm.dur_meeting_min + ww.dur_notes_min_per_contact) / 60.0
         self.fixed_h = fixed[self.site]
+        # The fixed hours by activity per site (supervision, team, admin, travel to
+        # supervision): they add up to fixed_h; kept apart only for the accounting.
+        n_sites = len(sites)
+        self.site_fixed_by_activity = np.column_stack(
+            [
+                attendance * ww.dur_group_supervision_h_per_week,
+                np.full(n_sites, ww.dur_team_meeting_h_per_week),
+                np.full(n_sites, ww.dur_admin_h_per_week),
+                attendance * to_supervision,
+            ]
+        )
         self.ward_visits_h = (ww.n_ward_visits_per_week * (ww.dur_ward_visit_h + 2 * travel_h))[
             self.site
         ]
+        self.ward_travel_h = (ww.n_ward_visits_per_week * 2 * travel_h)[self.site]
         # Remote meetings save the journey (the model assumes they are as good [M]).
+        community_h = meeting_h + 2 * travel_h * (1 - remote)
         self.meeting_h = np.column_stack(
             [
-                np.full(len(sites), meeting_h),
-                meeting_h + 2 * travel_h * (1 - remote),
-                np.full(len(sites), ww.dur_seek_h_per_week),
+                np.full(n_sites, meeting_h),
+                community_h,
+                np.full(n_sites, ww.dur_seek_h_per_week),
             ]
         )
+        # The journey's share of a community meeting's hours, per peer worker.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            journey = np.where(community_h > 0, 2 * travel_h * (1 - remote) / community_h, 0.0)
+        self.community_travel_share = journey[self.site]
         self.contracted_h = ww.dur_contracted_h_per_week
+        self.visits_ward = np.zeros(self.n, dtype=bool)  # this week's, filled by plan_week
+        self.ward_travel_now = np.zeros(self.n)
+        self._covered = np.zeros((self.n, 4))
+        self.planned_fixed = self.fixed_h.copy()
+        self._all_in_post = np.ones(self.n, dtype=bool)
+        self.planned_in_post = self._all_in_post
+        # Peer workers who started in post so far, per site (the first ones excluded).
+        self.site_started = np.zeros(n_sites)
 
     def plan_week(
         self, pw: np.ndarray, site: np.ndarray, tier: np.ndarray, n_on_ward: np.ndarray
@@ -358,9 +398,14 @@ class PeerWorkers:
             3 * pw + tier, weights=self.meeting_h[site, tier], minlength=3 * n
         ).reshape(n, 3)
         need = need.astype(float, copy=False)  # bincount of nothing is integer
-        need[:, WARD_TIER] += self.ward_visits_h * (n_on_ward > 0)
+        self.visits_ward = n_on_ward > 0
+        need[:, WARD_TIER] += self.ward_visits_h * self.visits_ward
+        self.ward_travel_now = self.ward_travel_h * self.visits_ward
         self.need = need
         fixed = self.fixed_h * self.in_post if self.any_vacant else self.fixed_h
+        # Who is in post while this week's hours are worked (turnover comes later).
+        self.planned_fixed = fixed
+        self.planned_in_post = self.in_post.copy() if self.any_vacant else self._all_in_post
         left = np.maximum(self.contracted_h - fixed, 0.0)
         # Each use gets what is left after the uses before it, up to its need (a use
         # that needs nothing gets 1, or 0 once nothing is left: either way no work).
@@ -374,9 +419,41 @@ class PeerWorkers:
 
     def hours_spent(self) -> np.ndarray:
         """This week's hours worked per peer worker: fixed work up to the contract,
-        then each use's need times the share of it covered."""
-        fixed = np.minimum(self.fixed_h * self.in_post, self.contracted_h)
+        then each use's need times the share of it covered (by whoever was in
+        post when the week was planned: a leaver worked their last week)."""
+        fixed = np.minimum(self.planned_fixed, self.contracted_h)
         return fixed + (self.need * self.tier_share).sum(axis=1)
+
+    def contact_hours(self) -> np.ndarray:
+        """This week's hours worked on participants per peer worker, (n, 2): with
+        them (meetings, notes, ward visits, seeking) and travelling to them."""
+        covered = self.covered_hours()
+        travel = covered[:, 3]
+        return np.column_stack([covered[:, :3].sum(axis=1) - travel, travel])
+
+    def covered_hours(self) -> np.ndarray:
+        """This week's hours worked per peer worker on each tier (ward, community,
+        seeking) and, last, the travel among them, (n, 4); a buffer reused weekly."""
+        out = self._covered
+        np.multiply(self.need, self.tier_share, out=out[:, :3])
+        np.multiply(self.tier_share[:, WARD_TIER], self.ward_travel_now, out=out[:, 3])
+        out[:, 3] += out[:, COMMUNITY_TIER] * self.community_travel_share
+        return out
+
+    def hours_by_activity(self) -> np.ndarray:
+        """This week's contracted hours per peer worker by use, (n, 6) in
+        PW_ACTIVITIES order: contact, travel (to participants and to group
+        supervision), supervision, team meeting, admin, and unused (contracted but
+        not needed). They add up to the contract (0 for a vacant post), the first
+        five to ``hours_spent()``. Fixed work cut to the contract is cut pro rata."""
+        parts = self.site_fixed_by_activity[self.site]
+        total = parts.sum(axis=1)
+        scale = np.minimum(self.planned_fixed, self.contracted_h) / np.maximum(total, 1e-300)
+        fixed = parts * scale[:, None]
+        contact, travel = self.contact_hours().T
+        worked = np.column_stack([contact, travel + fixed[:, 3], fixed[:, :3]])
+        paid = self.contracted_h * self.planned_in_post
+        return np.column_stack([worked, paid - worked.sum(axis=1)])
 
     def drift(self, ward_share: np.ndarray) -> None:
         """M3-M6: supervision pulls each domain towards full fidelity; every domain
@@ -442,6 +519,7 @@ class PeerWorkers:
             self.blocked[starting] = 0.0
             self.vacant_until[starting] = -1
             self.any_vacant = not self.in_post.all()
+            np.add.at(self.site_started, self.site[starting], 1.0)
 
 
 class ServiceUsers:

@@ -35,10 +35,46 @@ SITE_WEEK_COLUMNS: tuple[str, ...] = (
     "hours_needed_mean",
     "shortfall_mean",
     "share_pw_short",
+    # Resources this week, site totals (ODD 7.14): peer worker hours by use (they add
+    # up to pw_hours_contracted; the first five to pw_hours_worked), coordinator hours
+    # by use (adding up to coord_hours_paid), sessions held, peer workers starting.
+    "pw_hours_contact",
+    "pw_hours_travel",
+    "pw_hours_supervision",
+    "pw_hours_team",
+    "pw_hours_admin",
+    "pw_hours_unused",
+    "pw_hours_worked",
+    "pw_hours_contracted",
+    "coord_hours_supervision",
+    "coord_hours_team_prep",
+    "coord_hours_liaison",
+    "coord_hours_travel",
+    "coord_hours_paid",
+    "n_sessions",
+    "n_pw_started",
 )
 """The site-week table's columns, in order: the one list of them."""
 # Columns of the site-week table that are not recorded week by week by the model.
-SITE_WEEK_DERIVED: tuple[str, ...] = ("site", "week", "fidelity", "supervision_hours")
+# (pw_hours_travel is recorded as the travel to participants, n_sessions and
+# n_pw_started as running totals; Delivery.results completes them.)
+SITE_WEEK_DERIVED: tuple[str, ...] = (
+    "site",
+    "week",
+    "fidelity",
+    "supervision_hours",
+    "pw_hours_supervision",
+    "pw_hours_team",
+    "pw_hours_admin",
+    "pw_hours_unused",
+    "pw_hours_worked",
+    "pw_hours_contracted",
+    "coord_hours_supervision",
+    "coord_hours_team_prep",
+    "coord_hours_liaison",
+    "coord_hours_travel",
+    "coord_hours_paid",
+)
 # What the model records each week for each site, by name (``PeerSupportModel.records``).
 RECORDS: tuple[str, ...] = tuple(c for c in SITE_WEEK_COLUMNS if c not in SITE_WEEK_DERIVED)
 

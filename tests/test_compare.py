@@ -52,11 +52,13 @@ OUTPUT_FILES = [
     "comparison.csv", "comparison.parquet", "manifest.json",
     "replicates/outcomes.parquet", "replicates/trial.parquet",
     "replicates/site_weeks.parquet", "replicates/readmission_counts.parquet",
+    "replicates/resources.parquet", "replicates/resource_values.parquet", "brief.md",
     "figures/forest_same.png", "figures/trajectories_same.png",
     "figures/forest_g_supervision.png", "figures/trajectories_g_supervision.png",
 ]  # fmt: skip
 # Outcomes of one site, as the comparison reports them.
 SITE_OUTCOMES = [k for k, _ in OUTCOMES if k not in OVERALL_ONLY]
+OUTCOME_NAMES = {k for k, _ in OUTCOMES}
 
 
 def _site_g_hours(text: str, hours: float) -> str:
@@ -242,8 +244,12 @@ def test_identical_whatif_gives_exactly_zero_difference(comparison: pd.DataFrame
     """CRN: replicate i of both runs with the same seed, so a what-if identical to its
     baseline differs by exactly 0, with interval [0, 0], in every outcome and scope."""
     rows = comparison[comparison["whatif"] == "same"]
-    assert len(rows) == len(OUTCOMES) + len(SITE_OUTCOMES) * len(SITES), (
+    outcome_rows = rows[rows["outcome"].isin(OUTCOME_NAMES)]
+    assert len(outcome_rows) == len(OUTCOMES) + len(SITE_OUTCOMES) * len(SITES), (
         "every outcome overall and per site should be reported"
+    )
+    assert set(rows["outcome"]) - OUTCOME_NAMES >= {"pw_hours_worked_h", "coord_hours_paid_h"}, (
+        "the resource rows (analysis.economics) should be reported too, and zero as well"
     )
     for column in ("diff_mean", "diff_sd", "diff_lo", "diff_hi"):
         nonzero = rows[rows[column] != 0]
@@ -263,7 +269,9 @@ def test_change_at_one_site_leaves_every_other_site_unchanged(
     baseline; site G's fidelity rises."""
     rows = comparison[comparison["whatif"] == "g_supervision"]
     others = rows[rows["scope"].isin(SITES[:-1])]
-    assert len(others) == len(SITE_OUTCOMES) * 6, "every outcome of sites A-F reported"
+    n_outcomes = others["outcome"].isin(OUTCOME_NAMES).sum()
+    assert n_outcomes == len(SITE_OUTCOMES) * 6, "every outcome of sites A-F reported"
+    # Their resources (hours by use, sessions, readmissions) too: rows beyond the outcomes.
     changed = others[(others["diff_mean"] != 0) | (others["diff_hi"] != 0)]
     assert changed.empty, f"sites A-F should be exactly unchanged:\n{changed.to_string()}"
     counts = pd.read_parquet(compared[0] / "replicates" / "readmission_counts.parquet")
@@ -465,7 +473,8 @@ def test_interrupt_keeps_only_the_partial_folder_and_resume_completes(
     monkeypatch.setattr(analysis.compare_figures, "make_comparison_figures", interrupted)
     out = tmp_path / "out"
     argv = ["compare", str(toml_files["base"]), str(toml_files["g_supervision"])]
-    status = main([*argv, "-n", "2", "-w", "1", "--out", str(out)])
+    costs = ["--costs", str(COSTS_EXAMPLE), "--discount-rate", "0.01"]
+    status = main([*argv, "-n", "2", "-w", "1", *costs, "--out", str(out)])
     err = capsys.readouterr().err
     assert status == 130, f"Ctrl-C should exit 130, got {status}"
     assert f"peersim compare --resume {out}" in err, f"stderr should say how to resume:\n{err}"
@@ -478,11 +487,14 @@ def test_interrupt_keeps_only_the_partial_folder_and_resume_completes(
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["resumed"]) == 1, "the resumption should be recorded"
     assert (out / "figures" / "forest_g_supervision.png").is_file(), "figures drawn on resume"
+    rates = pd.read_csv(out / "economics.csv")["discount_rate_per_year"].tolist()
+    assert rates == [0.01], f"the resumed comparison keeps its costs and rate 0.01: {rates}"
 
 
 # --- posterior-ensemble mode ----------------------------------------------------------
 
 POSTERIOR_DIR = Path(__file__).resolve().parent.parent / "docs" / "calibration"
+COSTS_EXAMPLE = POSTERIOR_DIR.parent.parent / "scenarios" / "costs_example.toml"
 
 
 @pytest.mark.slow
@@ -491,14 +503,20 @@ def test_posterior_compare_pairs_the_same_particle_per_replicate(
 ) -> None:
     out = tmp_path / "out"
     files = [str(toml_files[k]) for k in ("base", "g_supervision")]
-    _run_main(
+    stdout = _run_main(
         ["compare", *files, "--posterior", str(POSTERIOR_DIR), "-n", "3", "-w", "1",
-         "-o", str(out)]
+         "--costs", str(COSTS_EXAMPLE), "-o", str(out)]
     )  # fmt: skip
     trial = pd.read_parquet(out / "replicates" / "trial.parquet")
     particles = trial.pivot(index="replicate", columns="scenario", values="particle")
     assert (particles["base"] == particles["g_supervision"]).all(), "CRN: same draw per replicate"
     assert particles["base"].nunique() > 1
+    # The money's intervals are over the posterior ensemble, and say so.
+    economics = pd.read_csv(out / "economics.csv")
+    assert economics["n"].tolist() == [3], "one paired value per posterior draw"
+    assert "posterior draws" in stdout, "the printed money names the posterior draws"
+    brief = (out / "brief.md").read_text(encoding="utf-8")
+    assert "calibration's uncertainty" in brief, "the brief says the intervals include it"
 
 
 def test_posterior_compare_refuses_a_whatif_changing_a_calibrated_parameter(

@@ -29,6 +29,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from simulation import Scenario, replicate_seed, run, run_batch
+from simulation.results import SITE_WEEK_COLUMNS
 from simulation.stats import Z_95, logistic_regression, odds_ratio
 
 # ------------------------------------------------------------------ helpers
@@ -280,22 +281,31 @@ def test_without_m1_team_preparation_makes_no_difference(scenario):
 
 def test_without_m3_supervisor_hours_change_only_the_reported_hours(scenario):
     """With M3 off, doubling site E's coordinator hours changes no participant,
-    no fidelity, morale or trial statistic. What remains is the site-week column
-    ``supervision_hours``, which reports the plan (hours per peer worker), not an
-    effect: M3 is the link from those hours to fidelity and morale."""
+    no fidelity, morale or trial statistic. What remains is the site-week columns
+    ``supervision_hours`` and ``coord_hours_*``, which report the plan (hours per
+    peer worker, the coordinators' hours by use), not an effect: M3 is the link
+    from those hours to fidelity and morale. The coordinators' hours paid at E
+    rise by exactly the 2 h a week added, all of them to supervision."""
     off = {"m3_supervision": False}
     base = variant(scenario, mechanisms=off)
     more = variant(scenario, "E", {"supervisor_h_per_week": 12.0}, mechanisms=off)
+    plan = ["supervision_hours", *(c for c in SITE_WEEK_COLUMNS if c.startswith("coord_hours_"))]
     for i in range(3):
         seed = replicate_seed(108, i)
         a, b = run(base, seed), run(more, seed)
         assert_frame_equal(a.participants, b.participants, obj=f"M3 off, rep {i}: participants")
         assert_frame_equal(a.trial_frame, b.trial_frame, obj=f"M3 off, rep {i}: trial")
         assert_frame_equal(
-            a.site_weeks.drop(columns="supervision_hours"),
-            b.site_weeks.drop(columns="supervision_hours"),
+            a.site_weeks.drop(columns=plan),
+            b.site_weeks.drop(columns=plan),
             obj=f"M3 off, rep {i}: site_weeks",
         )
+        for column, added in (("coord_hours_paid", 2.0), ("coord_hours_supervision", 2.0)):
+            gap = b.site_weeks[column].to_numpy() - a.site_weeks[column].to_numpy()
+            expected = np.where(a.site_weeks.site == "E", added, 0.0)
+            np.testing.assert_allclose(
+                gap, expected, rtol=0, atol=1e-12, err_msg=f"expected {column} +2 h/week at E only"
+            )
         e_a = a.site_weeks.loc[a.site_weeks.site == "E", "supervision_hours"]
         e_b = b.site_weeks.loc[b.site_weeks.site == "E", "supervision_hours"]
         assert (e_b.to_numpy() > e_a.to_numpy()).all(), (

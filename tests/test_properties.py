@@ -26,6 +26,7 @@ from pandas.testing import assert_frame_equal
 
 from simulation import PeerSupportModel, Scenario, run
 from simulation.paths import site_path
+from simulation.population import PW_ACTIVITIES
 
 _EXPLORE = os.environ.get("PEERSIM_PROPERTY_EXAMPLES")
 PROPERTY_SETTINGS = settings(
@@ -442,9 +443,12 @@ def test_hours_spent_never_exceed_hours_contracted(sc, seed):
     """Conservation of time: every week, each peer worker's hours spent (fixed
     work, the ward, community meetings, seeking) are at most their contracted
     hours (to rounding), and a use whose need is covered in full leaves no
-    shortfall recorded."""
+    shortfall recorded. The resource accounting conserves them: per peer worker
+    and week the hours by use add up to the hours worked and, with the unused
+    hours, to the contract; site_weeks holds their sums by site."""
     model = PeerSupportModel(sc, seed)
     contracted = sc.workweek.dur_contracted_h_per_week
+    by_site = []
     while model.week < model.n_weeks:
         model.step()
         spent = model.pw.hours_spent()
@@ -458,6 +462,33 @@ def test_hours_spent_never_exceed_hours_contracted(sc, seed):
         assert (model.pw.shortfall[covered] == 0).all(), (
             f"week {model.week - 1}: expected no shortfall where every use is covered"
         )
+        # The accounting (ODD 7.14): per peer worker, the uses but 'unused' add up to
+        # the hours worked, all six to the contract (0 for a post vacant all week).
+        uses = model.pw.hours_by_activity()
+        worked_gap = np.abs(uses[:, :5].sum(axis=1) - spent).max()
+        assert worked_gap <= 1e-9, (
+            f"week {model.week - 1}: expected contact + travel + supervision + team + "
+            f"admin hours = hours worked per peer worker, off by {worked_gap:.3g} h"
+        )
+        paid = contracted * model.pw.planned_in_post
+        paid_gap = np.abs(uses.sum(axis=1) - paid).max()
+        assert paid_gap <= 1e-9, (
+            f"week {model.week - 1}: expected the six uses = contracted hours per peer "
+            f"worker, off by {paid_gap:.3g} h"
+        )
+        assert (uses >= -1e-9).all(), (
+            f"week {model.week - 1}: expected no negative hours, found {uses.min():.3g} h"
+        )
+        by_site.append(np.add.reduceat(uses, model.pw.site_start[:-1], axis=0))
+    # The site-week table's totals are these per-worker hours summed by site.
+    columns = [f"pw_hours_{a}" for a in PW_ACTIVITIES]
+    np.testing.assert_allclose(
+        model.results().site_weeks[columns].to_numpy(),
+        np.concatenate(by_site),
+        rtol=0,
+        atol=1e-9,
+        err_msg="expected site_weeks' pw_hours_* = the per-worker hours summed by site",
+    )
 
 
 @PROPERTY_SETTINGS

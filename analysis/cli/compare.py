@@ -22,10 +22,12 @@ from simulation.rng import DEFAULT_SEED
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     import pandas as pd
 
+    from scenarios.costs import Costs
     from simulation import Scenario
     from simulation.executors import Backend
 
 DEFAULT_REPLICATES = 20
+DEFAULT_DISCOUNT_RATE = 0.035  # a year; analysis.economics.DEFAULT_DISCOUNT_RATE
 MIN_REPLICATES = 2  # an interval needs at least two paired differences
 RESUMABLE = Resumable("compare", "comparison", "comparing", "compare.json", "peersim-compare/1")
 _MAX_SITES_NAMED = 5
@@ -49,14 +51,27 @@ trial and per site:
   met and engaged shares of the peer support arm; fidelity (mean of the four
   domains) and each domain, at the end of delivery; readmission per arm and in
   the peer support group with 2+ sessions; the ITT odds ratio (whole trial).
+Resources are compared the same way, in hours and events over delivery and
+follow-up: peer worker hours by use (contact, travel, supervision, team, admin,
+unused), posts (FTE), coordinator hours by use, sessions, peer workers starting,
+participants engaged, readmissions. With --costs FILE (your unit costs, each
+with its source) they are priced: incremental cost, readmissions and bed-days
+avoided, cost per readmission avoided, the chance of saving money and the budget
+impact per year, discounted at --discount-rate (default 3.5% a year, the NICE
+reference case; the rate is printed with the money).
 The comparison is printed and written, with the replicates, into a new folder:
   comparison.csv, comparison.parquet   one row per what-if, outcome and scope:
                           whatif, outcome, scope, base_mean, whatif_mean,
-                          diff_mean, diff_sd, diff_lo, diff_hi, n
+                          diff_mean, diff_sd, diff_lo, diff_hi, n (resource and
+                          money outcomes carry their unit in the name)
+  economics.csv           with --costs: one row per what-if, units in the names
+  brief.md                the question and the answer in people, hours and money
   replicates/*.parquet    per scenario and replicate: outcomes, trial,
-                          site_weeks, readmission_counts (for reanalysis)
+                          site_weeks, readmission_counts, resources (per site
+                          and year), resource_values (for reanalysis)
   figures/forest_<whatif>.png        differences with 95% CIs, overall and by site
   figures/trajectories_<whatif>.png  baseline vs what-if per site over the weeks
+  figures/ce_plane.png, figures/acceptability.png   with --costs
   manifest.json           as for '{PROG} run', with every scenario's path and hash
 Scenarios are labelled by file name. The folder appears only when complete; a
 comparison stopped by Ctrl-C or a crash continues with --resume DIR.
@@ -67,6 +82,7 @@ examples:
   {PROG} compare scenarios/enrich_trial.toml scenarios/whatif_honorary_contracts.toml
   {PROG} compare scenarios/enrich_trial.toml scenarios/whatif_*.toml -n 100 -w 4
   {PROG} compare base.toml more_supervision.toml --out results/supervision --seed 7
+  {PROG} compare base.toml more_supervision.toml --costs my_costs.toml --discount-rate 0.015
   {PROG} compare --resume results/supervision    continue an interrupted comparison
 """
 
@@ -103,6 +119,21 @@ def register(commands: Any) -> None:
         help="what-if scenario files, each compared with BASE",
     )
     parser.add_argument(
+        "--costs",
+        type=Path,
+        metavar="FILE",
+        help="a unit costs file (TOML; see scenarios/costs_example.toml, illustrative "
+        "only): adds money to the resources, economics.csv and the cost-effectiveness "
+        "figures; without it resources are in hours and events",
+    )
+    parser.add_argument(
+        "--discount-rate",
+        type=float,
+        metavar="R",
+        help=f"discount rate a year on costs, 0 to below 1 (default: {DEFAULT_DISCOUNT_RATE}, "
+        "the NICE reference case); needs --costs",
+    )
+    parser.add_argument(
         "-n",
         "--replicates",
         type=common.positive_int,
@@ -123,6 +154,8 @@ class _Plan:
     n: int
     ws: Workspace
     posterior: Path | None = None
+    costs: Costs | None = None
+    discount_rate: float = DEFAULT_DISCOUNT_RATE
 
     def describe(self) -> tuple[str, str]:
         n_whatifs = len(self.whatifs)
@@ -171,6 +204,7 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     if args.posterior is not None:
         _check_posterior(args.posterior, scenarios, paths)
         posterior = args.posterior.resolve()
+    costs, rate = _costs_options(args)
     seed = DEFAULT_SEED if args.seed is None else args.seed
     ws = RESUMABLE.start(
         args.out,
@@ -187,11 +221,38 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         master_seed=seed,
         replicates=n,
         posterior=str(posterior) if posterior is not None else None,
+        costs=costs.to_record() if costs is not None else None,
+        discount_rate=rate,
     )
     resolved_paths: dict[str, Path | None] = {
         label: path.resolve() for label, path in zip(labels, paths, strict=True)
     }
-    return _Plan(labels, scenarios, resolved_paths, seed, n, ws, posterior)
+    return _Plan(labels, scenarios, resolved_paths, seed, n, ws, posterior, costs, rate)
+
+
+def _costs_options(args: argparse.Namespace) -> tuple[Costs | None, float]:
+    """The costs file, checked, and the discount rate (before anything is written)."""
+    from scenarios.costs import CostsError, load_costs
+
+    rate = DEFAULT_DISCOUNT_RATE if args.discount_rate is None else args.discount_rate
+    if args.discount_rate is not None:
+        if args.costs is None:
+            raise UsageError(
+                "argument --discount-rate: discounts costs, so it needs --costs FILE "
+                "(resources in hours and events are not discounted)"
+            )
+        if not (math.isfinite(rate) and 0 <= rate < 1):
+            raise UsageError(
+                f"argument --discount-rate: value {args.discount_rate}: out of range, "
+                "allowed: a number, 0 to below 1 (a rate a year: 0.035 is 3.5%)"
+            )
+    if args.costs is None:
+        return None, rate
+    try:
+        costs = load_costs(args.costs)
+    except CostsError as e:
+        raise UsageError(str(e)) from None
+    return costs, rate
 
 
 def _distinct(paths: list[Path]) -> list[Path]:
@@ -257,10 +318,17 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
     posterior = Path(ws.record["posterior"]) if ws.record.get("posterior") else None
     if posterior is not None:
         common.load_checked_posterior(posterior, scenarios[labels[0]])
-    return _Plan(labels, scenarios, paths, seed, n, ws, posterior)
+    from scenarios.costs import Costs
+
+    record = ws.record.get("costs")
+    costs = Costs.from_record(record) if record else None
+    rate = float(ws.record.get("discount_rate", DEFAULT_DISCOUNT_RATE))
+    return _Plan(labels, scenarios, paths, seed, n, ws, posterior, costs, rate)
 
 
 def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
+    import pandas as pd
+
     from analysis.compare import (
         COMPARE_TABLES,
         comparison_jobs,
@@ -268,6 +336,7 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         replicate_outcomes,
     )
     from analysis.compare_figures import make_comparison_figures
+    from analysis.economics_figures import economics_figures
     from analysis.figures import save_figures
     from simulation.outputs import write_manifest
     from simulation.runner import LazyJobs, run_jobs
@@ -310,26 +379,114 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         plan.scenarios, tables["trial"], tables["site_weeks"], tables["readmission_counts"]
     )
     comparison = paired_differences(outcomes, plan.base, plan.whatifs)
+    money = _economics(plan, tables["resources"])
 
     def write(folder: Path) -> None:
-        comparison.to_csv(folder / "comparison.csv", index=False)
-        comparison.to_parquet(folder / "comparison.parquet", index=False)
+        full = pd.concat([comparison, money.comparison], ignore_index=True)
+        full.to_csv(folder / "comparison.csv", index=False)
+        full.to_parquet(folder / "comparison.parquet", index=False)
+        if money.table is not None:
+            money.table.to_csv(folder / "economics.csv", index=False)
+        (folder / "brief.md").write_text(money.brief, encoding="utf-8")
         replicates = folder / "replicates"
         replicates.mkdir()
         outcomes.to_parquet(replicates / "outcomes.parquet", index=False)
+        money.values.to_parquet(replicates / "resource_values.parquet", index=False)
         for name, frame in tables.items():
             frame.to_parquet(replicates / f"{name}.parquet", index=False)
         figures = make_comparison_figures(
             comparison, tables["site_weeks"], plan.base, plan.whatifs, plan.n
         )
+        figures.update(economics_figures(money.summaries, plan.base, money.replicates_are))
         save_figures(figures, folder / "figures")
         write_manifest(folder, _manifest(plan, backend))
 
     status = RESUMABLE.write_output(plan.ws, write)
     if status == EXIT_OK:
         print(format_comparison(comparison, plan.base, plan.whatifs, plan.n, plan.seed))
+        print(money.printed)
         print(f"\nResults written to {plan.ws.out}")
     return status
+
+
+@dataclass
+class _Money:
+    """The resources (and, with a costs file, money) of a comparison, ready to write."""
+
+    values: pd.DataFrame
+    comparison: pd.DataFrame
+    summaries: list[Any]
+    table: pd.DataFrame | None
+    printed: str
+    brief: str
+    replicates_are: str
+
+
+def _economics(plan: _Plan, resources: pd.DataFrame) -> _Money:
+    import pandas as pd
+
+    from analysis.economics import (
+        cost_values,
+        economics,
+        economics_table,
+        resource_comparison,
+        resource_values,
+    )
+    from analysis.economics_report import (
+        brief_markdown,
+        discount_text,
+        format_economics,
+        format_resources,
+    )
+
+    costs, rate = plan.costs, plan.discount_rate
+    values = resource_values(resources, costs)
+    if costs is not None:
+        values = pd.concat([values, cost_values(resources, costs, rate)], ignore_index=True)
+    comparison = resource_comparison(values, plan.base, plan.whatifs)
+    summaries = (
+        economics(
+            comparison, values, plan.base, plan.whatifs, costs=costs, rate=rate, seed=plan.seed
+        )
+        if costs is not None
+        else []
+    )
+    replicates_are = "posterior draw" if plan.posterior is not None else "simulated trial"
+    n_years = int(resources["year"].max()) if len(resources) else 0
+    horizon = f"over delivery and follow-up ({n_years} year(s) from the start of recruitment)"
+    lines = []
+    for k, whatif in enumerate(plan.whatifs):
+        lines += ["", format_resources(comparison, plan.base, whatif, horizon)]
+        if costs is not None:
+            lines += ["", format_economics(summaries[k], costs, plan.base, replicates_are)]
+    if costs is None:
+        lines += [
+            "",
+            "Resources are in hours and events; give --costs FILE for money "
+            "(scenarios/costs_example.toml shows the format, with illustrative values).",
+        ]
+    else:
+        lines += ["", f"Money is {discount_text(rate)}; economics.csv has every figure."]
+    brief = brief_markdown(
+        comparison,
+        plan.base,
+        plan.whatifs,
+        descriptions={label: plan.scenarios[label].description for label in plan.whatifs},
+        summaries=summaries,
+        costs=costs,
+        n=plan.n,
+        horizon=horizon,
+        posterior=plan.posterior is not None,
+    )
+    return _Money(
+        values,
+        comparison,
+        summaries,
+        economics_table(summaries) if costs is not None else None,
+        "\n".join(lines),
+        brief,
+        replicates_are,
+    )
 
 
 def _manifest(plan: _Plan, backend: Backend) -> dict[str, Any]:
@@ -363,6 +520,11 @@ def _manifest(plan: _Plan, backend: Backend) -> dict[str, Any]:
         for label in plan.labels
     ]
     manifest["posterior"] = str(plan.posterior) if plan.posterior is not None else None
+    manifest["costs"] = (
+        {**plan.costs.to_record(), "discount_rate_per_year": plan.discount_rate}
+        if plan.costs is not None
+        else None
+    )
     return manifest
 
 
