@@ -134,7 +134,7 @@ def format_economics(summary: Economics, costs: Costs, base: str, replicates_are
     table += [
         [
             "cost per readmission avoided",
-            ratio_text(summary.cost_per_readmission_avoided, cur),
+            ratio_text(summary, cur),
         ],
         [
             "probability of saving money",
@@ -149,10 +149,18 @@ def format_economics(summary: Economics, costs: Costs, base: str, replicates_are
     return "\n".join(lines)
 
 
-def ratio_text(value: tuple[float, float, float], cur: str) -> str:
-    mean, lo, hi = value
-    if not math.isfinite(mean):
-        return "undefined (no readmissions avoided on average)"
+def ratio_text(summary: Economics, cur: str) -> str:
+    """The cost per readmission avoided, in words where a ratio would mislead: a
+    what-if that avoids no readmissions on average has no such cost (a negative
+    ratio would read as a saving)."""
+    mean, lo, hi = summary.cost_per_readmission_avoided
+    cost, avoided = summary.incremental_cost[0], summary.readmissions_avoided[0]
+    if not math.isfinite(mean) or avoided <= 0:
+        more = "costs more" if cost > 0 else "costs less"
+        what = "no readmissions avoided" if avoided == 0 else "more readmissions, not fewer"
+        return f"none: on average {what}, and it {more} (no ratio shown)"
+    if cost <= 0:
+        return f"none: it saves {number(-cost, cur)} and avoids readmissions (no ratio needed)"
     text = number(mean, cur)
     if math.isfinite(lo) and math.isfinite(hi):
         return f"{text} [{number(lo, cur)}, {number(hi, cur)}] (bootstrap)"
@@ -244,7 +252,7 @@ def _money(summary: Economics, costs: Costs, replicates_are: str) -> str:
     text = (
         f"Net cost {interval(*summary.incremental_cost, unit=cur)} over the horizon, "
         f"{discount_text(summary.discount_rate)}; cost per readmission avoided "
-        f"{ratio_text(summary.cost_per_readmission_avoided, cur)}. It saved money in {saves} "
+        f"{ratio_text(summary, cur)}. It saved money in {saves} "
         f"of {summary.n} {replicates_are}s ({summary.p_saves_money:.0%}). Budget impact "
         f"(not discounted): {years}."
     )

@@ -18,6 +18,7 @@ import contextlib
 import io
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ from analysis.economics import (
     resource_comparison,
     resource_values,
 )
+from analysis.economics_report import ratio_text
 from analysis.resources import WEEKS_PER_YEAR, resource_table
 from scenarios import default_scenario_path
 from scenarios.costs import Costs, CostsError, load_costs
@@ -241,6 +243,31 @@ def test_ratio_interval_is_unbounded_when_avoided_may_be_zero() -> None:
     ratio, lo, hi = ratio_interval(cost, np.array([2.0, 2.0, 1.0, 3.0]), rng)
     assert abs(ratio - 410 / 8) < 1e-12, f"expected the ratio of means 51.25, found {ratio}"
     assert lo <= ratio <= hi, f"expected {ratio} inside its interval [{lo}, {hi}]"
+
+
+@pytest.mark.parametrize(
+    ("cost", "avoided", "ratio", "expected"),
+    [
+        (1000.0, 2.0, (500.0, 400.0, 600.0), "GBP 500 [GBP 400, GBP 600] (bootstrap)"),
+        (1000.0, 2.0, (500.0, math.nan, math.nan), "GBP 500 (interval not bounded"),
+        (65966.0, -0.1, (-659658.0, math.nan, math.nan), "none: on average more readmissions"),
+        (1000.0, 0.0, (math.nan, math.nan, math.nan), "none: on average no readmissions"),
+        (-100.0, 2.0, (-50.0, math.nan, math.nan), "none: it saves GBP 100 and avoids"),
+    ],
+)
+def test_cost_per_readmission_avoided_is_never_a_misleading_negative_ratio(
+    cost: float, avoided: float, ratio: tuple[float, float, float], expected: str
+) -> None:
+    """A what-if that costs more and avoids fewer readmissions has a negative ratio,
+    which would read as a saving: it is said in words instead, as is one that saves."""
+    summary = SimpleNamespace(
+        incremental_cost=(cost, cost, cost),
+        readmissions_avoided=(avoided, avoided, avoided),
+        cost_per_readmission_avoided=ratio,
+    )
+    text = ratio_text(summary, "GBP")  # type: ignore[arg-type]
+    assert text.startswith(expected), f"expected {expected!r}..., found {text!r}"
+    assert "-" not in text, f"expected no negative amount in {text!r}"
 
 
 def test_acceptability_at_zero_is_the_share_saving_money() -> None:
