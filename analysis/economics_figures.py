@@ -10,6 +10,7 @@ from matplotlib import colormaps
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from analysis.economics import Economics, acceptability, willingness_grid
 from analysis.figures import new_figure
@@ -18,6 +19,10 @@ from analysis.figures import new_figure
 def _colours(n: int) -> list[str]:
     cmap = colormaps["tab10"]
     return [to_hex(cmap(k % 10)) for k in range(n)]
+
+
+# Money on the axes in whole units with thousands separators, never as 1e6 offsets.
+_THOUSANDS = FuncFormatter(lambda value, _: f"{value:,.0f}")
 
 
 def ce_plane_figure(summaries: Sequence[Economics], base: str, replicates_are: str) -> Figure:
@@ -43,6 +48,7 @@ def ce_plane_figure(summaries: Sequence[Economics], base: str, replicates_are: s
     rate = summaries[0].discount_rate if summaries else 0.0
     ax.set_xlabel("readmissions avoided over the horizon (n, baseline minus what-if)")
     ax.set_ylabel(f"net incremental cost ({cur}, discounted at {rate:.1%} a year)")
+    ax.yaxis.set_major_formatter(_THOUSANDS)
     ax.text(0.99, 0.01, "saves money, fewer readmissions", transform=ax.transAxes,
             ha="right", va="bottom", fontsize=8, color="grey")  # fmt: skip
     ax.text(0.01, 0.99, "costs more, more readmissions", transform=ax.transAxes,
@@ -69,6 +75,7 @@ def acceptability_figure(summaries: Sequence[Economics], base: str, replicates_a
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(float(grid[0]), float(grid[-1]) if grid[-1] > grid[0] else 1.0)
     ax.set_xlabel(f"willingness to pay per readmission avoided ({cur})")
+    ax.xaxis.set_major_formatter(_THOUSANDS)
     ax.set_ylabel(f"share of {replicates_are}s in which the what-if is worth it")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     figure.suptitle(
