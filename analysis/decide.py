@@ -1,0 +1,822 @@
+"""Decisions under uncertainty: which what-if wins, where it fails, what to measure first.
+
+``peersim decide`` (``analysis.cli.decide``) runs a baseline and what-ifs over an
+*ensemble*: ``N`` parameter sets drawn from a calibration posterior (weighted
+draws of its particles) or from the priors (a Latin hypercube through each
+prior's quantile function), the site configuration among them where the
+ensemble draws it. Set ``k`` of every scenario runs ``R`` replicates with seeds
+``SeedSequence(master_seed, spawn_key=(k, r))``: the same parameter values and
+the same random numbers (common random numbers), so that the difference between
+two scenarios in one set is the lever, given those parameters, and not chance.
+A scenario's value in a set is the mean over its ``R`` replicates.
+
+The functions here are pure (arrays and frames in, frames out) so that the
+known-answer tests run them on synthetic ensembles:
+
+- ``decision_table``: per option (the baseline and each what-if) the expected
+  value, the expected difference from the baseline with its 10th and 90th
+  percentiles over the sets, the probability of improvement (the share of sets
+  where the option is strictly better than the baseline, "better" being the
+  outcome's direction in the registry), regret (in each set, how far the option
+  falls short of the best option in that set; its mean and 90th percentile) and
+  a rank (by expected value in the better direction, which is also the order of
+  expected regret).
+- ``pairwise_table``: per ordered pair of options, the share of sets where the
+  first is strictly better.
+- ``variance_shares``: the value of information of each parameter about a
+  what-if's effect, as the first-order variance share
+  ``Var(E[Y | X_i]) / Var(Y)``, estimated by binning ``X_i`` into equal-count
+  bins (a categorical parameter: its categories) with the bias-corrected ANOVA
+  estimate (omega squared) beside the raw one (Saltelli et al. 2008, *Global
+  Sensitivity Analysis: The Primer*, ch. 1 and 4; the binning estimator of
+  Strong & Oakley 2013). It is the expected share of the effect's variance that
+  knowing the parameter exactly would remove.
+- ``evppi``: the expected value of partial perfect information of each
+  parameter for the choice among the options (Strong & Oakley 2013, "An
+  efficient method for computing single-parameter partial expected value of
+  perfect information", *Medical Decision Making* 33(6):755-766): with the sets
+  ordered by the parameter and cut into bins, ``mean over bins of max over
+  options of the bin mean`` minus ``max over options of the overall mean``, in
+  the outcome's unit: how much better the chosen option would be, on average,
+  if the parameter were known before choosing.
+- ``failure_box``: scenario discovery with PRIM (Friedman & Fisher 1999;
+  Bryant & Lempert 2010), ``ema_workbench.analysis.prim``: the box of parameter
+  space (ranges, and for the site configuration a set of configurations) where
+  the what-if fails to improve on the baseline, with its coverage (the share of
+  all failures inside it) and density (the share of the sets inside it that are
+  failures). From PRIM's peeling trajectory the box with the best balance of
+  the two (their harmonic mean) among those restricting at least one parameter
+  where at least half the sets fail is chosen, then its restrictions that chance
+  alone could have made (quasi-p above 0.05, Bryant & Lempert's one-sided
+  binomial test) are dropped one by one; the whole trajectory is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from calibration.priors import SITE_CONFIGURATION, PriorSet, apply_parameters, get_parameter
+from simulation import Scenario
+from simulation.outcomes import OUTCOMES, Outcome
+from simulation.rng import Streams
+
+if TYPE_CHECKING:
+    from calibration.posterior import Posterior
+    from simulation.runner import Job
+
+DEFAULT_N_SETS = 64
+MIN_SETS = 8  # fewer sets give no bins to speak of, and no box
+DEFAULT_REPLICATES = 2
+OVERALL = "overall"
+# The stream the ensemble's draws come from (no model stream has this name).
+ENSEMBLE_STREAM = "decide/ensemble-draw"
+SET, SCENARIO, OUTCOME, VALUE = "set", "scenario", "outcome", "value"
+PARTICLE = "particle"
+# Regret and the difference: the percentiles reported (of the sets).
+REGRET_QUANTILE = 0.9
+WORST_TENTH = 0.1
+# PRIM's settings: ema_workbench's defaults (peel 5% of the box at a time, stop at
+# 5% of the sets); fewer failures than MIN_FAILURES give no box.
+PEEL_ALPHA = 0.05
+MASS_MIN = 0.05
+MIN_FAILURES = 3
+# A restriction whose quasi-p (one-sided binomial test, Bryant & Lempert 2010) exceeds
+# this is dropped from the box: chance alone could have made it.
+QUASI_P_MAX = 0.05
+# A box is reported only where at least half its sets fail: below that it does not
+# say "here the what-if fails", only "here it fails a little more often".
+DENSITY_MIN = 0.5
+
+DECISION_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "option",
+    "role",
+    "n_sets",
+    "mean",
+    "diff_mean",
+    "diff_p10",
+    "diff_p90",
+    "p_improve",
+    "p_worse",
+    "regret_mean",
+    "regret_p90",
+    "noise_share",
+    "rank",
+)
+PAIRWISE_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "option",
+    "versus",
+    "p_better",
+    "p_worse",
+    "diff_mean",
+    "n_sets",
+)
+VOI_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "whatif",
+    "parameter",
+    "variance_share",
+    "variance_share_raw",
+    "variance_removed",
+    "n_bins",
+    "rank",
+)
+EVPPI_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "parameter",
+    "evppi",
+    "share_of_evpi",
+    "evpi",
+    "n_bins",
+    "rank",
+)
+BOX_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "whatif",
+    "box",
+    "n_sets",
+    "n_failures",
+    "coverage",
+    "density",
+    "mass",
+    "n_restricted",
+    "parameter",
+    "lower",
+    "upper",
+    "categories",
+    "quasi_p",
+)
+
+
+def decision_outcome(name: str) -> Outcome:
+    """The registry's outcome ``name`` if a decision can be taken on it (it has a
+    whole-trial value and a better direction); ``KeyError``/``ValueError`` if not."""
+    o = OUTCOMES[name]
+    if o.value is None:
+        raise ValueError(f"{name!r} needs settings (a calibration statistic)")
+    if o.better == "none":
+        raise ValueError(f"{name!r} has no better direction")
+    return o
+
+
+DECISION_OUTCOMES: tuple[str, ...] = tuple(
+    o.name for o in OUTCOMES.values() if o.value is not None and o.better != "none"
+)
+
+
+# --- the ensemble ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """``N`` parameter sets: ``sets`` has a row per set (index ``0 .. N-1``) and a
+    column per parameter path (as in a priors file), natural-scale numbers; the
+    site configuration as its sampled index (option ``floor(index)``).
+    ``options``: the site configurations' names, where the ensemble draws one."""
+
+    kind: str  # "posterior" or "priors"
+    source: str  # the folder or file it came from
+    sets: pd.DataFrame
+    options: tuple[str, ...] = ()
+
+    @property
+    def n_sets(self) -> int:
+        return len(self.sets)
+
+    @property
+    def parameters(self) -> list[str]:
+        return [c for c in self.sets.columns if c != PARTICLE]
+
+    def values(self, k: int) -> dict[str, float]:
+        row = self.sets.iloc[k]
+        return {p: float(row[p]) for p in self.parameters}
+
+    def scenario(self, base: Scenario, k: int) -> Scenario:
+        """``base`` with set ``k``'s parameters (``calibration.priors.apply_parameters``)."""
+        return apply_parameters(base, self.values(k))
+
+    def frame(self) -> pd.DataFrame:
+        """The sets as the analysis reads them: the site configuration by name (a
+        category), every other parameter a float."""
+        out = self.sets[self.parameters].astype(float).copy()
+        if SITE_CONFIGURATION in out:
+            if self.options:
+                index = np.clip(np.floor(out[SITE_CONFIGURATION]), 0, len(self.options) - 1)
+                names = np.asarray(self.options, dtype=object)[index.astype(int)]
+                out[SITE_CONFIGURATION] = pd.Categorical(names, categories=list(self.options))
+            else:  # a scenario without site configurations ignores the draw
+                out = out.drop(columns=SITE_CONFIGURATION)
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready, for an interrupted analysis's record."""
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "options": list(self.options),
+            "sets": {c: [float(v) for v in self.sets[c]] for c in self.sets.columns},
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Ensemble:
+        sets = pd.DataFrame({str(c): [float(v) for v in vs] for c, vs in record["sets"].items()})
+        if PARTICLE in sets:
+            sets[PARTICLE] = sets[PARTICLE].astype(np.int64)
+        return cls(
+            str(record["kind"]),
+            str(record["source"]),
+            sets,
+            tuple(str(o) for o in record["options"]),
+        )
+
+
+def _ensemble_rng(seed: int) -> np.random.Generator:
+    return Streams(np.random.SeedSequence(seed)).get(ENSEMBLE_STREAM)
+
+
+def prior_ensemble(
+    priors: PriorSet, n_sets: int, seed: int, options: Sequence[str] = ()
+) -> Ensemble:
+    """``n_sets`` sets from the priors: a Latin hypercube on the unit cube (each
+    parameter's range cut into ``n_sets`` equal-probability strata, one set in each)
+    mapped through each prior's quantile function. A choice's index is uniform on
+    ``[0, options)``, so each site configuration gets an equal share of the sets."""
+    from scipy.stats import qmc
+
+    if n_sets < 1:
+        raise ValueError(f"an ensemble needs at least one set (got {n_sets})")
+    cube = qmc.LatinHypercube(d=len(priors.priors), rng=_ensemble_rng(seed)).random(n_sets)
+    sets = pd.DataFrame(
+        {p.parameter: p.ppf(cube[:, j]) for j, p in enumerate(priors.priors)}, dtype=float
+    )
+    return Ensemble("priors", str(priors.path or "(priors)"), sets, tuple(options))
+
+
+def posterior_ensemble(
+    posterior: Posterior, n_sets: int, seed: int, options: Sequence[str] = ()
+) -> Ensemble:
+    """``n_sets`` particles drawn from the posterior by weight (with replacement:
+    the sets then carry equal weight), their index in column ``particle``."""
+    if n_sets < 1:
+        raise ValueError(f"an ensemble needs at least one set (got {n_sets})")
+    drawn = _ensemble_rng(seed).choice(posterior.n_particles, size=n_sets, p=posterior.weights)
+    rows = [posterior.values(int(k)) for k in drawn]
+    sets = pd.DataFrame(rows, columns=list(posterior.parameters), dtype=float)
+    sets[PARTICLE] = drawn.astype(np.int64)
+    source = str(posterior.source) if posterior.source is not None else "(posterior)"
+    return Ensemble("posterior", source, sets, tuple(options))
+
+
+def changed_parameters(base: Scenario, scenario: Scenario, parameters: Sequence[str]) -> list[str]:
+    """Parameters of the ensemble whose value in ``scenario`` differs from ``base``:
+    the ensemble's values would overwrite a what-if's change to them."""
+    changed = []
+    for p in parameters:
+        if p == SITE_CONFIGURATION:
+            a, b = base.site_configurations, scenario.site_configurations
+            if (a.selected if a else None) != (b.selected if b else None):
+                changed.append(p)
+            continue
+        if not math.isclose(get_parameter(base, p), get_parameter(scenario, p), rel_tol=1e-12):
+            changed.append(p)
+    return changed
+
+
+def set_seed(master_seed: int, k: int, r: int) -> np.random.SeedSequence:
+    """The seed of replicate ``r`` of set ``k``, the same for every scenario."""
+    return np.random.SeedSequence(master_seed, spawn_key=(k, r))
+
+
+def decision_jobs(
+    scenarios: Mapping[str, Scenario], ensemble: Ensemble, seed: int, n_replicates: int
+) -> list[Job]:
+    """Replicates ``0 .. n_replicates - 1`` of every set of every scenario, tagged
+    ``scenario``, ``set`` and ``replicate``; replicate ``r`` of set ``k`` has the same
+    seed in every scenario (common random numbers)."""
+    from simulation.runner import Job
+
+    if n_replicates < 1:
+        raise ValueError(f"n_replicates must be at least 1 (got {n_replicates})")
+    jobs = []
+    for label, base in scenarios.items():
+        for k in range(ensemble.n_sets):
+            scenario = ensemble.scenario(base, k)
+            for r in range(n_replicates):
+                jobs.append(
+                    Job(
+                        f"{label}/set-{k}/replicate-{r}",
+                        scenario,
+                        set_seed(seed, k, r),
+                        {SCENARIO: label, SET: k, "replicate": r},
+                    )
+                )
+    return jobs
+
+
+def set_values(values: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
+    """Per outcome, scenario and set, the mean over the set's replicates of the whole
+    trial's value (``value``), with ``n_replicates`` (the finite ones); from the long
+    values of ``analysis.levers.outcome_values`` with the jobs' tags."""
+    rows = values[(values["scope"].astype(str) == OVERALL) & values[OUTCOME].isin(outcomes)]
+    grouped = rows.groupby([OUTCOME, SCENARIO, SET], sort=True)[VALUE]
+    out = grouped.agg(value="mean", n_replicates="count").reset_index()
+    out[OUTCOME] = out[OUTCOME].astype(str)
+    out[SCENARIO] = out[SCENARIO].astype(str)
+    return out
+
+
+def replicate_noise(
+    values: pd.DataFrame, outcome: str, base: str, whatifs: Sequence[str]
+) -> pd.DataFrame | None:
+    """Per set (index) and what-if (columns), the variance of the set's mean paired
+    difference from the baseline that replicate noise alone gives: the variance
+    (``ddof=1``) of the replicates' paired differences over their number; None
+    with one replicate per set. ``values``: ``analysis.levers.outcome_values``
+    with the jobs' tags."""
+    rows = values[(values["scope"].astype(str) == OVERALL) & (values[OUTCOME] == outcome)]
+    wide = rows.pivot_table(
+        index=[SET, "replicate"], columns=SCENARIO, values=VALUE, aggfunc="first"
+    )
+    if wide.index.get_level_values("replicate").nunique() < 2:
+        return None
+    diffs = wide[list(whatifs)].sub(wide[base], axis=0)
+    grouped = diffs.groupby(level=SET)
+    return grouped.var(ddof=1) / grouped.count()
+
+
+def wide_values(frame: pd.DataFrame, outcome: str, options: Sequence[str]) -> pd.DataFrame:
+    """``set_values``'s ``value`` of ``outcome``: a row per set (index), a column per
+    option, in ``options``' order."""
+    rows = frame[frame[OUTCOME] == outcome]
+    wide = rows.pivot(index=SET, columns=SCENARIO, values=VALUE)
+    return wide.reindex(columns=list(options)).sort_index()
+
+
+# --- robustness -----------------------------------------------------------------------
+
+
+def _sign(better: str) -> float:
+    if better not in ("higher", "lower"):
+        raise ValueError(f"a decision needs a direction, 'higher' or 'lower' (got {better!r})")
+    return 1.0 if better == "higher" else -1.0
+
+
+def _complete(wide: pd.DataFrame) -> pd.DataFrame:
+    """The sets where every option's value is finite."""
+    return wide[np.isfinite(wide.to_numpy(float)).all(axis=1)]
+
+
+def decision_table(
+    wide: pd.DataFrame,
+    base: str,
+    better: str,
+    outcome: str = "",
+    noise_var: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """``DECISION_COLUMNS``, one row per option (``wide``'s columns: values per set,
+    the baseline ``base`` among them), baseline first.
+
+    Over the sets where every option is defined: ``mean``; ``diff_*`` of the
+    option minus the baseline (mean, 10th and 90th percentile); ``p_improve`` and
+    ``p_worse``, the share of sets where the option is strictly better or worse
+    than the baseline in direction ``better``; regret, the best option's value in
+    the set minus the option's (in the better direction, so >= 0), its mean and
+    90th percentile; ``noise_share``, the share of the variance of the difference
+    across sets that is replicate noise (``noise_var``: per set, a column per
+    what-if, the variance of its mean paired difference from replicate noise
+    alone, as from ``replicate_noise``; NaN without it); and
+    ``rank`` (1: the best expected value)."""
+    sign = _sign(better)
+    data = _complete(wide)
+    if data.empty:
+        raise ValueError("no set where every option has a value")
+    values = data.to_numpy(float)
+    options = [str(c) for c in data.columns]
+    b = options.index(base)
+    gain = sign * values  # larger is better
+    regret = gain.max(axis=1, keepdims=True) - gain
+    diff = values - values[:, [b]]
+    means = gain.mean(axis=0)
+    order = np.argsort(-means, kind="stable")
+    ranks = np.empty(len(options), dtype=np.int64)
+    ranks[order] = np.arange(1, len(options) + 1)
+    rows = []
+    for j, option in enumerate(options):
+        d = diff[:, j]
+        noise = math.nan
+        if noise_var is not None and option in noise_var and j != b:
+            var_d = float(np.var(d, ddof=1)) if len(d) > 1 else math.nan
+            within = noise_var[option].reindex(data.index).to_numpy(float)
+            if var_d > 0 and np.isfinite(within).all():
+                noise = min(float(within.mean()) / var_d, 1.0)
+        rows.append(
+            {
+                "outcome": outcome,
+                "option": option,
+                "role": "baseline" if j == b else "whatif",
+                "n_sets": len(data),
+                "mean": float(values[:, j].mean()),
+                "diff_mean": float(d.mean()) + 0.0,
+                "diff_p10": float(np.quantile(d, WORST_TENTH)) + 0.0,
+                "diff_p90": float(np.quantile(d, 1 - WORST_TENTH)) + 0.0,
+                "p_improve": float(np.mean(sign * d > 0)),
+                "p_worse": float(np.mean(sign * d < 0)),
+                "regret_mean": float(regret[:, j].mean()),
+                "regret_p90": float(np.quantile(regret[:, j], REGRET_QUANTILE)),
+                "noise_share": noise,
+                "rank": int(ranks[j]),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(DECISION_COLUMNS))
+
+
+def pairwise_table(wide: pd.DataFrame, better: str, outcome: str = "") -> pd.DataFrame:
+    """``PAIRWISE_COLUMNS``: per ordered pair of distinct options, the share of sets
+    where ``option`` is strictly better (``p_better``) or worse than ``versus``, and
+    the mean of ``option - versus``."""
+    sign = _sign(better)
+    data = _complete(wide)
+    options = [str(c) for c in data.columns]
+    rows = []
+    for a in options:
+        for b in options:
+            if a == b:
+                continue
+            d = (data[a] - data[b]).to_numpy(float)
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "option": a,
+                    "versus": b,
+                    "p_better": float(np.mean(sign * d > 0)) if len(d) else math.nan,
+                    "p_worse": float(np.mean(sign * d < 0)) if len(d) else math.nan,
+                    "diff_mean": float(d.mean()) + 0.0 if len(d) else math.nan,
+                    "n_sets": len(d),
+                }
+            )
+    return pd.DataFrame(rows, columns=list(PAIRWISE_COLUMNS))
+
+
+# --- value of information ----------------------------------------------------------------
+
+
+def default_bins(n_sets: int) -> int:
+    """Bins for the binning estimators: about the square root of the sets (8 bins
+    of 8 at 64 sets), at least 2 and at most 20."""
+    return int(min(max(round(math.sqrt(n_sets)), 2), 20))
+
+
+def bin_index(x: pd.Series, n_bins: int) -> np.ndarray:
+    """Each set's bin: a categorical parameter's category; a number's equal-count bin
+    of its rank (ties broken by order, so the bins stay equal)."""
+    if isinstance(x.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(x):
+        codes = pd.Categorical(x).codes
+        return np.asarray(codes, dtype=np.int64)
+    ranks = np.argsort(np.argsort(x.to_numpy(float), kind="stable"), kind="stable")
+    return (ranks * n_bins // len(x)).astype(np.int64)
+
+
+def _bins_used(x: pd.Series, n_bins: int) -> int:
+    return len(np.unique(bin_index(x, n_bins)))
+
+
+def variance_share(x: pd.Series, y: np.ndarray, n_bins: int) -> tuple[float, float]:
+    """The first-order variance share of ``y`` explained by ``x``, by binning: the raw
+    estimate ``SS_between / SS_total`` and the bias-corrected one (omega squared,
+    ``(SS_between - (B - 1) MS_within) / (SS_total + MS_within)``, at least 0), which
+    removes the share that noise alone puts between ``B`` bin means."""
+    y = np.asarray(y, dtype=float)
+    bins = bin_index(x, n_bins)
+    groups = np.unique(bins)
+    n, b = len(y), len(groups)
+    total = float(((y - y.mean()) ** 2).sum())
+    if n < 2 or total == 0 or b < 2:
+        return 0.0, 0.0
+    between = sum(
+        float((bins == g).sum()) * (float(y[bins == g].mean()) - float(y.mean())) ** 2
+        for g in groups
+    )
+    within = total - between
+    ms_within = within / (n - b) if n > b else 0.0
+    corrected = (between - (b - 1) * ms_within) / (total + ms_within)
+    return float(between / total), float(max(corrected, 0.0))
+
+
+def variance_shares(
+    x: pd.DataFrame, y: np.ndarray, n_bins: int, *, outcome: str = "", whatif: str = ""
+) -> pd.DataFrame:
+    """``VOI_COLUMNS``: per parameter (``x``'s columns) the share of ``y``'s variance
+    knowing it would remove (``variance_share``, bias-corrected; ``_raw``: without the
+    correction), that variance itself (``y``'s unit squared) and the rank (1: the
+    largest share)."""
+    y = np.asarray(y, dtype=float)
+    var_y = float(np.var(y, ddof=0))
+    rows = []
+    for p in x.columns:
+        raw, corrected = variance_share(x[p], y, n_bins)
+        rows.append(
+            {
+                "outcome": outcome,
+                "whatif": whatif,
+                "parameter": str(p),
+                "variance_share": corrected,
+                "variance_share_raw": raw,
+                "variance_removed": corrected * var_y,
+                "n_bins": _bins_used(x[p], n_bins),
+            }
+        )
+    table = pd.DataFrame(rows, columns=[c for c in VOI_COLUMNS if c != "rank"])
+    return _ranked(table, ["variance_share", "variance_share_raw"], VOI_COLUMNS)
+
+
+def evpi(net_benefit: np.ndarray) -> float:
+    """The expected value of perfect information of all parameters at once:
+    ``mean over sets of the best option's value - the best option's mean value``."""
+    nb = np.asarray(net_benefit, dtype=float)
+    return float(nb.max(axis=1).mean() - nb.mean(axis=0).max())
+
+
+def evppi(
+    x: pd.DataFrame, net_benefit: np.ndarray, n_bins: int, *, outcome: str = ""
+) -> pd.DataFrame:
+    """``EVPPI_COLUMNS``: per parameter the expected value of partial perfect
+    information (Strong & Oakley 2013, binning): ``net_benefit`` has a row per set
+    (``x``'s rows) and a column per option, larger better."""
+    nb = np.asarray(net_benefit, dtype=float)
+    total = evpi(nb)
+    best_now = float(nb.mean(axis=0).max())
+    rows = []
+    for p in x.columns:
+        bins = bin_index(x[p], n_bins)
+        known = sum(
+            float((bins == g).sum()) * float(nb[bins == g].mean(axis=0).max())
+            for g in np.unique(bins)
+        ) / len(nb)
+        value = max(known - best_now, 0.0)
+        rows.append(
+            {
+                "outcome": outcome,
+                "parameter": str(p),
+                "evppi": value,
+                "share_of_evpi": value / total if total > 0 else math.nan,
+                "evpi": total,
+                "n_bins": _bins_used(x[p], n_bins),
+            }
+        )
+    table = pd.DataFrame(rows, columns=[c for c in EVPPI_COLUMNS if c != "rank"])
+    return _ranked(table, ["evppi"], EVPPI_COLUMNS)
+
+
+def _ranked(table: pd.DataFrame, by: list[str], columns: Sequence[str]) -> pd.DataFrame:
+    table = table.sort_values(by, ascending=False, kind="stable").reset_index(drop=True)
+    table["rank"] = np.arange(1, len(table) + 1, dtype=np.int64)
+    return table[list(columns)]
+
+
+# --- scenario discovery -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailureBox:
+    """PRIM's box where a what-if fails: its statistics, its limits per restricted
+    parameter (``lower``/``upper`` for a number, ``categories`` for a category;
+    ``quasi_p``: Bryant & Lempert's one-sided binomial test of the restriction),
+    and the whole peeling trajectory (coverage, density, mass, n restricted)."""
+
+    n_sets: int
+    n_failures: int
+    coverage: float
+    density: float
+    mass: float
+    limits: pd.DataFrame  # parameter, lower, upper, categories, quasi_p
+    trajectory: pd.DataFrame  # step, coverage, density, mass, n_restricted, chosen
+    inside: np.ndarray  # bool per set: in the box
+
+    @property
+    def restricted(self) -> list[str]:
+        return [str(p) for p in self.limits["parameter"]]
+
+
+def failure_box(
+    x: pd.DataFrame,
+    fails: np.ndarray,
+    *,
+    peel_alpha: float = PEEL_ALPHA,
+    mass_min: float = MASS_MIN,
+) -> FailureBox | None:
+    """The PRIM box of ``x``'s parameter space where ``fails`` is true (see the module
+    docstring for the choice on the trajectory); None where there are fewer than
+    ``MIN_FAILURES`` failures, where everything fails, or where no box restricts a
+    parameter."""
+    y = np.asarray(fails, dtype=bool)
+    n_failures = int(y.sum())
+    if n_failures < MIN_FAILURES or n_failures == len(y):
+        return None
+    prim = _ema_prim()
+    data = x.reset_index(drop=True).copy()
+    for column in data.columns:  # PRIM reads categories by dtype
+        if not isinstance(data[column].dtype, pd.CategoricalDtype):
+            data[column] = data[column].astype(float)
+    with warnings.catch_warnings():  # pandas deprecations inside ema_workbench
+        warnings.filterwarnings("ignore", module="ema_workbench")
+        return _failure_box(prim, data, y, n_failures, peel_alpha=peel_alpha, mass_min=mass_min)
+
+
+def _failure_box(
+    prim: Any,
+    data: pd.DataFrame,
+    y: np.ndarray,
+    n_failures: int,
+    *,
+    peel_alpha: float,
+    mass_min: float,
+) -> FailureBox | None:
+    finder = prim.Prim(
+        data, y.astype(int), peel_alpha=peel_alpha, paste_alpha=peel_alpha, mass_min=mass_min
+    )
+    box = finder.find_box()
+    if box is None:
+        return None
+    steps = _steps(box.peeling_trajectory)
+    c, d = steps["coverage"].to_numpy(), steps["density"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        balance = np.where(c + d > 0, 2 * c * d / (c + d), 0.0)
+    balance[(steps["n_restricted"].to_numpy() == 0) | (d < DENSITY_MIN)] = -1.0
+    i = int(np.argmax(balance))
+    if balance[i] < 0:
+        return None
+    box.select(i)
+    limits = _limits(box.box_lims[i], finder.box_init, box.p_values[i])
+    # Bryant & Lempert's pruning: drop the least significant restriction while its
+    # quasi-p exceeds QUASI_P_MAX (each drop is a new step on the trajectory).
+    while len(limits) and float(limits["quasi_p"].max()) > QUASI_P_MAX:
+        weakest = str(limits.loc[limits["quasi_p"].idxmax(), "parameter"])
+        box.drop_restriction(weakest)
+        i = len(box.box_lims) - 1
+        limits = _limits(box.box_lims[i], finder.box_init, box.p_values[i])
+    if limits.empty:
+        return None
+    steps = _steps(box.peeling_trajectory)
+    c, d = steps["coverage"].to_numpy(), steps["density"].to_numpy()
+    steps["chosen"] = steps.index == i
+    inside = np.zeros(len(y), dtype=bool)
+    inside[np.asarray(box.yi, dtype=np.int64)] = True
+    return FailureBox(
+        n_sets=len(y),
+        n_failures=n_failures,
+        coverage=float(c[i]),
+        density=float(d[i]),
+        mass=float(steps["mass"].iloc[i]),
+        limits=limits,
+        trajectory=steps,
+        inside=inside,
+    )
+
+
+def _steps(trajectory: pd.DataFrame) -> pd.DataFrame:
+    """PRIM's peeling trajectory (then pasting and dropped restrictions), step by step."""
+    return pd.DataFrame(
+        {
+            "step": np.arange(len(trajectory), dtype=np.int64),
+            "coverage": trajectory["coverage"].to_numpy(float),
+            "density": trajectory["density"].to_numpy(float),
+            "mass": trajectory["mass"].to_numpy(float),
+            "n_restricted": trajectory["res_dim"].to_numpy(np.int64),
+        }
+    )
+
+
+def _ema_prim() -> Any:
+    """ema_workbench's PRIM, imported only here: the package is slow to import and
+    warns about optional parallel back-ends it does not need for PRIM."""
+    import logging
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from ema_workbench.analysis import prim
+    logging.getLogger("EMA").setLevel(logging.WARNING)
+    return prim
+
+
+def _limits(box_lim: pd.DataFrame, box_init: pd.DataFrame, p_values: Any) -> pd.DataFrame:
+    rows = []
+    quasi = dict(p_values) if isinstance(p_values, Mapping) else {}
+    for p in box_lim.columns:
+        low, high = box_lim[p].iloc[0], box_lim[p].iloc[1]
+        low0, high0 = box_init[p].iloc[0], box_init[p].iloc[1]
+        if isinstance(low, set):
+            if set(low) == set(low0):
+                continue
+            lower = upper = math.nan
+            categories = " ".join(sorted(str(v) for v in low))
+        else:
+            if float(low) == float(low0) and float(high) == float(high0):
+                continue
+            lower = float(low) if float(low) != float(low0) else math.nan
+            upper = float(high) if float(high) != float(high0) else math.nan
+            categories = ""
+        qp = [float(v) for v in quasi.get(p, []) if v is not None and float(v) >= 0]
+        rows.append(
+            {
+                "parameter": str(p),
+                "lower": lower,
+                "upper": upper,
+                "categories": categories,
+                "quasi_p": max(qp) if qp else math.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=["parameter", "lower", "upper", "categories", "quasi_p"])
+
+
+def box_rows(outcome: str, whatif: str, box: FailureBox | None, n_sets: int) -> pd.DataFrame:
+    """``BOX_COLUMNS`` rows of one what-if's box: one per restricted parameter (none:
+    one row without a parameter, saying no box was found)."""
+    if box is None:
+        return pd.DataFrame(
+            [
+                {
+                    "outcome": outcome,
+                    "whatif": whatif,
+                    "box": 0,
+                    "n_sets": n_sets,
+                    "n_restricted": 0,
+                    "parameter": "",
+                    "categories": "",
+                }
+            ],
+            columns=list(BOX_COLUMNS),
+        )
+    shared = {
+        "outcome": outcome,
+        "whatif": whatif,
+        "box": 1,
+        "n_sets": box.n_sets,
+        "n_failures": box.n_failures,
+        "coverage": box.coverage,
+        "density": box.density,
+        "mass": box.mass,
+        "n_restricted": len(box.limits),
+    }
+    rows = [{**shared, **limit} for limit in box.limits.to_dict(orient="records")]
+    return pd.DataFrame(rows, columns=list(BOX_COLUMNS))
+
+
+# --- everything for one outcome -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutcomeDecision:
+    """What ``analyse`` finds for one outcome."""
+
+    outcome: str
+    decisions: pd.DataFrame
+    pairwise: pd.DataFrame
+    voi: pd.DataFrame
+    evppi: pd.DataFrame
+    boxes: dict[str, FailureBox | None]
+    effects: pd.DataFrame  # per set (index), per what-if: what-if minus baseline
+    x: pd.DataFrame  # the parameters of the sets used
+
+
+def analyse(
+    x: pd.DataFrame,
+    values: pd.DataFrame,
+    base: str,
+    whatifs: Sequence[str],
+    *,
+    outcome: str,
+    better: str,
+    noise_var: pd.DataFrame | None = None,
+    n_bins: int | None = None,
+) -> OutcomeDecision:
+    """Robustness, scenario discovery and value of information for ``outcome``:
+    ``x`` the parameters per set, ``values`` per set (index) a column per option."""
+    options = [base, *whatifs]
+    data = _complete(values.reindex(columns=options))
+    if data.empty:
+        raise ValueError(f"{outcome}: no set where every scenario has a value")
+    xs = x.loc[data.index]
+    xs = xs[[c for c in xs.columns if xs[c].nunique() > 1]]  # a constant says nothing
+    bins = default_bins(len(data)) if n_bins is None else n_bins
+    sign = _sign(better)
+    decisions = decision_table(data, base, better, outcome, noise_var)
+    pairwise = pairwise_table(data, better, outcome)
+    effects = data[list(whatifs)].sub(data[base], axis=0)
+    voi = pd.concat(
+        [
+            variance_shares(xs, effects[w].to_numpy(), bins, outcome=outcome, whatif=w)
+            for w in whatifs
+        ],
+        ignore_index=True,
+    )
+    information = evppi(xs, sign * data.to_numpy(float), bins, outcome=outcome)
+    boxes = {w: failure_box(xs, sign * effects[w].to_numpy() <= 0) for w in whatifs}
+    return OutcomeDecision(outcome, decisions, pairwise, voi, information, boxes, effects, xs)
