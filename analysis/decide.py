@@ -38,7 +38,9 @@ known-answer tests run them on synthetic ensembles:
   ordered by the parameter and cut into bins, ``mean over bins of max over
   options of the bin mean`` minus ``max over options of the overall mean``, in
   the outcome's unit: how much better the chosen option would be, on average,
-  if the parameter were known before choosing.
+  if the parameter were known before choosing. Its upward bias (the best of
+  noisy bin means) is measured by reassigning the sets to bins at random and
+  subtracted.
 - ``failure_box``: scenario discovery with PRIM (Friedman & Fisher 1999;
   Bryant & Lempert 2010), ``ema_workbench.analysis.prim``: the box of parameter
   space (ranges, and for the site configuration a set of configurations) where
@@ -93,6 +95,10 @@ QUASI_P_MAX = 0.05
 # A box is reported only where at least half its sets fail: below that it does not
 # say "here the what-if fails", only "here it fails a little more often".
 DENSITY_MIN = 0.5
+# EVPPI's bias: measured over this many random reassignments of the sets to bins,
+# drawn from a generator of its own (the same ensemble gives the same answer).
+N_NULL = 200
+NULL_SEED = 20241
 
 DECISION_COLUMNS: tuple[str, ...] = (
     "outcome",
@@ -133,6 +139,8 @@ EVPPI_COLUMNS: tuple[str, ...] = (
     "outcome",
     "parameter",
     "evppi",
+    "evppi_raw",
+    "evppi_null",
     "share_of_evpi",
     "evpi",
     "n_bins",
@@ -243,7 +251,7 @@ def _ensemble_rng(seed: int) -> np.random.Generator:
 
 
 def prior_ensemble(
-    priors: PriorSet, n_sets: int, seed: int, options: Sequence[str] = ()
+    priors: PriorSet, n_sets: int, seed: int, options: Sequence[str] = (), source: str = ""
 ) -> Ensemble:
     """``n_sets`` sets from the priors: a Latin hypercube on the unit cube (each
     parameter's range cut into ``n_sets`` equal-probability strata, one set in each)
@@ -257,7 +265,7 @@ def prior_ensemble(
     sets = pd.DataFrame(
         {p.parameter: p.ppf(cube[:, j]) for j, p in enumerate(priors.priors)}, dtype=float
     )
-    return Ensemble("priors", str(priors.path or "(priors)"), sets, tuple(options))
+    return Ensemble("priors", source or str(priors.path or "(priors)"), sets, tuple(options))
 
 
 def posterior_ensemble(
@@ -541,38 +549,69 @@ def evpi(net_benefit: np.ndarray) -> float:
     """The expected value of perfect information of all parameters at once:
     ``mean over sets of the best option's value - the best option's mean value``."""
     nb = np.asarray(net_benefit, dtype=float)
-    return float(nb.max(axis=1).mean() - nb.mean(axis=0).max())
+    return _clean(float(nb.max(axis=1).mean() - nb.mean(axis=0).max()), nb)
+
+
+def _clean(value: float, nb: np.ndarray) -> float:
+    """``value``, with rounding error (an EVPI of 1e-16 where one option is best in
+    every set) turned into the exact 0 it is."""
+    scale = float(np.nanmax(np.abs(nb))) if nb.size else 0.0
+    return 0.0 if abs(value) <= 1e-12 * max(scale, 1.0) else value
 
 
 def evppi(
-    x: pd.DataFrame, net_benefit: np.ndarray, n_bins: int, *, outcome: str = ""
+    x: pd.DataFrame,
+    net_benefit: np.ndarray,
+    n_bins: int,
+    *,
+    outcome: str = "",
+    n_null: int = N_NULL,
 ) -> pd.DataFrame:
     """``EVPPI_COLUMNS``: per parameter the expected value of partial perfect
     information (Strong & Oakley 2013, binning): ``net_benefit`` has a row per set
-    (``x``'s rows) and a column per option, larger better."""
+    (``x``'s rows) and a column per option, larger better.
+
+    The binned estimate is biased upward: bin means carry noise, and the best of
+    noisy means beats the best true mean. ``evppi_null`` is that bias measured: the
+    mean estimate over ``n_null`` random reassignments of the sets to the same bins
+    (a parameter that says nothing); ``evppi`` is the estimate minus it, at least 0
+    (``evppi_raw`` without the correction)."""
     nb = np.asarray(net_benefit, dtype=float)
     total = evpi(nb)
     best_now = float(nb.mean(axis=0).max())
+    rng = np.random.default_rng(NULL_SEED)  # the estimator's own: same data, same answer
     rows = []
     for p in x.columns:
         bins = bin_index(x[p], n_bins)
-        known = sum(
-            float((bins == g).sum()) * float(nb[bins == g].mean(axis=0).max())
-            for g in np.unique(bins)
-        ) / len(nb)
-        value = max(known - best_now, 0.0)
+        raw = max(_clean(_binned_best(nb, bins) - best_now, nb), 0.0)
+        null = (
+            float(np.mean([_binned_best(nb, rng.permutation(bins)) for _ in range(n_null)]))
+            - best_now
+            if n_null
+            else 0.0
+        )
+        value = max(_clean(raw - max(null, 0.0), nb), 0.0)
         rows.append(
             {
                 "outcome": outcome,
                 "parameter": str(p),
                 "evppi": value,
+                "evppi_raw": raw,
+                "evppi_null": max(null, 0.0),
                 "share_of_evpi": value / total if total > 0 else math.nan,
                 "evpi": total,
                 "n_bins": _bins_used(x[p], n_bins),
             }
         )
     table = pd.DataFrame(rows, columns=[c for c in EVPPI_COLUMNS if c != "rank"])
-    return _ranked(table, ["evppi"], EVPPI_COLUMNS)
+    return _ranked(table, ["evppi", "evppi_raw"], EVPPI_COLUMNS)
+
+
+def _binned_best(nb: np.ndarray, bins: np.ndarray) -> float:
+    """The mean over sets of the best option's mean in the set's bin."""
+    return sum(
+        float((bins == g).sum()) * float(nb[bins == g].mean(axis=0).max()) for g in np.unique(bins)
+    ) / len(nb)
 
 
 def _ranked(table: pd.DataFrame, by: list[str], columns: Sequence[str]) -> pd.DataFrame:
@@ -666,6 +705,8 @@ def _failure_box(
         return None
     steps = _steps(box.peeling_trajectory)
     c, d = steps["coverage"].to_numpy(), steps["density"].to_numpy()
+    if d[i] < DENSITY_MIN:  # the dropped restrictions were what made it dense
+        return None
     steps["chosen"] = steps.index == i
     inside = np.zeros(len(y), dtype=bool)
     inside[np.asarray(box.yi, dtype=np.int64)] = True
@@ -736,7 +777,9 @@ def _limits(box_lim: pd.DataFrame, box_init: pd.DataFrame, p_values: Any) -> pd.
     return pd.DataFrame(rows, columns=["parameter", "lower", "upper", "categories", "quasi_p"])
 
 
-def box_rows(outcome: str, whatif: str, box: FailureBox | None, n_sets: int) -> pd.DataFrame:
+def box_rows(
+    outcome: str, whatif: str, box: FailureBox | None, n_sets: int, n_failures: int
+) -> pd.DataFrame:
     """``BOX_COLUMNS`` rows of one what-if's box: one per restricted parameter (none:
     one row without a parameter, saying no box was found)."""
     if box is None:
@@ -747,6 +790,7 @@ def box_rows(outcome: str, whatif: str, box: FailureBox | None, n_sets: int) -> 
                     "whatif": whatif,
                     "box": 0,
                     "n_sets": n_sets,
+                    "n_failures": n_failures,
                     "n_restricted": 0,
                     "parameter": "",
                     "categories": "",
@@ -784,6 +828,7 @@ class OutcomeDecision:
     boxes: dict[str, FailureBox | None]
     effects: pd.DataFrame  # per set (index), per what-if: what-if minus baseline
     x: pd.DataFrame  # the parameters of the sets used
+    failures: dict[str, int]  # per what-if: the sets where it fails to improve
 
 
 def analyse(
@@ -818,5 +863,9 @@ def analyse(
         ignore_index=True,
     )
     information = evppi(xs, sign * data.to_numpy(float), bins, outcome=outcome)
-    boxes = {w: failure_box(xs, sign * effects[w].to_numpy() <= 0) for w in whatifs}
-    return OutcomeDecision(outcome, decisions, pairwise, voi, information, boxes, effects, xs)
+    fails = {w: sign * effects[w].to_numpy() <= 0 for w in whatifs}
+    boxes = {w: failure_box(xs, fails[w]) for w in whatifs}
+    failures = {w: int(f.sum()) for w, f in fails.items()}
+    return OutcomeDecision(
+        outcome, decisions, pairwise, voi, information, boxes, effects, xs, failures
+    )

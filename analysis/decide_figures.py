@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from analysis.decide import FailureBox, OutcomeDecision
 from analysis.figures import new_figure
@@ -20,7 +21,7 @@ FAIL_COLOUR = "tab:red"
 HELP_COLOUR = "#9a9a9a"
 BOX_COLOUR = "black"
 # How many parameters the value-of-information figure shows (the top ones).
-MAX_VOI_PARAMETERS = 12
+MAX_VOI_PARAMETERS = 16
 
 
 def make_decision_figures(decision: OutcomeDecision, base: str) -> dict[str, Figure]:
@@ -105,7 +106,7 @@ def voi_figure(decision: OutcomeDecision) -> Figure:
     shares = voi.groupby("parameter")["variance_share"].max().reindex(top)
     order = list(shares.sort_values(ascending=True, kind="stable").index)
     whatifs = list(dict.fromkeys(voi["whatif"]))
-    figure = new_figure(width_in=11.0, height_in=0.35 * len(order) + 2.2)
+    figure = new_figure(width_in=11.0, height_in=0.35 * len(order) + 2.6)
     left, right = figure.subplots(1, 2, sharey=True)
     palette = colormaps["tab10"]
     height = 0.8 / max(len(whatifs), 1)
@@ -121,18 +122,29 @@ def voi_figure(decision: OutcomeDecision) -> Figure:
         )
     left.set_yticks(range(len(order)), order, fontsize=8)
     left.set_xlim(0, 1)
-    left.set_xlabel("share of the effect's variance removed if known (0-1)")
+    left.set_xlabel("share of the effect's variance\nremoved if known (0-1)")
     left.set_title("Variance of the what-if's effect", fontsize=10)
     left.legend(fontsize=8, loc="lower right", title="what-if", title_fontsize=8)
     values = info.set_index("parameter").reindex(order)["evppi"]
     right.barh(range(len(order)), values, 0.6, color="tab:purple", label="EVPPI")
-    right.set_xlabel(f"expected gain from knowing it ({_unit(decision.outcome)})")
+    if not (values > 0).any():
+        right.text(
+            0.5,
+            0.5,
+            "0 for every parameter:\nthe same option is best\nin every set",
+            transform=right.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
+    right.set_xlabel(f"expected gain from knowing it\n({_unit(decision.outcome)})")
     right.set_title("Value of information for the choice", fontsize=10)
     right.legend(fontsize=8, loc="lower right")
     figure.suptitle(
         f"What to measure first: {registry_outcome(decision.outcome).label_for()}", fontsize=11
     )
-    figure.subplots_adjust(left=0.3, wspace=0.08, top=0.86)
+    right.xaxis.set_major_locator(MaxNLocator(4))
+    figure.subplots_adjust(left=0.3, wspace=0.12, top=0.86, bottom=0.16)
     return figure
 
 
@@ -221,10 +233,16 @@ def _scatter(
         ax.set_xticks(range(len(xcats)), xcats, fontsize=7, rotation=15)
     if ycats:
         ax.set_yticks(range(len(ycats)), ycats, fontsize=7)
-    ax.set_title("Parameter sets and the box", fontsize=10)
     handles, _ = ax.get_legend_handles_labels()
     handles.append(Patch(fill=False, ec=BOX_COLOUR, ls="--", label="box"))
-    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.legend(
+        handles=handles,
+        fontsize=8,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=3,
+        frameon=False,
+    )
 
 
 def _extent(

@@ -70,7 +70,9 @@ def write_outputs(
         folder / "evppi.csv", index=False
     )
     boxes = [
-        box_rows(r.outcome, w, box, len(r.effects)) for r in results for w, box in r.boxes.items()
+        box_rows(r.outcome, w, box, len(r.effects), r.failures[w])
+        for r in results
+        for w, box in r.boxes.items()
     ]
     pd.concat(boxes, ignore_index=True)[list(BOX_COLUMNS)].to_csv(
         folder / "prim_boxes.csv", index=False
@@ -167,10 +169,7 @@ def decision_sentences(result: OutcomeDecision, base: str) -> list[str]:
 
 
 def box_sentence(result: OutcomeDecision, whatif: str, box: FailureBox | None) -> str:
-    effects = result.effects[whatif]
-    better = registry_outcome(result.outcome).better
-    failures = int(((effects <= 0) if better == "higher" else (effects >= 0)).sum())
-    n = len(effects)
+    failures, n = result.failures[whatif], len(result.effects)
     if box is None:
         if failures == 0:
             return (
@@ -183,8 +182,9 @@ def box_sentence(result: OutcomeDecision, whatif: str, box: FailureBox | None) -
                 "under which it helps were found."
             )
         return (
-            f"- **{_short(whatif)}** fails to improve in {failures} of {n} sets, too few or "
-            "too scattered for PRIM to find a box of assumptions that holds them."
+            f"- **{_short(whatif)}** fails to improve in {failures} of {n} sets, but PRIM "
+            "finds no box of assumptions where at least half the sets fail (too few "
+            "failures, or too scattered)."
         )
     limits = "; ".join(_limit_words(row) for row in box.limits.itertuples())
     inside = int(box.inside.sum())
@@ -317,7 +317,7 @@ def report(
             "",
             *information_sentences(result),
             "",
-            _markdown(result.evppi[["rank", "parameter", "evppi", "share_of_evpi"]]),
+            _markdown(result.evppi[["rank", "parameter", "evppi", "evppi_raw", "share_of_evpi"]]),
             "",
             f"![value of information](figures/voi_{result.outcome}.png)",
         ]

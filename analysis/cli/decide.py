@@ -330,7 +330,8 @@ def _ensemble(
         priors = _load_priors(args.priors, scenarios, paths)
         source = f"--priors {args.priors}" if args.priors is not None else "the shipped priors"
         parameters = priors.parameters
-        ensemble = prior_ensemble(priors, n_sets, seed, options)
+        shipped = "calibration/priors/enrich.toml (shipped)"
+        ensemble = prior_ensemble(priors, n_sets, seed, options, str(args.priors or shipped))
     for scenario, path in zip(whatifs, paths[1:], strict=True):
         changed = changed_parameters(base, scenario, parameters)
         if changed:
