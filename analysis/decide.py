@@ -2,9 +2,10 @@
 
 ``peersim decide`` (``analysis.cli.decide``) runs a baseline and what-ifs over an
 *ensemble*: ``N`` parameter sets drawn from a calibration posterior (weighted
-draws of its particles) or from the priors (a Latin hypercube through each
-prior's quantile function), the site configuration among them where the
-ensemble draws it. Set ``k`` of every scenario runs ``R`` replicates with seeds
+draws of its particles), from the priors (a Latin hypercube through each
+prior's quantile function; the site configuration among them where the priors
+make it free) or from a sensitivity spec's ranges (a Latin hypercube, uniform on
+each range). Set ``k`` of every scenario runs ``R`` replicates with seeds
 ``SeedSequence(master_seed, spawn_key=(k, r))``: the same parameter values and
 the same random numbers (common random numbers), so that the difference between
 two scenarios in one set is the lever, given those parameters, and not chance.
@@ -70,6 +71,7 @@ from simulation.outcomes import OUTCOMES, Outcome
 from simulation.rng import Streams
 
 if TYPE_CHECKING:
+    from analysis.sensitivity_spec import Spec
     from calibration.posterior import Posterior
     from simulation.runner import Job
 
@@ -186,14 +188,19 @@ DECISION_OUTCOMES: tuple[str, ...] = tuple(
 @dataclass(frozen=True)
 class Ensemble:
     """``N`` parameter sets: ``sets`` has a row per set (index ``0 .. N-1``) and a
-    column per parameter path (as in a priors file), natural-scale numbers; the
-    site configuration as its sampled index (option ``floor(index)``).
-    ``options``: the site configurations' names, where the ensemble draws one."""
+    column per parameter (a path as in a priors file or a sensitivity spec),
+    natural-scale numbers; the site configuration as its sampled index (option
+    ``floor(index)``). ``options``: the site configurations' names, where the
+    ensemble draws one. ``assignments``: for a spec's ensemble, per set the values
+    its parameters set, by concrete path (a spec's ``scale`` multiplies each site's
+    own value, an integer field is rounded); empty for priors and posteriors, whose
+    values apply as they are (``calibration.priors.apply_parameters``)."""
 
-    kind: str  # "posterior" or "priors"
+    kind: str  # "posterior", "priors" or "spec"
     source: str  # the folder or file it came from
     sets: pd.DataFrame
     options: tuple[str, ...] = ()
+    assignments: tuple[Mapping[str, float], ...] = ()
 
     @property
     def n_sets(self) -> int:
@@ -203,12 +210,22 @@ class Ensemble:
     def parameters(self) -> list[str]:
         return [c for c in self.sets.columns if c != PARTICLE]
 
+    @property
+    def targets(self) -> list[str]:
+        """The concrete paths the ensemble sets (the parameters themselves, or a
+        spec's per-site paths)."""
+        if not self.assignments:
+            return self.parameters
+        return list(dict.fromkeys(p for a in self.assignments for p in a))
+
     def values(self, k: int) -> dict[str, float]:
         row = self.sets.iloc[k]
         return {p: float(row[p]) for p in self.parameters}
 
     def scenario(self, base: Scenario, k: int) -> Scenario:
-        """``base`` with set ``k``'s parameters (``calibration.priors.apply_parameters``)."""
+        """``base`` with set ``k``'s parameters."""
+        if self.assignments:
+            return base.with_values(dict(self.assignments[k]))
         return apply_parameters(base, self.values(k))
 
     def frame(self) -> pd.DataFrame:
@@ -231,6 +248,7 @@ class Ensemble:
             "source": self.source,
             "options": list(self.options),
             "sets": {c: [float(v) for v in self.sets[c]] for c in self.sets.columns},
+            "assignments": [dict(a) for a in self.assignments],
         }
 
     @classmethod
@@ -243,6 +261,7 @@ class Ensemble:
             str(record["source"]),
             sets,
             tuple(str(o) for o in record["options"]),
+            tuple(dict(a) for a in record.get("assignments", [])),
         )
 
 
@@ -283,6 +302,29 @@ def posterior_ensemble(
     return Ensemble("posterior", source, sets, tuple(options))
 
 
+def spec_ensemble(spec: Spec, n_sets: int, seed: int, source: str = "") -> Ensemble:
+    """``n_sets`` sets from a sensitivity spec's ranges: a Latin hypercube, uniform on
+    each parameter's ``[low, high]`` (a value, or a ``scale`` of the base's own)."""
+    from scipy.stats import qmc
+
+    if n_sets < 1:
+        raise ValueError(f"an ensemble needs at least one set (got {n_sets})")
+    cube = qmc.LatinHypercube(d=len(spec.parameters), rng=_ensemble_rng(seed)).random(n_sets)
+    lows = np.array([p.low for p in spec.parameters])
+    highs = np.array([p.high for p in spec.parameters])
+    x = lows + cube * (highs - lows)
+    sets = pd.DataFrame(x, columns=spec.names, dtype=float)
+    assignments = tuple(
+        {
+            path: float(value)
+            for j, p in enumerate(spec.parameters)
+            for path, value in p.assignments(float(x[k, j])).items()
+        }
+        for k in range(n_sets)
+    )
+    return Ensemble("spec", source or str(spec.path), sets, (), assignments)
+
+
 def changed_parameters(base: Scenario, scenario: Scenario, parameters: Sequence[str]) -> list[str]:
     """Parameters of the ensemble whose value in ``scenario`` differs from ``base``:
     the ensemble's values would overwrite a what-if's change to them."""
@@ -293,7 +335,11 @@ def changed_parameters(base: Scenario, scenario: Scenario, parameters: Sequence[
             if (a.selected if a else None) != (b.selected if b else None):
                 changed.append(p)
             continue
-        if not math.isclose(get_parameter(base, p), get_parameter(scenario, p), rel_tol=1e-12):
+        try:
+            a_value, b_value = get_parameter(base, p), get_parameter(scenario, p)
+        except (KeyError, ValueError):  # a site one of them lacks: the sets' check says so
+            continue
+        if not math.isclose(a_value, b_value, rel_tol=1e-12):
             changed.append(p)
     return changed
 

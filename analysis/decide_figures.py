@@ -127,11 +127,15 @@ def voi_figure(decision: OutcomeDecision) -> Figure:
     left.legend(fontsize=8, loc="lower right", title="what-if", title_fontsize=8)
     values = info.set_index("parameter").reindex(order)["evppi"]
     right.barh(range(len(order)), values, 0.6, color="tab:purple", label="EVPPI")
-    if not (values > 0).any():
+    top_value = float(np.nanmax(values.to_numpy(float))) if len(values) else 0.0
+    right.set_xlim(0, top_value * 1.1 if top_value > 0 else 1.0)
+    if not top_value > 0:
+        same = len(info) and float(info["evpi"].iloc[0]) == 0
         right.text(
             0.5,
             0.5,
-            "0 for every parameter:\nthe same option is best\nin every set",
+            "0 for every parameter:\n"
+            + ("the same option is best\nin every set" if same else "within the\nestimate's bias"),
             transform=right.transAxes,
             ha="center",
             va="center",

@@ -120,11 +120,12 @@ def _short(label: str) -> str:
 
 
 def _ensemble_words(ensemble: Ensemble, n_replicates: int) -> str:
-    where = (
-        f"drawn by weight from the calibration posterior in `{ensemble.source}`"
-        if ensemble.kind == "posterior"
-        else f"drawn from the priors in `{ensemble.source}` (a Latin hypercube)"
-    )
+    where = {
+        "posterior": f"drawn by weight from the calibration posterior in `{ensemble.source}`",
+        "priors": f"drawn from the priors in `{ensemble.source}` (a Latin hypercube)",
+        "spec": f"drawn from the ranges of the sensitivity spec `{ensemble.source}` "
+        "(a Latin hypercube, uniform on each range)",
+    }[ensemble.kind]
     configuration = (
         " The site configuration is drawn with them."
         if SITE in ensemble.parameters and ensemble.options
@@ -183,8 +184,8 @@ def box_sentence(result: OutcomeDecision, whatif: str, box: FailureBox | None) -
             )
         return (
             f"- **{_short(whatif)}** fails to improve in {failures} of {n} sets, but PRIM "
-            "finds no box of assumptions where at least half the sets fail (too few "
-            "failures, or too scattered)."
+            "finds no assumptions that concentrate the failures (a box restricting a "
+            "parameter beyond chance, with at least half its sets failing)."
         )
     limits = "; ".join(_limit_words(row) for row in box.limits.itertuples())
     inside = int(box.inside.sum())
@@ -212,7 +213,14 @@ def information_sentences(result: OutcomeDecision) -> list[str]:
     o = registry_outcome(result.outcome)
     info = result.evppi
     lines = []
-    if len(info) and info["evpi"].iloc[0] > 0:
+    if len(info) and info["evpi"].iloc[0] > 0 and info["evppi"].iloc[0] == 0:
+        lines.append(
+            f"- Knowing every unknown before choosing would gain {info['evpi'].iloc[0]:.2g} "
+            f"({o.unit}) on average over choosing now (EVPI), but no single unknown, "
+            "measured alone, would change the choice beyond the estimate's own bias "
+            "(every EVPPI is 0 after the correction)."
+        )
+    elif len(info) and info["evpi"].iloc[0] > 0:
         top = info.iloc[0]
         lines.append(
             f"- Knowing every unknown before choosing would gain {info['evpi'].iloc[0]:.2g} "
@@ -240,17 +248,70 @@ def information_sentences(result: OutcomeDecision) -> list[str]:
     return lines
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.4g}"
-        return str(value).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += [
-        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
-    ]
+def _table(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def decision_markdown(result: OutcomeDecision) -> str:
+    """The robustness table, ranked, in the outcome's unit (shares of sets in %)."""
+    o = registry_outcome(result.outcome)
+    places = _places(result.outcome)
+    rows = [
+        [
+            str(int(r["rank"])),
+            _short(str(r.option)),
+            f"{r['mean']:.{places}f}",
+            "" if r.role == "baseline" else _signed(r.diff_mean, places),
+            ""
+            if r.role == "baseline"
+            else f"{_signed(r.diff_p10, places)} to {_signed(r.diff_p90, places)}",
+            "" if r.role == "baseline" else _pct(r.p_improve),
+            f"{r.regret_mean:.{places}f}",
+            f"{r.regret_p90:.{places}f}",
+        ]
+        for _, r in result.decisions.sort_values("rank").iterrows()
+    ]
+    unit = o.unit
+    return _table(
+        [
+            "rank",
+            "option",
+            f"mean ({unit})",
+            "difference from baseline",
+            "10th to 90th percentile",
+            "better than baseline (% of sets)",
+            "regret, mean",
+            "regret, 90th percentile",
+        ],
+        rows,
+    ) + (f"\n\nDifferences and regret in {unit}; regret is never below 0.")
+
+
+def evppi_markdown(result: OutcomeDecision) -> str:
+    """The EVPPI table, ranked, in the outcome's unit."""
+    unit = registry_outcome(result.outcome).unit
+    rows = [
+        [
+            str(int(r["rank"])),
+            f"`{r.parameter}`",
+            f"{r.evppi:.2g}",
+            f"{r.evppi_raw:.2g}",
+            _pct(r.share_of_evpi),
+        ]
+        for _, r in result.evppi.iterrows()
+    ]
+    return _table(
+        [
+            "rank",
+            "parameter",
+            f"EVPPI ({unit})",
+            f"before the bias correction ({unit})",
+            "share of EVPI",
+        ],
+        rows,
+    )
 
 
 def report(
@@ -277,30 +338,15 @@ def report(
     ]
     for result in results:
         o = registry_outcome(result.outcome)
-        decisions = result.decisions.sort_values("rank")
         parts += [
             "",
-            f"## {o.label_for()} ({o.unit}; {o.better} is better)",
+            f"## {o.label_for().capitalize()} ({o.unit}; {o.better} is better)",
             "",
             "### Which what-if wins",
             "",
             *decision_sentences(result, base),
             "",
-            _markdown(
-                decisions[
-                    [
-                        "rank",
-                        "option",
-                        "mean",
-                        "diff_mean",
-                        "diff_p10",
-                        "diff_p90",
-                        "p_improve",
-                        "regret_mean",
-                        "regret_p90",
-                    ]
-                ]
-            ),
+            decision_markdown(result),
             "",
             f"![differences](figures/effects_{result.outcome}.png)",
             "",
@@ -317,7 +363,7 @@ def report(
             "",
             *information_sentences(result),
             "",
-            _markdown(result.evppi[["rank", "parameter", "evppi", "evppi_raw", "share_of_evpi"]]),
+            evppi_markdown(result),
             "",
             f"![value of information](figures/voi_{result.outcome}.png)",
         ]

@@ -36,6 +36,7 @@ from analysis.decide import (
     failure_box,
     pairwise_table,
     prior_ensemble,
+    spec_ensemble,
     variance_share,
     variance_shares,
 )
@@ -43,6 +44,7 @@ from calibration.priors import SITE_CONFIGURATION, load_priors
 from scenarios import default_scenario_path, load_scenario
 
 ENRICH_TEXT = default_scenario_path().read_text(encoding="utf-8")
+SPEC = Path(__file__).resolve().parent.parent / "analysis" / "sensitivity_enrich.toml"
 OUTPUT_FILES = [
     "report.md", "ensemble.csv", "ensemble.parquet", "decisions.csv", "pairwise.csv",
     "value_of_information.csv", "evppi.csv", "prim_boxes.csv", "prim_trajectories.csv",
@@ -220,6 +222,25 @@ def test_prior_ensemble_is_a_latin_hypercube_reproducible_from_the_seed() -> Non
     assert not other.sets.equals(a.sets), "another seed, other sets"
 
 
+def test_spec_ensemble_sets_each_range_and_scales_each_sites_own_value() -> None:
+    from analysis.sensitivity_spec import load_spec
+
+    base = load_scenario(None)
+    spec = load_spec(SPEC, base=base)
+    ensemble = spec_ensemble(spec, 10, seed=2)
+    hours = "sites.*.supervisor_h_per_week"  # scale in [0.5, 1.5] of each site's own
+    for k in range(10):
+        scale = ensemble.values(k)[hours]
+        assert 0.5 <= scale <= 1.5, f"set {k}: the scale {scale} should lie in [0.5, 1.5]"
+        made = ensemble.scenario(base, k)
+        for site, own in base.sites.items():
+            assert made.sites[site].supervisor_h_per_week == pytest.approx(
+                own.supervisor_h_per_week * scale
+            ), f"set {k}: site {site}'s hours should be its own times {scale}"
+    cells = np.floor((ensemble.sets["ward.w_preparation"] - 0.1) / 0.6 * 10).astype(int)
+    assert sorted(cells) == list(range(10)), "one set in each of the 10 strata"
+
+
 def test_jobs_pair_every_scenario_by_set_and_replicate() -> None:
     base = load_scenario(None)
     ensemble = prior_ensemble(load_priors(None), 8, seed=1, options=base.site_configurations.names)
@@ -286,7 +307,7 @@ def test_decide_writes_every_documented_file(decided: tuple[Path, str]) -> None:
     assert manifest["decision"]["ensemble"]["n_sets"] == 16, "the manifest records the ensemble"
     assert "better than enrich_trial in" in stdout, f"the summary says how often:\n{stdout}"
     report = (out / "report.md").read_text()
-    assert "## engaged with peer support" in report, "the report has a section per outcome"
+    assert "## Engaged with peer support" in report, "the report has a section per outcome"
 
 
 def _whatif(tmp_path: Path, text: str) -> Path:
@@ -327,8 +348,14 @@ def _whatif(tmp_path: Path, text: str) -> Path:
         pytest.param(
             "extends = 'base.toml'\n[supervision]\ndur_need_h_per_pw_week = 2.0\n",
             ["--posterior", "docs/calibration", "--priors", "p.toml"],
-            ["not both"],
+            ["--posterior docs/calibration and --priors p.toml", "one source"],
             id="posterior-and-priors",
+        ),
+        pytest.param(
+            "extends = 'base.toml'\n[supervision]\nshare_liaison_nfp = 0.1\n",
+            ["--spec", str(SPEC)],
+            ["supervision.share_liaison_nfp", "ensemble"],
+            id="whatif-changes-a-spec-parameter",
         ),
     ],
 )
@@ -363,3 +390,49 @@ def test_help_describes_the_command_with_examples(capsys: pytest.CaptureFixture[
     text = capsys.readouterr().out
     for part in ("P(improvement)", "PRIM", "EVPPI", "--n-sets", "examples:", "--resume"):
         assert part in text, f"decide --help should mention {part!r}"
+
+
+@pytest.mark.slow
+def test_interrupt_keeps_the_partial_folder_and_resume_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C after the runs (while writing): only DIR.partial remains, and --resume
+    DIR completes the analysis from the saved runs."""
+    import analysis.decide_report
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(analysis.decide_report, "write_outputs", interrupted)
+    root = Path(__file__).resolve().parent.parent / "scenarios"
+    out = tmp_path / "out"
+    argv = ["decide", str(root / "enrich_trial.toml"), str(root / "whatif_turnover.toml")]
+    status = main([*argv, "--n-sets", "8", "-n", "1", "-w", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 130, f"Ctrl-C should exit 130, got {status}"
+    assert f"peersim decide --resume {out}" in err, f"stderr should say how to resume:\n{err}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.partial"], "only out.partial"
+    monkeypatch.undo()
+    _run_main(["decide", "--resume", str(out), "-w", "1"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "out.partial should go"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["resumed"]) == 1, "the resumption should be recorded"
+    assert (out / "report.md").is_file(), "the report is written on resume"
+
+
+DOCS_REPORT = Path(__file__).resolve().parent.parent / "docs" / "decisions"
+
+
+def test_the_committed_report_was_made_by_the_documented_command() -> None:
+    import shlex
+
+    page = (DOCS_REPORT / "README.md").read_text(encoding="utf-8")
+    commands = [line for line in page.splitlines() if line.startswith("uv run peersim decide")]
+    assert len(commands) == 1, "the methods page gives the one command that made the report"
+    folder = DOCS_REPORT / "hosting_and_preparation"
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["command"] == shlex.split(commands[0])[2:], (
+        f"the report's manifest should record the documented command: {manifest['command']}"
+    )
+    for name in ("report.md", "decisions.csv", "prim_boxes.csv", "evppi.csv"):
+        assert (folder / name).is_file(), f"the committed report should include {name}"

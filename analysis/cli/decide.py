@@ -39,9 +39,10 @@ would most narrow the answer if it were measured.
 The ensemble: N parameter sets (--n-sets, default {DEFAULT_N_SETS}) drawn from the
 calibration posterior in --posterior DIR (particles drawn by weight) or, without
 it, from the priors (--priors FILE, default calibration/priors/enrich.toml; a
-Latin hypercube through each prior). The site configuration (which sites are
-not-for-profit hosted and which rural) is drawn with the rest where the priors or
-posterior make it free. Set k of every scenario runs R replicates (-n, default
+Latin hypercube through each prior), or uniformly from a sensitivity spec's
+ranges (--spec FILE; its scenario is replaced by BASE). The site configuration
+(which sites are not-for-profit hosted and which rural) is drawn with the rest
+where the priors or posterior make it free. Set k of every scenario runs R replicates (-n, default
 {DEFAULT_REPLICATES}) with the same seeds (common random numbers), so that in each
 set a difference between scenarios is the lever, given those parameters, not
 chance. A scenario's value in a set is the mean over its replicates of the whole
@@ -126,6 +127,13 @@ def register(commands: Any) -> None:
         "shipped ENRICH priors); a what-if that changes one of their parameters is refused",
     )
     parser.add_argument(
+        "--spec",
+        type=Path,
+        metavar="FILE",
+        help="draw the ensemble uniformly from a sensitivity spec's parameter ranges "
+        "(e.g. analysis/sensitivity_enrich.toml; its scenario is replaced by BASE)",
+    )
+    parser.add_argument(
         "--outcome",
         action="append",
         metavar="NAME",
@@ -191,8 +199,20 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         raise UsageError(
             f"give a BASE scenario and at least one WHATIF scenario (see '{PROG} decide --help')"
         )
-    if args.posterior is not None and args.priors is not None:
-        raise UsageError("give --posterior DIR or --priors FILE, not both")
+    given = [
+        f"{option} {value}"
+        for option, value in (
+            ("--posterior", args.posterior),
+            ("--priors", args.priors),
+            ("--spec", args.spec),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise UsageError(
+            f"{' and '.join(given)}: give one source of the ensemble, not both "
+            "(--posterior DIR, --priors FILE or --spec FILE)"
+        )
     n_sets = DEFAULT_N_SETS if args.n_sets is None else args.n_sets
     if n_sets < MIN_SETS:
         empty = "the ensemble would be empty" if n_sets == 0 else "too few for the analysis"
@@ -314,7 +334,12 @@ def _ensemble(
 ) -> Ensemble:
     """The ensemble, checked against every scenario; what-ifs changing one of its
     parameters are refused (the ensemble's value would silently undo the change)."""
-    from analysis.decide import changed_parameters, posterior_ensemble, prior_ensemble
+    from analysis.decide import (
+        changed_parameters,
+        posterior_ensemble,
+        prior_ensemble,
+        spec_ensemble,
+    )
 
     base, *whatifs = scenarios.values()
     offered = base.site_configurations
@@ -326,6 +351,16 @@ def _ensemble(
         source = f"--posterior {args.posterior}"
         parameters: list[str] = list(posterior.parameters)
         ensemble = posterior_ensemble(posterior, n_sets, seed, options)
+    elif args.spec is not None:
+        from analysis.sensitivity_spec import SpecError, load_spec
+
+        try:
+            spec = load_spec(args.spec, base=base)
+        except SpecError as e:
+            raise UsageError(str(e)) from None
+        source = f"--spec {args.spec}"
+        ensemble = spec_ensemble(spec, n_sets, seed, str(args.spec))
+        parameters = ensemble.targets
     else:
         priors = _load_priors(args.priors, scenarios, paths)
         source = f"--priors {args.priors}" if args.priors is not None else "the shipped priors"
@@ -497,11 +532,11 @@ def _manifest(plan: _Plan, backend: Backend) -> dict[str, Any]:
             "n_sets": plan.ensemble.n_sets,
             "parameters": plan.ensemble.parameters,
             "draw": f"stream {ENSEMBLE_STREAM!r} of numpy.random.SeedSequence(master_seed)"
-            + (
-                ": a Latin hypercube through each prior's quantile function"
-                if plan.ensemble.kind == "priors"
-                else ": particles drawn by weight, with replacement"
-            ),
+            + {
+                "priors": ": a Latin hypercube through each prior's quantile function",
+                "posterior": ": particles drawn by weight, with replacement",
+                "spec": ": a Latin hypercube, uniform on each range of the spec",
+            }[plan.ensemble.kind],
         },
         "pairing": "common random numbers: replicate r of set k of every scenario runs with "
         "numpy.random.SeedSequence(master_seed, spawn_key=(k, r))",
