@@ -289,6 +289,15 @@ def decision_markdown(result: OutcomeDecision) -> str:
     ) + (f"\n\nDifferences and regret in {unit}; regret is never below 0.")
 
 
+def pairwise_markdown(result: OutcomeDecision) -> str:
+    """Head to head: the share of sets where the row's option beats the column's."""
+    table = result.pairwise
+    options = list(dict.fromkeys(table["option"]))
+    cells = {(str(r.option), str(r.versus)): float(r.p_better) for r in table.itertuples()}
+    rows = [[_short(a), *("" if a == b else _pct(cells[(a, b)]) for b in options)] for a in options]
+    return _table(["better than: (% of sets)", *(_short(b) for b in options)], rows)
+
+
 def evppi_markdown(result: OutcomeDecision) -> str:
     """The EVPPI table, ranked, in the outcome's unit."""
     unit = registry_outcome(result.outcome).unit
@@ -347,6 +356,11 @@ def report(
             *decision_sentences(result, base),
             "",
             decision_markdown(result),
+            "",
+            "Head to head, the share of sets where the option in the row does better "
+            "than the one in the column:",
+            "",
+            pairwise_markdown(result),
             "",
             f"![differences](figures/effects_{result.outcome}.png)",
             "",

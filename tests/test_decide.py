@@ -36,6 +36,7 @@ from analysis.decide import (
     failure_box,
     pairwise_table,
     prior_ensemble,
+    replicate_noise,
     spec_ensemble,
     variance_share,
     variance_shares,
@@ -110,6 +111,25 @@ def test_a_set_missing_a_value_is_left_out() -> None:
     table = decision_table(gappy, "base", "higher").set_index("option")
     assert table.loc["A", "n_sets"] == 5, "set 0 lacks A's value, so 5 sets remain"
     assert table.loc["A", "p_improve"] == pytest.approx(2 / 5), "A better in sets 3, 4 of 5"
+
+
+def test_replicate_noise_is_the_variance_of_the_paired_differences() -> None:
+    rows = []
+    # Set 0: base 1, 3 and what-if 2, 4 (differences 1, 1); set 1: base 1, 1 and
+    # what-if 1, 3 (differences 0, 2: variance 2, over 2 replicates 1).
+    for k, base, whatif in ((0, (1.0, 3.0), (2.0, 4.0)), (1, (1.0, 1.0), (1.0, 3.0))):
+        for r in range(2):
+            for label, v in (("base", base[r]), ("w", whatif[r])):
+                rows.append(("overall", "x", v, label, k, r))
+    values = pd.DataFrame(
+        rows, columns=["scope", "outcome", "value", "scenario", "set", "replicate"]
+    )
+    noise = replicate_noise(values, "x", "base", ["w"])
+    assert noise is not None, "two replicates per set give a noise estimate"
+    assert noise.loc[0, "w"] == pytest.approx(0.0), "equal paired differences: no noise"
+    assert noise.loc[1, "w"] == pytest.approx(1.0), "differences 0 and 2: variance 2 over 2"
+    one = values[values["replicate"] == 0]
+    assert replicate_noise(one, "x", "base", ["w"]) is None, "one replicate: no estimate"
 
 
 # --- scenario discovery: a planted box ---------------------------------------------------------

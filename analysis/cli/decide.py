@@ -42,11 +42,11 @@ it, from the priors (--priors FILE, default calibration/priors/enrich.toml; a
 Latin hypercube through each prior), or uniformly from a sensitivity spec's
 ranges (--spec FILE; its scenario is replaced by BASE). The site configuration
 (which sites are not-for-profit hosted and which rural) is drawn with the rest
-where the priors or posterior make it free. Set k of every scenario runs R replicates (-n, default
-{DEFAULT_REPLICATES}) with the same seeds (common random numbers), so that in each
-set a difference between scenarios is the lever, given those parameters, not
-chance. A scenario's value in a set is the mean over its replicates of the whole
-trial's outcome.
+where the priors or posterior make it free. Set k of every scenario runs R
+replicates (-n, default {DEFAULT_REPLICATES}) with the same seeds (common random
+numbers), so that in each set a difference between scenarios is the lever, given
+those parameters, not chance. A scenario's value in a set is the mean over its
+replicates of the whole trial's outcome.
 
 Per outcome (--outcome NAME, repeatable; default: the outcomes the what-ifs'
 [claim]s name, else {FALLBACK_OUTCOME}), with "better" the outcome's direction:
