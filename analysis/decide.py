@@ -67,7 +67,7 @@ import pandas as pd
 
 from calibration.priors import SITE_CONFIGURATION, PriorSet, apply_parameters, get_parameter
 from simulation import Scenario
-from simulation.outcomes import OUTCOMES, Outcome
+from simulation.outcomes import OUTCOMES
 from simulation.rng import Streams
 
 if TYPE_CHECKING:
@@ -166,17 +166,7 @@ BOX_COLUMNS: tuple[str, ...] = (
 )
 
 
-def decision_outcome(name: str) -> Outcome:
-    """The registry's outcome ``name`` if a decision can be taken on it (it has a
-    whole-trial value and a better direction); ``KeyError``/``ValueError`` if not."""
-    o = OUTCOMES[name]
-    if o.value is None:
-        raise ValueError(f"{name!r} needs settings (a calibration statistic)")
-    if o.better == "none":
-        raise ValueError(f"{name!r} has no better direction")
-    return o
-
-
+# The outcomes a decision can be taken on: a whole-trial value and a better direction.
 DECISION_OUTCOMES: tuple[str, ...] = tuple(
     o.name for o in OUTCOMES.values() if o.value is not None and o.better != "none"
 )

@@ -20,6 +20,7 @@ from simulation.rng import DEFAULT_SEED
 
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     from analysis.decide import Ensemble
+    from calibration.priors import PriorSet
     from simulation import Scenario
     from simulation.executors import Backend
 
@@ -362,7 +363,7 @@ def _ensemble(
         ensemble = spec_ensemble(spec, n_sets, seed, str(args.spec))
         parameters = ensemble.targets
     else:
-        priors = _load_priors(args.priors, scenarios, paths)
+        priors = _load_priors(args.priors, scenarios)
         source = f"--priors {args.priors}" if args.priors is not None else "the shipped priors"
         parameters = priors.parameters
         shipped = "calibration/priors/enrich.toml (shipped)"
@@ -379,7 +380,8 @@ def _ensemble(
     return ensemble
 
 
-def _load_priors(given: Path | None, scenarios: dict[str, Scenario], paths: list[Path]) -> Any:
+def _load_priors(given: Path | None, scenarios: dict[str, Scenario]) -> PriorSet:
+    """The priors, checked against every scenario; ``UsageError`` if not usable."""
     from calibration.files import CalibrationFileError
     from calibration.priors import load_priors
 
