@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-HEAVY = ("mesa", "pandas", "matplotlib", "networkx", "scipy", "pyarrow", "distributed")
+HEAVY = (
+    "mesa", "pandas", "matplotlib", "networkx", "scipy", "pyarrow", "distributed", "ema_workbench",
+)  # fmt: skip
 
 PROBE = """
 import contextlib, io, json, sys
@@ -25,7 +27,7 @@ from analysis.cli import main
 statuses = {}
 for argv in (["--help"], ["schema"], ["validate", "scenarios/enrich_trial.toml"],
              ["run", "--help"], ["compare", "--help"], ["calibrate", "--help"],
-             ["sensitivity", "--help"]):
+             ["sensitivity", "--help"], ["decide", "--help"]):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         statuses[" ".join(argv)] = main(argv)
 heavy = sorted(m for m in HEAVY if m in sys.modules)

@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "analysis.cli.app",
     "analysis.cli.calibrate",
     "analysis.cli.compare",
+    "analysis.cli.decide",
     "analysis.cli.levers",
     "analysis.cli.scenarios",
     "analysis.cli.sensitivity",
