@@ -31,9 +31,10 @@ Run replicates of one scenario and write, into a new output folder:
                          (a service: per service year, readmissions avoided)
 and print a summary (a service's per service year). Replicate i uses seed
 (SEED, i), so results do not depend on --workers or --scheduler. The folder
-appears only when complete; until then finished replicates are saved in DIR.partial beside it, so a run stopped by
-Ctrl-C, a crash or kill -9 continues with --resume DIR. A replicate that raises
-is recorded and the others go on; the run then exits 1 naming the failures.
+appears only when complete; until then finished replicates are saved in
+DIR.partial beside it, so a run stopped by Ctrl-C, a crash or kill -9 continues
+with --resume DIR. A replicate that raises is recorded and the others go on; the
+run then exits 1 naming the failures.
 """
 
 EPILOG = f"""\
@@ -43,6 +44,7 @@ examples:
   {PROG} run my_site.toml --out results/my_site --seed 7
   {PROG} run -n 10000 --scheduler tcp://10.0.0.5:8786    on a Dask cluster
   {PROG} run --resume results/my_site       continue an interrupted run
+  {PROG} run scenarios/service_example.toml -n 20   a standing service over years
 """
 
 
