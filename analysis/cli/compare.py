@@ -223,6 +223,13 @@ def _load_scenarios(labels: list[str], paths: list[Path]) -> dict[str, Scenario]
                 f"{path}: a site named {OVERALL!r} would be confused with the whole trial "
                 "in the comparison; rename it"
             )
+        base_mode = scenarios[labels[0]].mode
+        if scenarios[label].mode != base_mode:
+            raise UsageError(
+                f"{path}: mode {scenarios[label].mode!r}, but the baseline {paths[0]} is "
+                f"mode {base_mode!r}: compare scenarios of one mode (a trial's arms and a "
+                "service's paired readmissions are not the same outcomes)"
+            )
     return scenarios
 
 
@@ -376,7 +383,7 @@ def format_comparison(
     trial's outcomes, then the main outcomes per site."""
     from analysis.compare import OVERALL, paired_sites
     from analysis.summary import align_columns
-    from simulation.outcomes import COMPARED, outcome, units_line
+    from simulation.outcomes import COMPARED, SERVICE_COMPARED, outcome, units_line
 
     lines = [
         f"Baseline {base!r} vs {len(whatifs)} what-if(s), {n_replicates} paired replicates, "
@@ -388,7 +395,7 @@ def format_comparison(
         "n = replicates in which both values are defined; 0 (identical) = exactly equal in "
         "every replicate.",
     ]
-    printed = [k for k in COMPARED if k != "log_itt_or"]
+    printed = [k for k in (*COMPARED, *SERVICE_COMPARED) if k != "log_itt_or"]
     for whatif in whatifs:
         rows = comparison[comparison["whatif"] == whatif]
         overall = {str(r.outcome): r for r in rows[rows["scope"] == OVERALL].itertuples()}
