@@ -725,9 +725,9 @@ def _missing_site_keys(
     problems = []
     needed = SITE_KEY_OF_MODE[mode]
     what = (
-        "participants recruited, 0 to 100000"
+        "an integer, 0 to 100000 (participants recruited)"
         if mode == "trial"
-        else "referrals a year, a number from 0 to 100000"
+        else "a number, 0 to 100000 (referrals a year at the full rate)"
     )
     for name, site in sites.items():
         if isinstance(site, dict) and needed not in site:

@@ -158,9 +158,9 @@ def test_the_counterfactual_is_the_model_without_peer_supports_effect():
     assert avoided > 0, f"sessions lower the hazard, so some readmissions are avoided: {avoided}"
     years = with_ps.site_years
     assert years["readmissions_avoided"].sum() == avoided, "site-years add up to the whole"
-    assert (years["readmissions_avoided_lo"] <= years["readmissions_avoided"]).all() and (
-        years["readmissions_avoided"] <= years["readmissions_avoided_hi"]
-    ).all(), "each interval holds its estimate"
+    lo, hi = years["readmissions_avoided_lo"], years["readmissions_avoided_hi"]
+    assert (lo <= years["readmissions_avoided"]).all(), "each interval holds its estimate"
+    assert (years["readmissions_avoided"] <= hi).all(), "each interval holds its estimate"
 
 
 def _site_totals(results, site: str, columns: list[str]) -> np.ndarray:
