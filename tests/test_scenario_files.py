@@ -172,8 +172,8 @@ def test_region_runs_and_its_site_types_behave_like_the_matching_trial_sites() -
     engaged = {kind: [] for kind in ("urban_nhs", "rural_nhs", "urban_nfp", "rural_nfp")}
     for result in results:
         referred = result.trial["n_referrals"]
-        # 4,000 a year for 3 years less the ramp-up's shortfall (6 of 12 weeks' referrals).
-        expected = 4000 * (3 - 6 / 52)
+        # 4,000 a year for 3 years less the 12-week ramp-up's shortfall (5.5 weeks).
+        expected = 4000 * (3 - 5.5 / 52)
         assert abs(referred - expected) < 4 * expected**0.5, (
             f"about {expected:.0f} referrals over 3 years (Poisson), got {referred}"
         )
