@@ -145,7 +145,9 @@ def _readme_outputs(section: str = "What `peersim run` writes") -> dict[str, lis
     return outputs
 
 
-def _check_outputs(out: Path, scenario_path: Path | None = None) -> None:
+def _check_outputs(
+    out: Path, scenario_path: Path | None = None, tags: tuple[str, ...] = ()
+) -> None:
     scenario = load_scenario(scenario_path)
     sites = scenario.site_names
     section = "Planning a service" if scenario.mode == "service" else "What `peersim run` writes"
@@ -157,6 +159,7 @@ def _check_outputs(out: Path, scenario_path: Path | None = None) -> None:
         columns = [c for c in documented if "<site>" not in c]
         per_site = [c for c in documented if "<site>" in c]
         expected = set(columns) | {c.replace("<site>", s) for c in per_site for s in sites}
+        expected |= set(tags)  # e.g. a posterior run's particle
         actual = set(pd.read_parquet(found[0]).columns)
         assert actual == expected, (
             f"{pattern}: README lists columns the file lacks {sorted(expected - actual)} "
@@ -188,7 +191,10 @@ def test_readme_peersim_command_runs_as_written(command, tmp_path):
     if argv[3:4] == ["run"]:
         out = Path(argv[argv.index("--out") + 1])
         given = argv[4] if len(argv) > 4 and argv[4].endswith(".toml") else None
-        _check_outputs(out if out.is_absolute() else ROOT / out, ROOT / given if given else None)
+        tags = ("particle",) if "--posterior" in argv else ()
+        _check_outputs(
+            out if out.is_absolute() else ROOT / out, ROOT / given if given else None, tags
+        )
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
