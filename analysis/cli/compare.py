@@ -417,16 +417,18 @@ def format_comparison(
         ]
         sites = paired_sites(rows)
         cells = {(str(r.outcome), str(r.scope)): r for r in rows.itertuples()}
+        # Only the outcomes with values per site (a service's readmission is paired
+        # within the people, not by arm, so it has no per-site arm column).
+        columns = [c for c in _SITE_COLUMNS if any((c[0], site) in cells for site in sites)]
         site_rows = [
-            [site, *(_difference(cells.get((key, site))) for key, _ in _SITE_COLUMNS)]
-            for site in sites
+            [site, *(_difference(cells.get((key, site))) for key, _ in columns)] for site in sites
         ]
         if site_rows:
             lines += [
                 "",
                 f"What-if {whatif!r} vs baseline {base!r}: difference [95% CI] by site",
-                align_columns(["site", *(heading for _, heading in _SITE_COLUMNS)], site_rows),
-                units_line(_SITE_COLUMNS),
+                align_columns(["site", *(heading for _, heading in columns)], site_rows),
+                units_line(columns),
             ]
         unpaired = [s for s in _unique(rows["scope"]) if s != OVERALL and s not in sites]
         if unpaired:
