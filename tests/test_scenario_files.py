@@ -387,7 +387,9 @@ def test_validate_library_says_ok_for_every_file(
     assert main(["validate", "--library"]) == 0, "every library file should be valid"
     out = capsys.readouterr().out
     assert "(enrich_trial: 7 sites, 590 participants)" in out, out
-    assert "(region_50_sites: 50 sites, service over 3 years, about 12000 referrals)" in out, out
+    assert (
+        "(region_50_sites: 50 sites, service over 3 years, 12000 referrals at the full rate)" in out
+    ), out
     assert out.count("\nOK ") + out.startswith("OK ") == len(LIBRARY), f"one OK a file:\n{out}"
     assert _listing(tmp_path) == [], "validate should write nothing"
 

@@ -104,8 +104,8 @@ def validate_files(args: argparse.Namespace, command_line: list[str]) -> int:
                 print(f"  {problem}")
         else:
             people = (
-                f"service over {scenario.service.horizon_years} years, about "
-                f"{scenario.n_participants} referrals"
+                f"service over {scenario.service.horizon_years} years, "
+                f"{scenario.n_participants} referrals at the full rate"
                 if scenario.mode == "service"
                 else f"{scenario.n_participants} participants"
             )
