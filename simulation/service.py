@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulation.results import SITE_YEAR_COLUMNS
+from simulation.results import RECORDS, SITE_YEAR_COLUMNS
 
 if TYPE_CHECKING:
     from simulation.model import Delivery
@@ -88,10 +88,8 @@ def service_results(
         """(week, site) over the service years -> (site, year) flattened, site-major."""
         return values[weeks, :].reshape(n_year, 52, n_site).transpose(2, 0, 1)
 
-    from simulation.model import _COLUMN
-
-    morale = d.records[:, _COLUMN["pw_morale"], sites]
-    in_post = d.records[:, _COLUMN["pw_in_post"], sites]
+    morale = d.records[:, RECORDS.index("pw_morale"), sites]
+    in_post = d.records[:, RECORDS.index("pw_in_post"), sites]
     n_pw = np.diff(d.workers.site_start)[sites].astype(float)
     waiting = by_year(d.week_waiting[:, sites])
     cols["n_sessions"] = by_year(d.week_sessions[:, sites]).sum(axis=2).ravel()
