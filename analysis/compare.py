@@ -58,7 +58,7 @@ from scipy import stats
 from analysis.resources import resource_table
 from analysis.summary import end_of_delivery
 from simulation import Results, Scenario
-from simulation.outcomes import COMPARED, Outcome, finite_mean
+from simulation.outcomes import COMPARED, SERVICE_COMPARED, Outcome, finite_mean
 from simulation.outcomes import OUTCOMES as REGISTRY
 from simulation.results import ARMS
 from simulation.runner import LazyJobs, TableFn, replicate_jobs
@@ -69,6 +69,7 @@ CONFIDENCE = 0.95
 # The compared outcomes, from the registry (simulation.outcomes). Order is the order
 # of every table and figure.
 COMPARED_OUTCOMES: tuple[Outcome, ...] = tuple(REGISTRY[name] for name in COMPARED)
+SERVICE_OUTCOMES: tuple[Outcome, ...] = tuple(REGISTRY[name] for name in SERVICE_COMPARED)
 # Thin aliases for callers: (name, label with unit), and the whole-trial-only names.
 OUTCOMES: tuple[tuple[str, str], ...] = tuple((o.name, o.heading()) for o in COMPARED_OUTCOMES)
 OUTCOME_LABELS: dict[str, str] = dict(OUTCOMES)
@@ -206,10 +207,13 @@ def replicate_outcomes(
         pieces += [
             _trial_outcomes(trial[trial["scenario"] == label]),
             _site_week_outcomes(site_weeks[site_weeks["scenario"] == label]),
-            _readmission_outcomes(
-                counts[counts["scenario"] == label], scenario.readmission.n_sessions_dose
-            ),
         ]
+        if scenario.mode == "trial":  # a service has no arms: its readmission is paired
+            pieces.append(
+                _readmission_outcomes(
+                    counts[counts["scenario"] == label], scenario.readmission.n_sessions_dose
+                )
+            )
     frame = pd.concat([p for p in pieces if not p.empty], ignore_index=True)
     frame["scope"] = frame["scope"].astype(str)
     frame["value"] = frame["value"].astype(float)
@@ -232,14 +236,16 @@ def _trial_outcomes(trial: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(VALUE_COLUMNS))
     wide = trial[["scenario", "replicate"]].copy()
     wide["scope"] = OVERALL
-    for o in COMPARED_OUTCOMES:
-        if o.trial_key is not None:
+    # A service's trial table has no arms' statistics, and a trial's no service ones.
+    for o in (*COMPARED_OUTCOMES, *SERVICE_OUTCOMES):
+        if o.trial_key is not None and o.trial_key in trial:
             wide[o.name] = trial[o.trial_key].astype(float)
-    # The log odds ratio, vectorised over the replicates (the registry's log_or_nan).
-    odds = wide["itt_or"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        wide["log_itt_or"] = np.where(odds > 0, np.log(odds), np.nan)
-    parts = [_long(wide, [n for n in COMPARED if n in wide.columns])]
+    if "itt_or" in wide:
+        # The log odds ratio, vectorised over the replicates (the registry's log_or_nan).
+        odds = wide["itt_or"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wide["log_itt_or"] = np.where(odds > 0, np.log(odds), np.nan)
+    parts = [_long(wide, [n for n in (*COMPARED, *SERVICE_COMPARED) if n in wide.columns])]
     for o in SITE_TRIAL_OUTCOMES:
         parts.append(_site_trial_outcome(trial, o))
     return pd.concat(parts, ignore_index=True)
@@ -367,7 +373,7 @@ def paired_differences(
     frame = values.assign(
         scope=values["scope"].astype(str), scenario=values["scenario"].astype(str)
     )
-    outcome_order = _order(list(COMPARED), frame["outcome"])
+    outcome_order = _order([*COMPARED, *SERVICE_COMPARED], frame["outcome"])
     scope_order = _order([OVERALL], frame["scope"])
     by_scenario = {
         label: rows.set_index(["outcome", "scope", "replicate"])["value"].astype(float)

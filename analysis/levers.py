@@ -244,8 +244,8 @@ def outcome_values(results: Results) -> pd.DataFrame:
     values: list[float] = []
     sites = list(results.site_names)
     for o in OUTCOMES.values():
-        if o.value is None:
-            continue
+        if o.value is None or (o.trial_key is not None and o.trial_key not in results.trial):
+            continue  # needs settings, or the other mode's (a trial's arms, a service's)
         scopes.append(OVERALL)
         names.append(o.name)
         values.append(o.of_trial(results))

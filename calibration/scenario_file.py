@@ -42,10 +42,19 @@ def scenario_toml(
         lines.append("")
     lines.append(f"name = {_value(data['name'])}")
     lines.append(f"description = {_value(data['description'])}")
+    service = data.get("mode") == "service"
+    if service:
+        lines.append('mode = "service"')
+    # Each mode's own keys only: the loader refuses the other mode's.
+    other = {"trial.dur_recruitment_weeks", "trial.n_block_max"} if service else {"service"}
     for group in PARAMETER_GROUPS:
+        if group in other:
+            continue
         lines += ["", f"[{group}]"]
-        lines += _table(data[group], group, notes)
+        table = {k: v for k, v in data[group].items() if f"{group}.{k}" not in other}
+        lines += _table(table, group, notes)
     for site, values in data["sites"].items():
+        values = {k: v for k, v in values.items() if v is not None}  # the other mode's key
         if configurations is not None:  # these come from the configuration selected
             values = {k: v for k, v in values.items() if k not in CONFIGURED_SITE_KEYS}
         lines += ["", f"[sites.{_key(site)}]"]

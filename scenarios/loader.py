@@ -73,7 +73,15 @@ from pydantic import ValidationError
 from scenarios.claims import CLAIM_KEY, Claim, parse_claim
 from scenarios.inputs import TOP_LEVEL_KEYS, InputError, read_toml
 from scenarios.messages import describe, show, suggest_among, toml_type
-from simulation.params import CONFIGURED_SITE_KEYS, PARAMETER_GROUPS, Scenario, Site
+from simulation.params import (
+    CONFIGURED_SITE_KEYS,
+    PARAMETER_GROUPS,
+    SERVICE_ONLY_KEYS,
+    SITE_KEY_OF_MODE,
+    TRIAL_ONLY_KEYS,
+    Scenario,
+    Site,
+)
 from simulation.paths import SiteSelector
 
 DEFAULT_SCENARIO_FILE = "enrich_trial.toml"
@@ -663,8 +671,97 @@ def _site_value_problems(
 # --- step 3: validating the result ----------------------------------------------------
 
 
+def _mode_problems(resolved: _Resolved) -> list[str]:
+    """Keys of the other mode, and each mode's required site key, as problems.
+
+    A key of the other mode that a parent set before the file that switched the
+    mode (``mode = "service"`` in a file extending the trial) belongs to that parent
+    and is dropped; one set by the switching file or after it is a mistake.
+    """
+    data = resolved.data
+    mode = data.get("mode", "trial")
+    if mode not in SITE_KEY_OF_MODE:
+        return []  # validation reports the value
+    set_by = resolved.origins.get(("mode",))
+    switched = set_by.generation if set_by is not None else -1
+    own = TRIAL_ONLY_KEYS if mode == "service" else SERVICE_ONLY_KEYS
+    other = "trial" if mode == "service" else "service"
+    allowed = (
+        "in service mode: [service] and sites.NAME.referrals_per_year"
+        if mode == "service"
+        else "in trial mode: [trial] and sites.NAME.n_participants; [service] and "
+        'referrals_per_year need mode = "service" at the top'
+    )
+    found = data.get("sites")
+    sites: dict[str, Any] = found if isinstance(found, dict) else {}
+    problems = []
+    for key in _mode_keys(own, sites):
+        table: Any = data
+        for part in key[:-1]:
+            table = table.get(part) if isinstance(table, dict) else None
+        if not isinstance(table, dict) or key[-1] not in table:
+            continue
+        origin = _origin_record(resolved, key)
+        if origin is not None and origin.generation < switched:
+            del table[key[-1]]  # the parent's, for its own mode
+            _forget(resolved, key)
+            continue
+        where = resolved.origin_of(key, False)
+        problems.append(
+            f"{where}: {'.'.join(key)}: value {show(table[key[-1]])}: a {other}-only key, "
+            f"not allowed in a {mode} scenario (mode = {show(mode)}); allowed {allowed}"
+        )
+    return problems + _missing_site_keys(resolved, mode, sites, set_by)
+
+
+def _mode_keys(dotted_keys: tuple[str, ...], sites: dict[str, Any]) -> list[Key]:
+    """The keys ``dotted_keys`` name (``sites.*.KEY``: at every site)."""
+    keys: list[Key] = []
+    for dotted in dotted_keys:
+        parts = tuple(dotted.split("."))
+        if parts[:2] == ("sites", "*"):
+            keys += [("sites", n, *parts[2:]) for n, s in sites.items() if isinstance(s, dict)]
+        else:
+            keys.append(parts)
+    return keys
+
+
+def _missing_site_keys(
+    resolved: _Resolved, mode: str, sites: dict[str, Any], set_by: _Origin | None
+) -> list[str]:
+    """Each site without the key its mode requires, as a problem."""
+    switched = set_by.generation if set_by is not None else -1
+    problems = []
+    needed = SITE_KEY_OF_MODE[mode]
+    what = (
+        "an integer, 0 to 100000 (participants recruited)"
+        if mode == "trial"
+        else "a number, 0 to 100000 (referrals a year at the full rate)"
+    )
+    for name, site in sites.items():
+        if isinstance(site, dict) and needed not in site:
+            where = resolved.origin_of(("sites", name, needed), True)
+            began = resolved.tables.get(("sites", name))
+            if set_by is not None and (began is None or began.generation < switched):
+                where = set_by.path  # a parent's site, kept by the file that set the mode
+            problems.append(
+                f"{where}: sites.{name}.{needed}: missing: required in {mode} mode, allowed: {what}"
+            )
+    return problems
+
+
+def _origin_record(resolved: _Resolved, key: Key) -> _Origin | None:
+    """The (most derived) file that set ``key`` or anything inside it."""
+    if key in resolved.origins:
+        return resolved.origins[key]
+    inside = [o for k, o in resolved.origins.items() if k[: len(key)] == key]
+    return max(inside, key=lambda o: o.generation) if inside else None
+
+
 def _validate(resolved: _Resolved, path: Path) -> Scenario:
     problems = list(resolved.problems)
+    mode_problems = _mode_problems(resolved)
+    problems += mode_problems
     # Site configurations naming unknown sites, or an unknown option, are reported
     # above by file and key; the keys a configuration that failed would have set
     # are then missing at every site, which says nothing new.
@@ -691,6 +788,8 @@ def _validate(resolved: _Resolved, path: Path) -> Scenario:
                 continue
             if reported and "site_configurations.options." in str(err.get("msg", "")):
                 continue
+            if mode_problems and " mode" in str(err.get("msg", "")) and not key:
+                continue  # the mode's keys: reported above, by file and key
             if failed and (
                 (missing and key[0] == "sites" and key[-1] in CONFIGURED_SITE_KEYS)
                 or "is not one of the options" in str(err.get("msg", ""))

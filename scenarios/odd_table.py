@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from simulation.params import PARAMETER_GROUPS, Scenario, Site
+from simulation.params import PARAMETER_GROUPS, SITE_KEY_OF_MODE, Scenario, Site
 
 COLUMNS: tuple[str, ...] = ("name", "default", "unit", "grade", "meaning", "source")
 
@@ -75,7 +75,9 @@ def markdown_table() -> str:
 
 def sites_markdown_table(scenario: Scenario) -> str:
     """The scenario's site attributes, one row per site (no trailing newline)."""
-    fields = list(Site.model_fields)
+    # Each mode's own site key only (the other mode's is never set).
+    other = SITE_KEY_OF_MODE["service" if scenario.mode == "trial" else "trial"]
+    fields = [f for f in Site.model_fields if f != other]
     lines = ["| site | " + " | ".join(fields) + " |", "|" + "---|" * (len(fields) + 1)]
     for name, site in scenario.sites.items():
         cells = [name, *(format_default(getattr(site, f)) for f in fields)]

@@ -96,11 +96,18 @@ class Delivery:
         self.week = 0
         tr = scenario.trial
         self.n_support_weeks = tr.dur_support_after_discharge_weeks
+        self.service = scenario.mode == "service"
+        sv = scenario.service
+        # Weeks in which participants arrive: the trial's recruitment, or a service's
+        # start-up and horizon.
+        self.n_intake_weeks = (
+            sv.dur_prelaunch_weeks + 52 * sv.horizon_years
+            if self.service
+            else tr.dur_recruitment_weeks
+        )
         # Delivery ends when the last possible participant's support does.
         self.n_weeks = (
-            tr.dur_recruitment_weeks
-            + tr.dur_ward_after_recruitment_max_weeks
-            + self.n_support_weeks
+            self.n_intake_weeks + tr.dur_ward_after_recruitment_max_weeks + self.n_support_weeks
         )
         sites = SiteTable.build(scenario, self.replicate_streams)
         self.n_sites = len(sites)
@@ -159,14 +166,25 @@ class Delivery:
         np.add.at(recruited, (su.week_recruited[ps], su.site[ps]), 1)
         self.n_recruited_ps = np.cumsum(recruited, axis=0)
         self.records = np.zeros((self.n_weeks, len(RECORDS), n))
+        if self.service:  # per week and site: sessions held, and people waiting
+            self.week_sessions = np.zeros((self.n_weeks, n))
+            self.week_waiting = np.zeros((self.n_weeks, n))
         self._pw_rows = [_COLUMN[name] for name in _PW_RECORDS]
         self._hours_rows = [_COLUMN["pw_hours_contact"], _COLUMN["pw_hours_travel"]]
         self._n_pw_site = np.diff(self.workers.site_start).astype(float)[:, None]
 
     def _init_ratings(self) -> None:
         """Fidelity ratings (weeks of delivery past the end are rated in the last week)."""
-        fd = self.params.fidelity
-        self.rating_weeks = sorted({min(w, self.n_weeks - 1) for w in fd.rating_weeks})
+        fd, sv = self.params.fidelity, self.params.service
+        weeks = (
+            [
+                sv.dur_prelaunch_weeks + 52 * y + sv.rating_week_of_year
+                for y in range(sv.horizon_years)
+            ]
+            if self.service  # once in each service year
+            else fd.rating_weeks
+        )
+        self.rating_weeks = sorted({min(w, self.n_weeks - 1) for w in weeks})
         n = len(self.rating_weeks)
         self.rating_noise = fd.sd_rating_noise * self.workers.rating_z[:n]
         self.ratings_latent = np.full((n, self.n_sites, 4), np.nan)
@@ -236,7 +254,9 @@ class Delivery:
         su = self.users
         queue = [*su.waiting, *su.recruits_by_week[t].tolist()]
         if queue:
-            su.waiting = Coordinators.allocate(su, self.workers, queue)
+            su.waiting = Coordinators.allocate(su, self.workers, queue, t)
+        if self.service and su.waiting:
+            self.week_waiting[t] = np.bincount(su.site[su.waiting], minlength=self.n_sites)
 
     def plan(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Which participants need their peer worker this week and what that
@@ -283,7 +303,10 @@ class Delivery:
         if len(idx) == 0:
             return
         self.users.add_sessions(t, idx)
-        self.site_sessions += np.bincount(self.users.site[idx], minlength=self.n_sites)
+        held = np.bincount(self.users.site[idx], minlength=self.n_sites)
+        self.site_sessions += held
+        if self.service:
+            self.week_sessions[t] = held
 
     def turnover(self, t: int) -> None:
         """M8: leavers' cases are handed over (some engaged participants stop,
@@ -426,6 +449,16 @@ class Delivery:
             trial[f"fidelity_{name}"] = float(fidelity_rated[k])
             trial[f"latent_fidelity_{name}"] = float(fidelity_latent[k])
 
+        site_years: dict[str, np.ndarray] = {}
+        service_columns: dict[str, np.ndarray] = {}
+        if self.service:
+            from simulation.service import service_results
+
+            trial, site_years, service_columns = service_results(self, replicate, lo, hi, rated)
+            for k, name in enumerate(self.site_names):
+                trial[f"engaged_share_{name}"] = share(su["engaged"], site == k)
+                trial[f"fidelity_{name}"] = float(fidelity_rated[k])
+                trial[f"latent_fidelity_{name}"] = float(fidelity_latent[k])
         records = self.records[:, :, g0:g1]
         sw: dict[str, np.ndarray] = {n: records[:, j].ravel() for j, n in enumerate(RECORDS)}
         fid = [_COLUMN[f"fid_{d}"] for d in FIDELITY_DOMAINS]
@@ -442,7 +475,8 @@ class Delivery:
             readmitted_12m=readmitted,
             weeks_to_readmission=readmit_week,
         )
-        return Results(self.site_names, trial, sw, participants)
+        participants.update(service_columns)
+        return Results(self.site_names, trial, sw, participants, site_years)
 
     def _resources(self, records: np.ndarray, g0: int, g1: int) -> dict[str, np.ndarray]:
         """The site-week resource columns of sites ``g0 .. g1 - 1`` (ODD 7.14), from

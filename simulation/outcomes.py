@@ -451,7 +451,49 @@ _ALL: tuple[Outcome, ...] = (
         "difference in share or 0-1 index",
     ),
 )
-OUTCOMES: dict[str, Outcome] = {o.name: o for o in _ALL}
+# Service mode's outcomes (Scenario.mode = "service"), over the service's horizon;
+# people are counted in the year they were referred.
+SHARE_REFERRALS = "share of referrals"
+_SERVICE: tuple[Outcome, ...] = (
+    _from_trial(
+        "readmissions_avoided",
+        "readmissions avoided (without minus with peer support, the same people)",
+        "readmissions",
+        "higher",
+    ),
+    _from_trial(
+        "readmit_with_ps",
+        "readmitted within {followup}, with peer support",
+        SHARE_REFERRALS,
+        "lower",
+    ),
+    _from_trial(
+        "readmit_without_ps",
+        "readmitted within {followup}, without peer support",
+        SHARE_REFERRALS,
+        "none",
+    ),
+    _from_trial(
+        "offer_lapsed_share", "offer lapsed after the longest wait", SHARE_REFERRALS, "lower"
+    ),
+    _from_trial(
+        "wait_mean_weeks", "wait for a first peer worker, of those started", "weeks", "lower"
+    ),
+    _from_trial(
+        "waiting_list_mean",
+        "waiting list per site, mean over the service's weeks",
+        "people",
+        "lower",
+    ),
+    _from_trial("sessions_delivered", "sessions delivered over the horizon", "sessions", "higher"),
+    _from_trial(
+        "pw_vacancies_mean",
+        "peer worker posts vacant per site, mean over the service's weeks",
+        "posts",
+        "lower",
+    ),
+)
+OUTCOMES: dict[str, Outcome] = {o.name: o for o in (*_ALL, *_SERVICE)}
 
 # Old spelling -> the name to write now; accepted in input files for one release.
 ALIASES: dict[str, str] = {"itt_log_or": "log_itt_or"}
@@ -468,6 +510,8 @@ COMPARED: tuple[str, ...] = (
     "itt_or",
     "log_itt_or",
 )
+# What compare reports of a service scenario besides COMPARED's (those present).
+SERVICE_COMPARED: tuple[str, ...] = tuple(o.name for o in _SERVICE)
 SENSITIVITY_OUTPUTS: tuple[str, ...] = (
     "engaged_share",
     "met_share",

@@ -139,6 +139,59 @@ class TrialDesign(_Frozen):
         return self
 
 
+class ServiceDesign(_Frozen):
+    """Service mode (``Scenario.mode = "service"``): peer support as a standing
+    service. Referrals arrive at each site as a Poisson process, everyone referred
+    is offered peer support, and the comparison is the same people without it.
+    No service has been observed: every value is a planning assumption [M]."""
+
+    horizon_years: int = _f(
+        3, "M", "years", "years of referrals simulated after launch", ge=1, le=10
+    )
+    dur_prelaunch_weeks: int = _f(
+        8,
+        "M",
+        "weeks",
+        "weeks before the first referral in which peer workers are in post and the "
+        "coordinators prepare the ward teams (start-up)",
+        ge=0,
+        le=104,
+    )
+    dur_ramp_up_weeks: int = _f(
+        12,
+        "M",
+        "weeks",
+        "referrals rise linearly from none to the full rate over this many weeks after launch",
+        ge=0,
+        le=260,
+    )
+    rel_seasonality: float = _f(
+        0.0,
+        "M",
+        "share of the mean rate",
+        "referrals vary over the year by this share above and below the mean, "
+        "highest at the start of each service year",
+        ge=0,
+        le=1,
+    )
+    max_wait_weeks: int = _f(
+        8,
+        "M",
+        "weeks",
+        "longest wait for a first peer worker; an offer still waiting then lapses",
+        ge=0,
+        le=104,
+    )
+    rating_week_of_year: int = _f(
+        26,
+        "M",
+        "week of the service year",
+        "when each site's peer workers are rated for fidelity each service year",
+        ge=0,
+        le=51,
+    )
+
+
 class Engagement(_Frozen):
     """M2: the quality of the first contact decides whether a participant engages."""
 
@@ -793,7 +846,18 @@ class Site(_Frozen):
     )
     n_peer_workers: int = Field(ge=1, le=500, description="peer workers at the site")
     n_caseload_cap: int = Field(ge=1, le=200, description="most participants per peer worker")
-    n_participants: int = Field(ge=0, le=100_000, description="participants recruited")
+    n_participants: int | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        description="participants recruited (trial mode, where it is required)",
+    )
+    referrals_per_year: float | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        description="referrals a year at the full rate (service mode, where it is required)",
+    )
 
 
 class SiteConfiguration(_Frozen):
@@ -848,6 +912,11 @@ class Scenario(_Frozen):
 
     name: str = Field(default="scenario", min_length=1, description="short name")
     description: str = Field(default="", description="what question this scenario asks")
+    mode: Literal["trial", "service"] = Field(
+        default="trial",
+        description="trial: the ENRICH design (randomised, recruited, followed up); "
+        "service: a standing service over years, everyone referred offered peer support",
+    )
     trial: TrialDesign = TrialDesign()
     engagement: Engagement = Engagement()
     ward: Ward = Ward()
@@ -858,6 +927,7 @@ class Scenario(_Frozen):
     morale: Morale = Morale()
     readmission: Readmission = Readmission()
     mechanisms: Mechanisms = Mechanisms()
+    service: ServiceDesign = ServiceDesign()
     sites: Annotated[dict[str, Site], AfterValidator(FrozenDict)] = Field(
         min_length=1, description="sites by name"
     )
@@ -875,6 +945,13 @@ class Scenario(_Frozen):
         for name in self.sites:
             if not name or "/" in name:
                 raise ValueError(f"site name {name!r} must be non-empty and contain no '/'")
+        # Each mode's own site key (the loader reports these per file and key first).
+        needed, other = SITE_KEY_OF_MODE[self.mode], SITE_KEY_OF_MODE[_OTHER_MODE[self.mode]]
+        for name, site in self.sites.items():
+            if getattr(site, needed) is None:
+                raise ValueError(f"sites.{name}.{needed} is required in {self.mode} mode")
+            if getattr(site, other) is not None:
+                raise ValueError(f"sites.{name}.{other} is not allowed in {self.mode} mode")
         if self.site_configurations is not None:
             for option, c in self.site_configurations.options.items():
                 for kind in ("not_for_profit", "rural"):
@@ -945,7 +1022,11 @@ class Scenario(_Frozen):
 
     @property
     def n_participants(self) -> int:
-        return sum(s.n_participants for s in self.sites.values())
+        """Trial participants; in service mode, the referrals expected over the horizon."""
+        if self.mode == "service":
+            years = self.service.horizon_years
+            return round(sum(s.referrals_per_year or 0.0 for s in self.sites.values()) * years)
+        return sum(s.n_participants or 0 for s in self.sites.values())
 
 
 PARAMETER_GROUPS: tuple[str, ...] = (
@@ -959,4 +1040,15 @@ PARAMETER_GROUPS: tuple[str, ...] = (
     "morale",
     "readmission",
     "mechanisms",
+    "service",
 )
+# The site key each mode requires (and the other mode refuses).
+SITE_KEY_OF_MODE: dict[str, str] = {"trial": "n_participants", "service": "referrals_per_year"}
+_OTHER_MODE = {"trial": "service", "service": "trial"}
+# Keys that mean something in one mode only: a file of the other mode may not set them.
+TRIAL_ONLY_KEYS: tuple[str, ...] = (
+    "trial.dur_recruitment_weeks",
+    "trial.n_block_max",
+    "sites.*.n_participants",
+)
+SERVICE_ONLY_KEYS: tuple[str, ...] = ("service", "sites.*.referrals_per_year")

@@ -156,7 +156,9 @@ class Coordinators:
         self.site_adequacy = 1.0 - np.exp(-ratio)
 
     @staticmethod
-    def allocate(users: ServiceUsers, workers: PeerWorkers, queue: list[int]) -> list[int]:
+    def allocate(
+        users: ServiceUsers, workers: PeerWorkers, queue: list[int], week: int = -1
+    ) -> list[int]:
         """Give each participant in ``queue`` the peer worker at their site with
         the lightest caseload under the cap (lowest index on ties); returns those
         who must wait."""
@@ -183,6 +185,8 @@ class Coordinators:
                 waiting.append(i)
         if allocated:
             users.pw[allocated] = chosen
+            first = users.week_allocated[allocated] < 0
+            users.week_allocated[np.asarray(allocated)[first]] = week
             workers.caseload += np.bincount(chosen, minlength=workers.n)
             users.open_cases = np.concatenate([users.open_cases, allocated])
         return waiting
@@ -546,8 +550,11 @@ class ServiceUsers:
         self.non_heterosexual = a["u_orient"] < tr.p_non_heterosexual
         self.week_recruited: np.ndarray = a["week_recruited"]
         self.week_discharged = self.week_recruited + a["stay"]
-        self.arm = randomise(
-            self.site, self.diagnosis, a["block_sizes"], a["block_keys"], len(sites)
+        self.service = p.mode == "service"
+        self.arm = (
+            np.ones(n, dtype=np.int8)
+            if self.service
+            else randomise(self.site, self.diagnosis, a["block_sizes"], a["block_keys"], len(sites))
         )
         self.z_frailty: np.ndarray = a["z_frailty"]
         self.readmit_clock: np.ndarray = a["readmit_clock"]  # Exp(1): readmitted when passed
@@ -573,6 +580,11 @@ class ServiceUsers:
         self.recruits_by_week = [order[bounds[w] : bounds[w + 1]] for w in range(n_weeks)]
         self.open_cases = np.zeros(0, dtype=np.int64)
         self.waiting: list[int] = []
+        # Service mode: the week each was first given a peer worker (-1 never), and
+        # whether the offer lapsed after the longest wait.
+        self.week_allocated = np.full(n, -1)
+        self.offer_lapsed = np.zeros(n, dtype=bool)
+        self.max_wait_weeks = p.service.max_wait_weeks if self.service else None
         e = p.engagement
         self._log_or = np.log(
             [e.or_per_first_contact_min, e.or_per_rb_activity, e.or_non_heterosexual]
@@ -615,6 +627,8 @@ class ServiceUsers:
             self.readmit_due = np.maximum(
                 np.ceil(self.readmit_clock / np.maximum(self.hazard, 1e-300)), 1.0
             )
+        # Without peer support nothing moves the clock: the counterfactual's week.
+        self.readmit_due_without = self.readmit_due.copy()
 
     def _draws(self, sites: SiteTable) -> dict[str, np.ndarray]:
         """Every participant's random draws, site by site, each from its own named
@@ -626,11 +640,18 @@ class ServiceUsers:
         def add(name: str, value: np.ndarray) -> None:
             parts.setdefault(name, []).append(value)
 
+        service = p.mode == "service"
         for g, s in enumerate(sites.sites):
-            n, name, streams = s.n_participants, sites.names[g], sites.streams[g]
+            name, streams = sites.names[g], sites.streams[g]
             rng = streams.get(f"participants/{name}")
+            if service:
+                week = referral_weeks(p, s, streams.get(f"referrals/{name}"))
+                n = len(week)
+            else:
+                n = s.n_participants or 0
+                week = np.sort(rng.integers(0, tr.dur_recruitment_weeks, n))
             add("site", np.full(n, g))
-            add("week_recruited", np.sort(rng.integers(0, tr.dur_recruitment_weeks, n)))
+            add("week_recruited", week)
             add("stay", rng.integers(1, tr.dur_ward_after_recruitment_max_weeks + 1, n))
             add("u_diag", rng.random(n))
             add("u_orient", rng.random(n))
@@ -640,12 +661,13 @@ class ServiceUsers:
             add("u_engage", rng.random(n))
             add("u_handover", rng.random(n))
             add("u_lapse", rng.random(n))
-            # Randomisation: block sizes for each diagnostic stratum, then keys
-            # that order each block (see randomise).
-            rng = streams.get(f"randomisation/{name}")
-            sizes = 2 * rng.integers(1, tr.n_block_max + 1, (3, n // 2 + 1))
-            add("block_sizes", sizes.ravel())
-            add("block_keys", rng.random(int(sizes.sum())))
+            if not service:  # a service offers peer support to everyone referred
+                # Randomisation: block sizes for each diagnostic stratum, then keys
+                # that order each block (see randomise).
+                rng = streams.get(f"randomisation/{name}")
+                sizes = 2 * rng.integers(1, tr.n_block_max + 1, (3, n // 2 + 1))
+                add("block_sizes", sizes.ravel())
+                add("block_keys", rng.random(int(sizes.sum())))
             # Separate streams so that a longer ward stay or support period does
             # not shift any other draw.
             add(
@@ -813,6 +835,20 @@ class ServiceUsers:
         for i in self.waiting:
             if self.last_support_week[i] <= t:
                 self.closed[i] = True
+        if self.max_wait_weeks is not None and self.waiting:
+            self._lapse_offers(t)
+
+    def _lapse_offers(self, t: int) -> None:
+        """Service mode: an offer not taken up by a peer worker within the longest
+        wait lapses (a participant handed over after a leaver waits without limit)."""
+        idx = np.array(self.waiting, dtype=np.int64)
+        wait = t - self.week_recruited[idx]
+        lapse = idx[
+            (self.week_allocated[idx] < 0) & (wait >= self.max_wait_weeks) & ~self.closed[idx]
+        ]
+        if len(lapse):
+            self.closed[lapse] = True
+            self.offer_lapsed[lapse] = True
 
     def readmit(self, t: int, in_community: np.ndarray) -> None:
         """M7: a participant whose clock has run out is readmitted, which ends
@@ -825,6 +861,19 @@ class ServiceUsers:
         self.closed[at_risk[weeks_after >= self.readmit_due[at_risk]]] = True
         if self.waiting:  # the queue holds only those still waiting
             self.waiting = [i for i in self.waiting if not self.closed[i]]
+
+
+def referral_weeks(scenario: Scenario, site: Site, rng: np.random.Generator) -> np.ndarray:
+    """Service mode: the week of each referral at ``site``, in order. Referrals are
+    a Poisson process at the site's yearly rate, ramped up after launch and varying
+    with the season, from the site's own stream (so other changes leave them be)."""
+    sv = scenario.service
+    week = np.arange(52 * sv.horizon_years)
+    ramp = np.minimum((week + 1) / sv.dur_ramp_up_weeks, 1.0) if sv.dur_ramp_up_weeks else 1.0
+    season = 1.0 + sv.rel_seasonality * np.cos(2 * np.pi * week / 52)
+    rate = (site.referrals_per_year or 0.0) / 52 * ramp * season
+    counts = rng.poisson(rate)
+    return np.repeat(sv.dur_prelaunch_weeks + week, counts)
 
 
 def randomise(

@@ -110,6 +110,42 @@ PARTICIPANT_DERIVED: tuple[str, ...] = (
     "weeks_to_readmission",
 )
 
+# Service mode: participant columns added after PARTICIPANT_COLUMNS (the participant
+# is referred in week_recruited; an offer waits for a peer worker or lapses).
+SERVICE_PARTICIPANT_COLUMNS: tuple[str, ...] = (
+    "year_referred",
+    "week_allocated",
+    "wait_weeks",
+    "offer_lapsed",
+    "readmitted_12m_without_ps",
+)
+SITE_YEAR_COLUMNS: tuple[str, ...] = (
+    "site",
+    "year",
+    "n_referrals",
+    "n_offered",
+    "n_started",
+    "n_offer_lapsed",
+    "wait_mean_weeks",
+    "waiting_list_mean",
+    "waiting_list_max",
+    "n_engaged",
+    "engaged_share",
+    "n_sessions",
+    "fidelity_rated",
+    "pw_wellbeing_mean",
+    "pw_vacancies_mean",
+    "n_readmitted_with_ps",
+    "n_readmitted_without_ps",
+    "readmissions_avoided",
+    "readmissions_avoided_lo",
+    "readmissions_avoided_hi",
+)
+"""Service mode's site-year table, in order. Counts of people (referrals, offers,
+starts, lapses, engaged, readmissions) are of those referred in the service year;
+sessions, waiting lists, ratings, wellbeing and vacancies are of the weeks of the
+year."""
+
 ARMS: tuple[str, str] = ("usual_care", "peer_support")
 DIAGNOSES: tuple[str, str, str] = ("psychotic", "personality", "other")
 SETTINGS: tuple[str, str, str] = ("", "ward", "community")
@@ -128,6 +164,8 @@ class Results:
     trial: dict[str, float]
     site_week_arrays: dict[str, np.ndarray] = field(repr=False)
     participant_arrays: dict[str, np.ndarray] = field(repr=False)
+    # Service mode only (empty for a trial): one row per site and service year.
+    site_year_arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @cached_property
     def site_weeks(self) -> pd.DataFrame:
@@ -151,7 +189,23 @@ class Results:
         for c in ("peer_worker", "week_first_contact", "rb_activities", "weeks_to_readmission"):
             a[c] = pd.array(np.where(a[c] >= 0, a[c], 0), dtype="Int64")
             a[c][np.asarray(self.participant_arrays[c]) < 0] = pd.NA
-        return pd.DataFrame({c: a[c] for c in PARTICIPANT_COLUMNS})
+        columns = [*PARTICIPANT_COLUMNS, *(c for c in SERVICE_PARTICIPANT_COLUMNS if c in a)]
+        if "week_allocated" in a:
+            for c in ("week_allocated", "wait_weeks"):
+                a[c] = pd.array(np.where(a[c] >= 0, a[c], 0), dtype="Int64")
+                a[c][np.asarray(self.participant_arrays[c]) < 0] = pd.NA
+        return pd.DataFrame({c: a[c] for c in columns})
+
+    @cached_property
+    def site_years(self) -> pd.DataFrame:
+        """Service mode's per site and year table (no rows for a trial)."""
+        import pandas as pd
+
+        if not self.site_year_arrays:
+            return pd.DataFrame({c: [] for c in SITE_YEAR_COLUMNS})
+        cols: dict[str, Any] = dict(self.site_year_arrays)
+        cols["site"] = pd.Categorical.from_codes(cols["site"], categories=list(self.site_names))
+        return pd.DataFrame({c: cols[c] for c in SITE_YEAR_COLUMNS})
 
     @cached_property
     def trial_frame(self) -> pd.DataFrame:

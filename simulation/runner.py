@@ -159,6 +159,13 @@ TableFn = Callable[[Results], pd.DataFrame]
 SimulateFn = Callable[[Scenario, Sequence[Seed]], Sequence[Results]]
 
 BUILT_IN_TABLES: tuple[str, ...] = ("trial", "site_weeks", "participants")
+# Service mode's built-in table too (asked for by name: a trial has no rows of it).
+SERVICE_TABLES: tuple[str, ...] = (*BUILT_IN_TABLES, "site_years")
+_STACKED_ARRAYS = {
+    "site_weeks": "site_week_arrays",
+    "participants": "participant_arrays",
+    "site_years": "site_year_arrays",
+}
 # Replicates one model simulates side by side; the speed-up levels off by about 10.
 SIDE_BY_SIDE = 10
 # Tasks kept submitted per worker: enough to keep workers busy, few enough for flat memory.
@@ -776,8 +783,8 @@ def _table_spec(
     for name, fn in items:
         if not isinstance(name, str) or not _TABLE_NAME.match(name):
             raise ValueError(f"table name {name!r} must be letters, digits and _")
-        if fn is None and name not in BUILT_IN_TABLES:
-            raise ValueError(f"unknown table {name!r}; built-in tables are {list(BUILT_IN_TABLES)}")
+        if fn is None and name not in SERVICE_TABLES:
+            raise ValueError(f"unknown table {name!r}; built-in tables are {list(SERVICE_TABLES)}")
         if name in spec:
             raise ValueError(f"table {name!r} is named twice")
         spec[name] = fn
@@ -892,8 +899,10 @@ def _stacked(name: str, results: list[Results]) -> tuple[pd.DataFrame, np.ndarra
     """
     if name == "trial":
         return pd.DataFrame([r.trial for r in results]), np.ones(len(results), dtype=np.int64)
-    attr = "site_week_arrays" if name == "site_weeks" else "participant_arrays"
+    attr = _STACKED_ARRAYS[name]
     arrays = [getattr(r, attr) for r in results]
+    if not arrays[0]:  # a trial's site_years: no rows
+        return getattr(results[0], name), np.zeros(len(results), dtype=np.int64)
     rows = np.array([len(next(iter(a.values()))) for a in arrays], dtype=np.int64)
     first = results[0]
     same = all(r.site_names == first.site_names for r in results) and all(
@@ -902,10 +911,9 @@ def _stacked(name: str, results: list[Results]) -> tuple[pd.DataFrame, np.ndarra
     if not same:  # not expected within one scenario; stay correct anyway
         return _concatenated(lambda r: getattr(r, name), results)
     joined = {c: np.concatenate([a[c] for a in arrays]) for c in arrays[0]}
-    if name == "site_weeks":
-        combined = Results(first.site_names, {}, site_week_arrays=joined, participant_arrays={})
-    else:
-        combined = Results(first.site_names, {}, site_week_arrays={}, participant_arrays=joined)
+    parts: dict[str, dict[str, np.ndarray]] = {a: {} for a in _STACKED_ARRAYS.values()}
+    parts[attr] = joined
+    combined = Results(first.site_names, {}, **parts)
     return getattr(combined, name), rows
 
 

@@ -60,3 +60,24 @@ def test_startup_bench_prints_one_json_line_with_the_timings():
     assert 0 < timing["fastest_s"] <= timing["median_s"], (
         f"the fastest and median wall times should be positive and ordered: {timing}"
     )
+
+
+def test_service_bench_prints_one_json_line_with_the_timing():
+    done = subprocess.run(
+        [sys.executable, "benchmarks/service_bench.py", "--replicates", "1", "--no-memory"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"service_bench.py exited {done.returncode}:\n{done.stderr}"
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, f"expected one line of output, got {lines}"
+    result = json.loads(lines[0])
+    assert result["s_per_replicate"] > 0, f"a positive time expected: {result}"
+    # 60,000 a year for 3 years less the 12-week ramp-up's shortfall (5.5 weeks).
+    expected = 60_000 * (3 - 5.5 / 52)
+    assert abs(result["referrals"] - expected) < 5 * expected**0.5, (
+        f"about {expected:.0f} referrals expected (Poisson): {result}"
+    )

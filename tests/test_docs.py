@@ -127,12 +127,13 @@ def test_odd_site_table_matches_enrich_scenario():
     )
 
 
-def _readme_outputs() -> dict[str, list[str]]:
-    """File patterns listed in the README's "What `peersim run` writes" section,
-    each with the columns its bullet lists after "Columns:" (empty if none)."""
+def _readme_outputs(section: str = "What `peersim run` writes") -> dict[str, list[str]]:
+    """File patterns listed in the README's ``section`` (a trial run's outputs, or
+    "Planning a service" for a service's), each with the columns its bullet lists
+    after "Columns:" (empty if none)."""
     text = README.read_text()
-    match = re.search(r"^## What `peersim run` writes\n(.*?)(?=^## )", text, re.M | re.S)
-    assert match, "README lacks the section '## What `peersim run` writes'"
+    match = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## )", text, re.M | re.S)
+    assert match, f"README lacks the section '## {section}'"
     bullets = re.findall(r"^- (`[^`]+`.*?)(?=^- |^$)", match.group(1), re.M | re.S)
     outputs = {}
     for bullet in bullets:
@@ -144,9 +145,13 @@ def _readme_outputs() -> dict[str, list[str]]:
     return outputs
 
 
-def _check_outputs(out: Path) -> None:
-    sites = load_scenario(None).site_names
-    for pattern, documented in _readme_outputs().items():
+def _check_outputs(
+    out: Path, scenario_path: Path | None = None, tags: tuple[str, ...] = ()
+) -> None:
+    scenario = load_scenario(scenario_path)
+    sites = scenario.site_names
+    section = "Planning a service" if scenario.mode == "service" else "What `peersim run` writes"
+    for pattern, documented in _readme_outputs(section).items():
         found = sorted(out.glob(pattern))
         assert found, f"README says `peersim run` writes {pattern}; not found in {out}"
         if not documented:
@@ -154,6 +159,7 @@ def _check_outputs(out: Path) -> None:
         columns = [c for c in documented if "<site>" not in c]
         per_site = [c for c in documented if "<site>" in c]
         expected = set(columns) | {c.replace("<site>", s) for c in per_site for s in sites}
+        expected |= set(tags)  # e.g. a posterior run's particle
         actual = set(pd.read_parquet(found[0]).columns)
         assert actual == expected, (
             f"{pattern}: README lists columns the file lacks {sorted(expected - actual)} "
@@ -184,7 +190,11 @@ def test_readme_peersim_command_runs_as_written(command, tmp_path):
     )
     if argv[3:4] == ["run"]:
         out = Path(argv[argv.index("--out") + 1])
-        _check_outputs(out if out.is_absolute() else ROOT / out)
+        given = argv[4] if len(argv) > 4 and argv[4].endswith(".toml") else None
+        tags = ("particle",) if "--posterior" in argv else ()
+        _check_outputs(
+            out if out.is_absolute() else ROOT / out, ROOT / given if given else None, tags
+        )
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

@@ -53,6 +53,12 @@ def test_every_library_file_validates_and_runs(name: str) -> None:
     assert len(results) == 2, f"{name}: two replicates expected"
     for result in results:
         assert result.site_names == tuple(scenario.sites), f"{name}: results for every site"
+        if scenario.mode == "service":  # Poisson referrals: the count varies
+            referred = len(result.participant_arrays["site"])
+            assert result.trial["n_referrals"] == referred > 0, (
+                f"{name}: every referral should be simulated"
+            )
+            continue
         assert result.trial["n_ps"] + result.trial["n_uc"] == scenario.n_participants, (
             f"{name}: every participant should be simulated"
         )
@@ -139,11 +145,13 @@ def test_what_if_resolves_to_exactly_its_documented_changes(name: str) -> None:
     )
 
 
-def test_region_has_50_sites_about_4000_participants_in_the_stated_mix() -> None:
+def test_region_has_50_sites_about_4000_referrals_a_year_in_the_stated_mix() -> None:
     region = load_scenario(LIBRARY["region_50_sites"])
     assert len(region.sites) == 50, f"50 sites expected, got {len(region.sites)}"
-    assert region.n_participants == 4000, f"4,000 participants a year, got {region.n_participants}"
-    assert region.trial.dur_recruitment_weeks == 52, "recruitment over one year"
+    assert region.mode == "service", "the region is a service, not a trial (no randomisation)"
+    per_year = sum(s.referrals_per_year or 0 for s in region.sites.values())
+    assert per_year == 4000, f"4,000 referrals a year, got {per_year}"
+    assert region.service.horizon_years == 3, "a 3-year service"
     mix: dict[tuple[str, str], int] = {}
     for site in region.sites.values():
         mix[(site.host, site.geography)] = mix.get((site.host, site.geography), 0) + 1
@@ -163,7 +171,12 @@ def test_region_runs_and_its_site_types_behave_like_the_matching_trial_sites() -
     results = run_batch(region, [replicate_seed(MASTER_SEED, i) for i in range(3)])
     engaged = {kind: [] for kind in ("urban_nhs", "rural_nhs", "urban_nfp", "rural_nfp")}
     for result in results:
-        assert result.trial["n_ps"] + result.trial["n_uc"] == 4000, "every participant simulated"
+        referred = result.trial["n_referrals"]
+        # 4,000 a year for 3 years less the 12-week ramp-up's shortfall (5.5 weeks).
+        expected = 4000 * (3 - 5.5 / 52)
+        assert abs(referred - expected) < 4 * expected**0.5, (
+            f"about {expected:.0f} referrals over 3 years (Poisson), got {referred}"
+        )
         for name in region.sites:
             engaged[name[:9]].append(result.trial[f"engaged_share_{name}"])
     means = {kind: float(np.mean(values)) for kind, values in engaged.items()}
@@ -374,7 +387,9 @@ def test_validate_library_says_ok_for_every_file(
     assert main(["validate", "--library"]) == 0, "every library file should be valid"
     out = capsys.readouterr().out
     assert "(enrich_trial: 7 sites, 590 participants)" in out, out
-    assert "(region_50_sites: 50 sites, 4000 participants)" in out, out
+    assert (
+        "(region_50_sites: 50 sites, service over 3 years, 12000 referrals at the full rate)" in out
+    ), out
     assert out.count("\nOK ") + out.startswith("OK ") == len(LIBRARY), f"one OK a file:\n{out}"
     assert _listing(tmp_path) == [], "validate should write nothing"
 

@@ -284,6 +284,13 @@ def _load_scenarios(labels: list[str], paths: list[Path]) -> dict[str, Scenario]
                 f"{path}: a site named {OVERALL!r} would be confused with the whole trial "
                 "in the comparison; rename it"
             )
+        base_mode = scenarios[labels[0]].mode
+        if scenarios[label].mode != base_mode:
+            raise UsageError(
+                f"{path}: mode {scenarios[label].mode!r}, but the baseline {paths[0]} is "
+                f"mode {base_mode!r}: compare scenarios of one mode (a trial's arms and a "
+                "service's paired readmissions are not the same outcomes)"
+            )
     return scenarios
 
 
@@ -538,7 +545,7 @@ def format_comparison(
     trial's outcomes, then the main outcomes per site."""
     from analysis.compare import OVERALL, paired_sites
     from analysis.summary import align_columns
-    from simulation.outcomes import COMPARED, outcome, units_line
+    from simulation.outcomes import COMPARED, SERVICE_COMPARED, outcome, units_line
 
     lines = [
         f"Baseline {base!r} vs {len(whatifs)} what-if(s), {n_replicates} paired replicates, "
@@ -550,7 +557,7 @@ def format_comparison(
         "n = replicates in which both values are defined; 0 (identical) = exactly equal in "
         "every replicate.",
     ]
-    printed = [k for k in COMPARED if k != "log_itt_or"]
+    printed = [k for k in (*COMPARED, *SERVICE_COMPARED) if k != "log_itt_or"]
     for whatif in whatifs:
         rows = comparison[comparison["whatif"] == whatif]
         overall = {str(r.outcome): r for r in rows[rows["scope"] == OVERALL].itertuples()}
@@ -572,16 +579,18 @@ def format_comparison(
         ]
         sites = paired_sites(rows)
         cells = {(str(r.outcome), str(r.scope)): r for r in rows.itertuples()}
+        # Only the outcomes with values per site (a service's readmission is paired
+        # within the people, not by arm, so it has no per-site arm column).
+        columns = [c for c in _SITE_COLUMNS if any((c[0], site) in cells for site in sites)]
         site_rows = [
-            [site, *(_difference(cells.get((key, site))) for key, _ in _SITE_COLUMNS)]
-            for site in sites
+            [site, *(_difference(cells.get((key, site))) for key, _ in columns)] for site in sites
         ]
         if site_rows:
             lines += [
                 "",
                 f"What-if {whatif!r} vs baseline {base!r}: difference [95% CI] by site",
-                align_columns(["site", *(heading for _, heading in _SITE_COLUMNS)], site_rows),
-                units_line(_SITE_COLUMNS),
+                align_columns(["site", *(heading for _, heading in columns)], site_rows),
+                units_line(columns),
             ]
         unpaired = [s for s in _unique(rows["scope"]) if s != OVERALL and s not in sites]
         if unpaired:

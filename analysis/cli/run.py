@@ -24,13 +24,17 @@ Run replicates of one scenario and write, into a new output folder:
   manifest.json          how the run was made (versions, git commit, scenario, seeds)
   site_weeks.parquet     one row per replicate, site and week
   participants.parquet   one row per replicate and participant
-  trial.parquet          one row per replicate: the trial's statistics
+  trial.parquet          one row per replicate: the trial's statistics (a service
+                         scenario's: the service's over its horizon)
+  site_years.parquet     service scenarios: one row per replicate, site and year
   figures/*.png          delivery over time, readmission by arm, fidelity domains
-and print a summary. Replicate i uses seed (SEED, i), so results do not depend
-on --workers or --scheduler. The folder appears only when complete; until then
-finished replicates are saved in DIR.partial beside it, so a run stopped by
-Ctrl-C, a crash or kill -9 continues with --resume DIR. A replicate that raises
-is recorded and the others go on; the run then exits 1 naming the failures.
+                         (a service: per service year, readmissions avoided)
+and print a summary (a service's per service year). Replicate i uses seed
+(SEED, i), so results do not depend on --workers or --scheduler. The folder
+appears only when complete; until then finished replicates are saved in
+DIR.partial beside it, so a run stopped by Ctrl-C, a crash or kill -9 continues
+with --resume DIR. A replicate that raises is recorded and the others go on; the
+run then exits 1 naming the failures.
 """
 
 EPILOG = f"""\
@@ -40,6 +44,7 @@ examples:
   {PROG} run my_site.toml --out results/my_site --seed 7
   {PROG} run -n 10000 --scheduler tcp://10.0.0.5:8786    on a Dask cluster
   {PROG} run --resume results/my_site       continue an interrupted run
+  {PROG} run scenarios/service_example.toml -n 20   a standing service over years
 """
 
 
@@ -93,7 +98,7 @@ class _Plan:
 
         results = run(self.scenario, 0)
         end = end_of_delivery(results.site_weeks.assign(replicate=0))
-        kept = (results.trial_frame, end[["site", "week", *END_COLUMNS]])
+        kept = (results.trial_frame, end[["site", "week", *END_COLUMNS]], results.site_years)
         return sum(int(t.memory_usage(deep=True).sum()) for t in kept)
 
     def execute(self, backend: Backend, progress: bool | None, command: list[str]) -> int:
@@ -149,7 +154,7 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
     from analysis.figures import make_figures, save_figures
     from analysis.summary import format_summary
     from simulation.outputs import write_manifest, write_tables
-    from simulation.runner import replicate_jobs, run_jobs
+    from simulation.runner import BUILT_IN_TABLES, SERVICE_TABLES, replicate_jobs, run_jobs
 
     RESUMABLE.save(plan.ws, command)
     if plan.posterior is not None:
@@ -159,8 +164,15 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
     else:
         jobs = replicate_jobs(plan.scenario, plan.seed, plan.n)
     desc = plan.scenario.name  # the progress bar's label
+    service = plan.scenario.mode == "service"
     sweep = run_jobs(
-        jobs, plan.ws.sweep_dir, executor=backend, progress=progress, resume=True, desc=desc
+        jobs,
+        plan.ws.sweep_dir,
+        tables=SERVICE_TABLES if service else BUILT_IN_TABLES,
+        executor=backend,
+        progress=progress,
+        resume=True,
+        desc=desc,
     )
     if not sweep.complete:
         return RESUMABLE.report_failures(
@@ -178,14 +190,24 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         # files (analysis.aggregates), so the memory this takes does not grow with
         # the number of replicates beyond a fraction of a KB a replicate.
         write_tables(folder, {name: sweep.iter_table(name) for name in sweep.table_names})
-        run = RunAggregates.from_files(
-            plan.scenario,
-            plan.seed,
-            folder / "site_weeks.parquet",
-            folder / "trial.parquet",
-        )
-        save_figures(make_figures(run), folder / "figures")
-        summary.append(format_summary(run))
+        if service:  # per service year, from the (small) site-year table
+            import pandas as pd
+
+            from analysis.service import format_service_summary, service_figures
+
+            trial = pd.read_parquet(folder / "trial.parquet")
+            years = pd.read_parquet(folder / "site_years.parquet")
+            save_figures(service_figures(plan.scenario, years, plan.n), folder / "figures")
+            summary.append(format_service_summary(plan.scenario, plan.seed, trial, years))
+        else:
+            run = RunAggregates.from_files(
+                plan.scenario,
+                plan.seed,
+                folder / "site_weeks.parquet",
+                folder / "trial.parquet",
+            )
+            save_figures(make_figures(run), folder / "figures")
+            summary.append(format_summary(run))
         manifest = common.sweep_manifest(
             plan.scenario, plan.scenario_path, plan.ws, backend, seed=plan.seed, replicates=plan.n
         )

@@ -103,10 +103,13 @@ def validate_files(args: argparse.Namespace, command_line: list[str]) -> int:
             for problem in e.problems:
                 print(f"  {problem}")
         else:
-            print(
-                f"OK {path} ({scenario.name}: {len(scenario.sites)} sites, "
-                f"{scenario.n_participants} participants)"
+            people = (
+                f"service over {scenario.service.horizon_years} years, "
+                f"{scenario.n_participants} referrals at the full rate"
+                if scenario.mode == "service"
+                else f"{scenario.n_participants} participants"
             )
+            print(f"OK {path} ({scenario.name}: {len(scenario.sites)} sites, {people})")
     sys.stdout.flush()
     if failed:
         raise UsageError(
