@@ -79,8 +79,11 @@ def _row(comparison: pd.DataFrame, whatif: str, outcome: str, scope: str = OVERA
     return rows.iloc[0] if len(rows) else None
 
 
-def format_resources(comparison: pd.DataFrame, base: str, whatif: str, horizon: str) -> str:
-    """The resource table of one what-if, whole trial: baseline, what-if, difference."""
+def format_resources(
+    comparison: pd.DataFrame, base: str, whatif: str, horizon: str, *, whole: str = "whole trial"
+) -> str:
+    """The resource table of one what-if, whole trial (or ``whole`` service): baseline,
+    what-if, difference."""
     table = []
     for outcome, label in RESOURCES:
         r = _row(comparison, whatif, outcome)
@@ -97,11 +100,16 @@ def format_resources(comparison: pd.DataFrame, base: str, whatif: str, horizon: 
         )
     return "\n".join(
         [
-            f"What-if {whatif!r} vs baseline {base!r}: resources, whole trial, {horizon} "
+            f"What-if {whatif!r} vs baseline {base!r}: resources, {whole}, {horizon} "
             "(means over replicates)",
             align_columns(["resource", "baseline", "what-if", "difference [95% CI]"], table),
         ]
     )
+
+
+def replicate_word(service: bool) -> str:
+    """What one replicate is: a simulated trial, or a simulated service."""
+    return "simulated service" if service else "simulated trial"
 
 
 def discount_text(rate: float) -> str:
@@ -181,11 +189,13 @@ def brief_markdown(
     n: int,
     horizon: str,
     posterior: bool,
+    service: bool = False,
 ) -> str:
     """A page a board member reads in two minutes: per what-if, the question, the
     answer in people, hours and money, and the main uncertainty."""
     by_whatif = {s.whatif: s for s in summaries}
-    replicates_are = "posterior draw" if posterior else "simulated trial"
+    replicates_are = "posterior draw" if posterior else replicate_word(service)
+    whole = "whole service" if service else "whole trial"
     lines = [
         f"# What the what-ifs take and what they buy: against `{base}`",
         "",
@@ -198,7 +208,7 @@ def brief_markdown(
         lines += ["", f"## {whatif}", ""]
         question = descriptions.get(whatif, "").strip() or f"What if we did `{whatif}`?"
         lines.append(f"**The question.** {question} (compared with `{base}`)")
-        lines += ["", "**The answer in people.** " + _people(comparison, whatif, costs)]
+        lines += ["", "**The answer in people.** " + _people(comparison, whatif, costs, whole)]
         lines += ["", "**In hours.** " + _hours(comparison, whatif)]
         summary = by_whatif.get(whatif)
         if summary is not None and costs is not None:
@@ -220,7 +230,7 @@ def _say(comparison: pd.DataFrame, whatif: str, outcome: str, unit: str = "") ->
     return interval(r["diff_mean"], r["diff_lo"], r["diff_hi"], unit)
 
 
-def _people(comparison: pd.DataFrame, whatif: str, costs: Costs | None) -> str:
+def _people(comparison: pd.DataFrame, whatif: str, costs: Costs | None, whole: str) -> str:
     parts = [f"{label}: {_say(comparison, whatif, key)}" for key, label in _PEOPLE]
     r = _row(comparison, whatif, "n_readmissions")
     if r is not None:
@@ -231,7 +241,7 @@ def _people(comparison: pd.DataFrame, whatif: str, costs: Costs | None) -> str:
         days = interval(-r["diff_mean"] + 0.0, -r["diff_hi"] + 0.0, -r["diff_lo"] + 0.0, "days")
         stay = costs.length_of_stay_days if costs is not None else math.nan
         parts.append(f"bed-days avoided: {days} (at {stay:g} days a readmission)")
-    return "; ".join(parts) + " (changes against the baseline, whole trial)."
+    return "; ".join(parts) + f" (changes against the baseline, {whole})."
 
 
 def _hours(comparison: pd.DataFrame, whatif: str) -> str:

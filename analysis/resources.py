@@ -49,7 +49,7 @@ RESOURCES: tuple[tuple[str, str], ...] = (
     ("n_sessions", "sessions held (n)"),
     ("n_pw_started", "peer workers starting in post (n)"),
     ("n_engaged", "participants engaged (n)"),
-    ("n_readmissions", "readmissions, both arms (n)"),
+    ("n_readmissions", "readmissions, everyone followed up (n)"),
     ("bed_days", "bed-days of readmissions (days)"),
 )
 RESOURCE_LABELS: dict[str, str] = dict(RESOURCES)

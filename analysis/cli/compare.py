@@ -444,6 +444,7 @@ def _economics(plan: _Plan, resources: pd.DataFrame) -> _Money:
         discount_text,
         format_economics,
         format_resources,
+        replicate_word,
     )
 
     costs, rate = plan.costs, plan.discount_rate
@@ -458,12 +459,15 @@ def _economics(plan: _Plan, resources: pd.DataFrame) -> _Money:
         if costs is not None
         else []
     )
-    replicates_are = "posterior draw" if plan.posterior is not None else "simulated trial"
+    service = plan.scenarios[plan.base].mode == "service"
+    replicates_are = "posterior draw" if plan.posterior is not None else replicate_word(service)
     n_years = int(resources["year"].max()) if len(resources) else 0
-    horizon = f"over delivery and follow-up ({n_years} year(s) from the start of recruitment)"
+    start = "the start of the service's preparation" if service else "the start of recruitment"
+    horizon = f"over delivery and follow-up ({n_years} year(s) from {start})"
+    whole = "whole service" if service else "whole trial"
     lines = []
     for k, whatif in enumerate(plan.whatifs):
-        lines += ["", format_resources(comparison, plan.base, whatif, horizon)]
+        lines += ["", format_resources(comparison, plan.base, whatif, horizon, whole=whole)]
         if costs is not None:
             lines += ["", format_economics(summaries[k], costs, plan.base, replicates_are)]
     if costs is None:
@@ -484,6 +488,7 @@ def _economics(plan: _Plan, resources: pd.DataFrame) -> _Money:
         n=plan.n,
         horizon=horizon,
         posterior=plan.posterior is not None,
+        service=service,
     )
     return _Money(
         values,
@@ -603,8 +608,8 @@ def format_comparison(
             )
     lines += [
         "",
-        "comparison.csv has every outcome for the whole trial and each site, with the SD "
-        "of the differences.",
+        "comparison.csv has every outcome for the whole trial (or service) and each site, "
+        "with the SD of the differences.",
     ]
     return "\n".join(lines)
 
