@@ -115,7 +115,7 @@ def replicate_word(service: bool) -> str:
 def discount_text(rate: float) -> str:
     return (
         f"discounted at {rate:.1%} a year (costs of year k divided by "
-        f"{1 + rate:.3f}^(k - 1); readmissions not discounted)"
+        f"{1 + rate:.3f}^(k - 1); readmission counts are not discounted, their costs are)"
     )
 
 
@@ -164,10 +164,12 @@ def ratio_text(summary: Economics, cur: str) -> str:
     mean, lo, hi = summary.cost_per_readmission_avoided
     cost, avoided = summary.incremental_cost[0], summary.readmissions_avoided[0]
     if not math.isfinite(mean) or avoided <= 0:
-        more = "costs more" if cost > 0 else "costs less"
+        more = "costs more" if cost > 0 else "costs less" if cost < 0 else "costs the same"
         what = "no readmissions avoided" if avoided == 0 else "more readmissions, not fewer"
         return f"none: on average {what}, and it {more} (no ratio shown)"
-    if cost <= 0:
+    if cost == 0:
+        return "0: it costs no more and avoids readmissions"
+    if cost < 0:
         return f"none: it saves {number(-cost, cur)} and avoids readmissions (no ratio needed)"
     text = number(mean, cur)
     if math.isfinite(lo) and math.isfinite(hi):
@@ -219,7 +221,8 @@ def brief_markdown(
                 "**In money.** Not costed: run `peersim compare` with `--costs FILE` (your "
                 "own unit costs) to turn these hours and events into money.",
             ]
-        lines += ["", "**The main uncertainty.** " + _uncertainty(summary, costs, posterior)]
+        uncertainty = _uncertainty(summary, costs, posterior, service)
+        lines += ["", "**The main uncertainty.** " + uncertainty]
     return "\n".join(lines) + "\n"
 
 
@@ -274,20 +277,23 @@ def _money(summary: Economics, costs: Costs, replicates_are: str) -> str:
     return text
 
 
-def _uncertainty(summary: Economics | None, costs: Costs | None, posterior: bool) -> str:
+def _uncertainty(
+    summary: Economics | None, costs: Costs | None, posterior: bool, service: bool
+) -> str:
+    replicate = replicate_word(service)
     parts = []
     if summary is not None and math.isfinite(summary.share_variance_readmissions):
         share = summary.share_variance_readmissions
         driver = "who happens to be readmitted" if share >= 0.5 else "the hours delivered"
         parts.append(
-            f"Between simulated trials the net cost varies mostly with {driver}: "
-            f"{share:.0%} of the variance of the cost difference comes from readmission "
-            f"costs, {1 - share:.0%} from delivery costs."
+            f"Between {replicate}s the net cost varies mostly with {driver}: of the "
+            f"variances of its two parts (their covariance aside), readmission costs' is "
+            f"{share:.0%} and delivery costs' {1 - share:.0%}."
         )
     if posterior:
         parts.append(
             "The intervals include the calibration's uncertainty about the model's "
-            "parameters (one posterior draw per simulated trial)."
+            f"parameters (one posterior draw per {replicate})."
         )
     else:
         parts.append(

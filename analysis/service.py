@@ -84,7 +84,7 @@ def format_service_summary(
             _estimate(describe(years.loc[years["year"] == y, column]), fmt) for y in year_numbers
         ]
         rows.append([f"{label} ({unit})", *cells])
-    year_table = align_columns(["all sites", *(f"year {y + 1}" for y in year_numbers)], rows)
+    year_table = align_columns(["all sites", *(f"year {y}" for y in year_numbers)], rows)
     per_site = site_years.groupby(["replicate", "site"], observed=True, sort=False)[
         ["n_referrals", "n_started", "n_engaged", "readmissions_avoided"]
     ].sum()
@@ -172,7 +172,7 @@ def _band(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Year (1-based), mean, and the middle 95% of replicates of ``column``."""
     stats = [describe(frame[column]) for _, frame in years.groupby("year", sort=True)]
-    x = np.sort(years["year"].unique()) + 1
+    x = np.sort(years["year"].unique())
     mean, lo, hi = (np.array([s[k] for s in stats]) for k in range(3))
     return x, mean, lo, hi
 
@@ -203,7 +203,7 @@ def _years_figure(scenario: Scenario, years: pd.DataFrame, n_replicates: int) ->
         ax.legend(loc="best", fontsize="small")
     for ax in axes[3:]:
         ax.set_xlabel("service year")
-        ax.set_xticks(np.sort(years["year"].unique()) + 1)
+        ax.set_xticks(np.sort(years["year"].unique()))
     figure.suptitle(
         f"{scenario.name}: service over {scenario.service.horizon_years} years, all "
         f"{len(scenario.sites)} sites (line: mean; band: middle 95% of {n_replicates} "

@@ -366,6 +366,7 @@ _ALL: tuple[Outcome, ...] = (
         LOG_ODDS_RATIO,
         "lower",
         value=_log_itt_or,
+        trial_key="itt_or",  # a service has no arms, so no odds ratio
     ),
     _from_trial("allocated_share", "allocated a peer worker", SHARE_PS, "higher"),
     Outcome(

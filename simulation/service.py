@@ -60,7 +60,7 @@ def service_results(
     avoided, avoided_lo, avoided_hi = _paired(group, size, without_ps, with_ps)
     cols: dict[str, np.ndarray] = {
         "site": np.repeat(np.arange(n_site), n_year),
-        "year": np.tile(np.arange(n_year), n_site),
+        "year": np.tile(np.arange(n_year) + 1, n_site),  # 1 = the first year after launch
         "n_referrals": n_referrals,
         "n_offered": n_referrals,  # everyone referred is offered peer support
         "n_started": n_started,
@@ -130,7 +130,7 @@ def service_results(
         "pw_vacancies_mean": float(cols["pw_vacancies_mean"].mean()),
     }
     participants = {
-        "year_referred": year,
+        "year_referred": year + 1,  # service years count from 1, as in site_years
         "week_allocated": allocated,
         "wait_weeks": wait,
         "offer_lapsed": lapsed,

@@ -253,6 +253,8 @@ def test_ratio_interval_is_unbounded_when_avoided_may_be_zero() -> None:
         (65966.0, -0.1, (-659658.0, math.nan, math.nan), "none: on average more readmissions"),
         (1000.0, 0.0, (math.nan, math.nan, math.nan), "none: on average no readmissions"),
         (-100.0, 2.0, (-50.0, math.nan, math.nan), "none: it saves GBP 100 and avoids"),
+        (0.0, 0.5, (0.0, math.nan, math.nan), "0: it costs no more and avoids"),
+        (0.0, -0.5, (-0.0, math.nan, math.nan), "none: on average more readmissions"),
     ],
 )
 def test_cost_per_readmission_avoided_is_never_a_misleading_negative_ratio(

@@ -377,6 +377,12 @@ def _whatif(tmp_path: Path, text: str) -> Path:
             ["supervision.share_liaison_nfp", "ensemble"],
             id="whatif-changes-a-spec-parameter",
         ),
+        pytest.param(
+            None,
+            [str(SPEC.parents[1] / "scenarios" / "service_example.toml")],
+            ["service_example.toml: mode 'service'", "trial scenarios only"],
+            id="a-service-scenario",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(

@@ -157,6 +157,10 @@ def test_the_counterfactual_is_the_model_without_peer_supports_effect():
     assert avoided == paired, f"readmissions avoided {avoided} is the paired sum {paired}"
     assert avoided > 0, f"sessions lower the hazard, so some readmissions are avoided: {avoided}"
     years = with_ps.site_years
+    n_years = with_ps.site_years["year"].nunique()
+    assert sorted(years["year"].unique()) == list(range(1, n_years + 1)), (
+        "service years are numbered from 1"
+    )
     assert years["readmissions_avoided"].sum() == avoided, "site-years add up to the whole"
     lo, hi = years["readmissions_avoided_lo"], years["readmissions_avoided_hi"]
     assert (lo <= years["readmissions_avoided"]).all(), "each interval holds its estimate"

@@ -410,7 +410,11 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
 
     status = RESUMABLE.write_output(plan.ws, write)
     if status == EXIT_OK:
-        print(format_comparison(comparison, plan.base, plan.whatifs, plan.n, plan.seed))
+        service = plan.scenarios[plan.base].mode == "service"
+        whole = "whole service" if service else "whole trial"
+        print(
+            format_comparison(comparison, plan.base, plan.whatifs, plan.n, plan.seed, whole=whole)
+        )
         print(money.printed)
         print(f"\nResults written to {plan.ws.out}")
     return status
@@ -544,7 +548,13 @@ def _manifest(plan: _Plan, backend: Backend) -> dict[str, Any]:
 
 
 def format_comparison(
-    comparison: pd.DataFrame, base: str, whatifs: list[str], n_replicates: int, seed: int
+    comparison: pd.DataFrame,
+    base: str,
+    whatifs: list[str],
+    n_replicates: int,
+    seed: int,
+    *,
+    whole: str = "whole trial",
 ) -> str:
     """The comparison as ``peersim compare`` prints it: per what-if, the whole
     trial's outcomes, then the main outcomes per site."""
@@ -579,7 +589,7 @@ def format_comparison(
         ]
         lines += [
             "",
-            f"What-if {whatif!r} vs baseline {base!r}: whole trial",
+            f"What-if {whatif!r} vs baseline {base!r}: {whole}",
             align_columns(["outcome", "baseline", "what-if", "difference [95% CI]", "n"], table),
         ]
         sites = paired_sites(rows)

@@ -274,6 +274,12 @@ def _load_scenarios(labels: list[str], paths: list[Path]) -> dict[str, Scenario]
             scenarios[label] = load_scenario(path)
         except ScenarioError as e:
             raise UsageError(str(e)) from None
+        if scenarios[label].mode == "service":
+            # The ensemble's priors and outcomes are the trial's (calibrated on it).
+            raise UsageError(
+                f"{path}: mode 'service'; {PROG} decide takes trial scenarios only for now "
+                f"(compare services with '{PROG} compare', --posterior included)"
+            )
     return scenarios
 
 
