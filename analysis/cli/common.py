@@ -778,6 +778,55 @@ def drive_sweep(
         return status
 
 
+# --- the scenario files of a comparison ------------------------------------------------
+
+
+def refuse_repeated_files(paths: Sequence[Path], why: str = "") -> None:
+    """``UsageError`` naming a file given twice (by any path); ``why`` follows it."""
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        resolved = path.resolve()
+        if resolved in seen:
+            raise UsageError(f"{path}: given twice (as {seen[resolved]}){why}")
+        seen[resolved] = path
+
+
+def load_labelled_scenarios(labels: Sequence[str], paths: Sequence[Path]) -> dict[str, Scenario]:
+    """The scenarios by label, each file's problem as a one-line ``UsageError``; a site
+    named like the whole (``analysis.compare.OVERALL``) is refused, as its rows would
+    be taken for the whole trial's."""
+    from analysis.compare import OVERALL
+    from scenarios import ScenarioError, load_scenario
+
+    scenarios: dict[str, Scenario] = {}
+    for label, path in zip(labels, paths, strict=True):
+        try:
+            scenarios[label] = load_scenario(path)
+        except ScenarioError as e:
+            raise UsageError(str(e)) from None
+        if OVERALL in scenarios[label].sites:
+            raise UsageError(
+                f"{path}: a site named {OVERALL!r} would be confused with the whole trial "
+                "in the comparison; rename it"
+            )
+    return scenarios
+
+
+def scenario_records(
+    labels: Sequence[str], paths: Sequence[Path], scenarios: dict[str, Scenario]
+) -> list[dict[str, Any]]:
+    """What a resumable comparison's record keeps of its scenarios (``restore_scenario``
+    reads each back)."""
+    return [
+        {
+            "label": label,
+            "path": str(path.resolve()),
+            "scenario": scenarios[label].model_dump(mode="json"),
+        }
+        for label, path in zip(labels, paths, strict=True)
+    ]
+
+
 def restore_scenario(saved: dict[str, Any], path: str | os.PathLike[str] | None) -> Scenario:
     """The scenario a resumed run recorded. If it offers site configurations and its
     file still loads to exactly it, the loaded one (which can be made under another

@@ -197,7 +197,10 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
             f"argument -n/--replicates: must be at least {MIN_REPLICATES} for a paired "
             f"interval, got {n}"
         )
-    paths: list[Path] = _distinct([args.base, *args.whatifs])
+    paths: list[Path] = [args.base, *args.whatifs]
+    common.refuse_repeated_files(
+        paths, "; to check the pairing, compare with a copy of the file under another name"
+    )
     labels = scenario_labels(paths)
     scenarios = _load_scenarios(labels, paths)
     posterior = None
@@ -210,14 +213,7 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         args.out,
         f"compare-{labels[0]}",
         command,
-        scenarios=[
-            {
-                "label": label,
-                "path": str(path.resolve()),
-                "scenario": scenarios[label].model_dump(mode="json"),
-            }
-            for label, path in zip(labels, paths, strict=True)
-        ],
+        scenarios=common.scenario_records(labels, paths, scenarios),
         master_seed=seed,
         replicates=n,
         posterior=str(posterior) if posterior is not None else None,
@@ -255,36 +251,11 @@ def _costs_options(args: argparse.Namespace) -> tuple[Costs | None, float]:
     return costs, rate
 
 
-def _distinct(paths: list[Path]) -> list[Path]:
-    """``paths``, refused if one file is given twice (it would compare with itself)."""
-    seen: dict[Path, Path] = {}
-    for path in paths:
-        resolved = path.resolve()
-        if resolved in seen:
-            raise UsageError(
-                f"{path}: given twice (as {seen[resolved]}); to check the pairing, compare "
-                "with a copy of the file under another name"
-            )
-        seen[resolved] = path
-    return paths
-
-
 def _load_scenarios(labels: list[str], paths: list[Path]) -> dict[str, Scenario]:
-    from analysis.compare import OVERALL
-    from scenarios import ScenarioError, load_scenario
-
-    scenarios: dict[str, Scenario] = {}
+    """The scenarios, all of the baseline's mode."""
+    scenarios = common.load_labelled_scenarios(labels, paths)
+    base_mode = scenarios[labels[0]].mode
     for label, path in zip(labels, paths, strict=True):
-        try:
-            scenarios[label] = load_scenario(path)
-        except ScenarioError as e:
-            raise UsageError(str(e)) from None
-        if OVERALL in scenarios[label].sites:
-            raise UsageError(
-                f"{path}: a site named {OVERALL!r} would be confused with the whole trial "
-                "in the comparison; rename it"
-            )
-        base_mode = scenarios[labels[0]].mode
         if scenarios[label].mode != base_mode:
             raise UsageError(
                 f"{path}: mode {scenarios[label].mode!r}, but the baseline {paths[0]} is "

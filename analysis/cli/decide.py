@@ -223,7 +223,9 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         )
     n_replicates = DEFAULT_REPLICATES if args.replicates is None else args.replicates
     paths: list[Path] = [args.base, *args.whatifs]
-    _distinct_files(paths)
+    common.refuse_repeated_files(
+        paths, "; a what-if equal to another option cannot win or lose against it"
+    )
     labels = scenario_labels(paths)
     scenarios = _load_scenarios(labels, paths)
     _distinct_contents(labels, paths, scenarios)
@@ -234,14 +236,7 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         args.out,
         f"decide-{labels[0]}",
         command,
-        scenarios=[
-            {
-                "label": label,
-                "path": str(path.resolve()),
-                "scenario": scenarios[label].model_dump(mode="json"),
-            }
-            for label, path in zip(labels, paths, strict=True)
-        ],
+        scenarios=common.scenario_records(labels, paths, scenarios),
         ensemble=ensemble.record(),
         outcomes=outcomes,
         master_seed=seed,
@@ -253,28 +248,10 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
     return _Plan(labels, scenarios, resolved, ensemble, outcomes, seed, n_replicates, ws)
 
 
-def _distinct_files(paths: list[Path]) -> None:
-    seen: dict[Path, Path] = {}
-    for path in paths:
-        resolved = path.resolve()
-        if resolved in seen:
-            raise UsageError(
-                f"{path}: given twice (as {seen[resolved]}); a what-if equal to another "
-                "option cannot win or lose against it"
-            )
-        seen[resolved] = path
-
-
 def _load_scenarios(labels: list[str], paths: list[Path]) -> dict[str, Scenario]:
-    from scenarios import ScenarioError, load_scenario
-
-    scenarios: dict[str, Scenario] = {}
-    for label, path in zip(labels, paths, strict=True):
-        try:
-            scenarios[label] = load_scenario(path)
-        except ScenarioError as e:
-            raise UsageError(str(e)) from None
-        if scenarios[label].mode == "service":
+    scenarios = common.load_labelled_scenarios(labels, paths)
+    for path, scenario in zip(paths, scenarios.values(), strict=True):
+        if scenario.mode == "service":
             # The ensemble's priors and outcomes are the trial's (calibrated on it).
             raise UsageError(
                 f"{path}: mode 'service'; {PROG} decide takes trial scenarios only for now "

@@ -153,7 +153,7 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
             f"argument -n/--replicates: must be at least {MIN_REPLICATES} for a paired "
             f"interval, got {n}"
         )
-    _distinct(args.whatifs)
+    common.refuse_repeated_files(args.whatifs)
     try:
         chosen = load_levers(args.whatifs or None)
         scenarios_to_run(chosen)
@@ -169,14 +169,6 @@ def _new_plan(args: argparse.Namespace, command: list[str]) -> _Plan:
         replicates=n,
     )
     return _Plan(chosen, seed, n, ws)
-
-
-def _distinct(paths: list[Path]) -> None:
-    seen: dict[Path, Path] = {}
-    for path in paths:
-        if path.resolve() in seen:
-            raise UsageError(f"{path}: given twice (as {seen[path.resolve()]})")
-        seen[path.resolve()] = path
 
 
 def _resume_plan(args: argparse.Namespace) -> _Plan:
