@@ -22,8 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.collections import LineCollection
 
+from analysis.app.charts import (
+    DELIVERY_PANELS,
+    FIDELITY_PANELS,
+    SITE_COLOURS,
+    DifferenceRow,
+    difference_option,
+    network_option,
+)
 from analysis.app.lessons import LESSONS, LESSONS_BY_KEY
 from analysis.app.teaching_model import (
     CONTROLLED_FIELDS,
@@ -36,11 +43,12 @@ from analysis.app.teaching_model import (
 )
 from analysis.app.views import (
     final_result_rows,
-    network_figure,
+    site_label,
     site_measures,
-    trajectory_figure,
+    site_numbers,
     trial_so_far,
 )
+from analysis.app.workbench import SESSIONS_TOP, Workbench, describe_changes
 from analysis.cli import main
 from analysis.cli.app import DEFAULT_HOST, DEFAULT_PORT, solara_command
 from simulation import PeerSupportModel, replicate_seed
@@ -109,7 +117,9 @@ def test_trials_side_by_side_are_the_replicates_of_peersim_run(scenario):
         err_msg="the charts should show each site's mean over the trials",
     )
     numbers = trial_so_far(model)
-    assert sum(numbers.randomised.values()) == 3 * scenario.n_participants, "all trials counted"
+    assert sum(numbers.randomised.values()) == pytest.approx(scenario.n_participants), (
+        "counts are per trial: the three trials average to the scenario's participants"
+    )
 
 
 @pytest.mark.parametrize("trials", [0, 21])
@@ -294,34 +304,166 @@ def test_trial_numbers_start_at_zero_and_grow():
     assert numbers.met.n > 0
 
 
+def test_trial_numbers_are_per_trial_not_summed():
+    two = TeachingModel(seed=SEED, trials=2)
+    for _ in range(20):
+        two.step()
+    numbers = trial_so_far(two)
+    singles = []
+    for r in range(2):
+        # Trial r of the pair is replicate r of the master seed, alone.
+        one = TeachingModel(seed=SEED, trials=1)
+        one.sim = PeerSupportModel(one.config, replicate_seed(SEED, r))
+        for _ in range(20):
+            one.step()
+        singles.append(trial_so_far(one))
+    for arm in ("peer_support", "usual_care"):
+        expected = (singles[0].randomised[arm] + singles[1].randomised[arm]) / 2
+        assert numbers.randomised[arm] == pytest.approx(expected), (
+            f"{arm}: the pair's count should be the mean of its two trials ({expected})"
+        )
+    assert numbers.engaged.n == pytest.approx((singles[0].engaged.n + singles[1].engaged.n) / 2)
+
+
 @pytest.mark.parametrize("trials", [1, 2])
 def test_network_links_each_peer_worker_to_their_clients(trials):
     model = TeachingModel(seed=SEED, trials=trials)
     for _ in range(20):
         model.step()
-    fig = network_figure(model)
-    (lines,) = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    option = network_option(model.sim, {s: s for s in model.site_names})
+    (lines,) = [s for s in option["series"] if s["type"] == "lines"]
     sim = model.sim
     first_trial = {sim.site_label(k) for k in range(len(sim.site_names))}
     pws = [pw for pw in sim.peer_workers if pw.site in first_trial]
     assert len(pws) == sum(s.n_peer_workers for s in model.config.sites.values())
-    n_ward_links = len(pws)
     n_supervisor_links = sum(sum(s.site == pw.site for s in sim.supervisors) for pw in pws)
     clients = [c for pw in pws for c in pw.clients()]
-    n_clients = len(clients)
-    assert n_clients > 0
+    assert clients, "after 20 weeks peer workers have clients"
     assert all(c.arm == "peer_support" for c in clients), "only peer-support participants"
-    assert len(lines.get_segments()) == n_ward_links + n_supervisor_links + n_clients
+    expected = len(pws) + n_supervisor_links + len(clients)
+    assert len(lines["data"]) == expected, (
+        f"one line per ward link, coordinator link and client: {expected}"
+    )
+    shown = sum(len(s["data"]) for s in option["series"] if s.get("name", "").startswith("client"))
+    assert shown == len(clients), f"one point per client: {len(clients)}"
 
 
-def test_trajectories_draw_every_site_for_the_weeks_so_far():
-    model = TeachingModel(seed=SEED)
-    assert len(trajectory_figure(model).axes[0].lines) == len(model.site_names)
-    for _ in range(5):
+def _site_series(option, run_name=None):
+    return [s for s in option["series"] if s["name"] != "recruitment ends"]
+
+
+def test_trajectories_draw_every_site_for_the_weeks_so_far_on_fixed_axes():
+    bench = Workbench("not_for_profit", seed=SEED)
+    bench.step(5)
+    option = bench.delivery_option()
+    lines = _site_series(option)
+    n_sites = len(bench.model.site_names)
+    assert len(lines) == len(DELIVERY_PANELS) * n_sites, "one line per site and panel"
+    assert {len(s["data"]) for s in lines} == {5}, "five weeks drawn"
+    assert all(x["max"] == bench.model.n_weeks for x in option["xAxis"]), (
+        "the week axis spans the whole of delivery from the start"
+    )
+    tops = [y["max"] for y in option["yAxis"]]
+    assert tops == [1.0, SESSIONS_TOP, 1.0], "shares on 0-1, sessions on a fixed scale"
+    bold = {s["name"][0]: s["lineStyle"]["width"] for s in lines}
+    assert min(bold["B"], bold["F"]) > bold["A"], "the lesson's focus sites are bold"
+    markers = [s for s in option["series"] if s["name"] == "recruitment ends"]
+    assert [m["markLine"]["data"][0]["xAxis"] for m in markers] == [52] * len(DELIVERY_PANELS), (
+        "a marker where the 52 weeks of recruitment end, in every panel"
+    )
+    colours = [s["color"] for s in lines[:n_sites]]
+    assert len(set(colours)) == n_sites, "each site its own colour"
+    assert set(colours) <= set(SITE_COLOURS), "colours from the colour-blind safe palette"
+    fidelity = bench.fidelity_option()
+    assert [t["text"] for t in fidelity["title"]] == [p.title for p in FIDELITY_PANELS]
+    assert len(FIDELITY_PANELS) == 4, "the four fidelity domains apart"
+
+
+def test_reset_keeps_the_run_as_an_earlier_run_labelled_with_what_changed():
+    bench = Workbench("supervision", seed=SEED)
+    bench.step(10)
+    assert not bench.pending
+    bench.set_condition("C", "supervisor_h_per_week", 6)
+    assert bench.pending, "a changed setting waits for Reset"
+    bench.reset()
+    assert not bench.pending, "Reset applies the settings"
+    assert bench.model.week == 0, "Reset starts again at week 0"
+    assert [run.label for run in bench.earlier] == ["the lesson's settings, seed 7"]
+    assert bench.run_label() == "C: coordinator hours 4 -> 6, seed 7"
+    bench.step(3)
+    earlier = [s for s in _site_series(bench.delivery_option()) if s["name"].startswith("earlier")]
+    # Earlier runs are drawn for the focus sites only (B and C), in every panel.
+    assert len(earlier) == 2 * len(DELIVERY_PANELS)
+    assert {len(s["data"]) for s in earlier} == {10}, "the earlier run's ten weeks"
+    assert all(s["lineStyle"]["type"] == "dashed" for s in earlier)
+    bench.reset()
+    bench.reset()  # a run that never stepped is not kept
+    assert len(bench.earlier) == 2
+    bench.load_lesson("rural")
+    assert bench.earlier == [], "a new lesson starts without earlier runs"
+
+
+def test_sessions_axis_is_raised_never_lowered():
+    bench = Workbench("enrich", seed=SEED, trials=1)
+    bench.tops["contacts_mean"] = 1.0
+    bench.step(72)
+    peak = float(site_measures(bench.model)["contacts_mean"].max())
+    top = bench.tops["contacts_mean"]
+    assert top >= peak, f"the axis ({top}) holds the run's peak ({peak})"
+    bench.set_condition("A", "n_peer_workers", 1)
+    bench.reset()
+    bench.step(2)
+    assert bench.tops["contacts_mean"] == top, "a smaller run does not shrink the axis"
+
+
+def test_the_address_restores_the_lesson_and_its_changes():
+    bench = Workbench("supervision", seed=11, trials=3)
+    bench.set_condition("C", "supervisor_h_per_week", 7.0)
+    bench.set_condition("F", "host", "nhs")
+    query = bench.query()
+    again, problems = Workbench.from_query(query)
+    assert problems == [], f"a query the page wrote reads back cleanly: {query}"
+    assert (again.lesson.key, again.seed, again.trials) == ("supervision", 11, 3)
+    assert again.settings == bench.settings, f"the site changes come back from {query}"
+    _, problems = Workbench.from_query("lesson=nope&seed=x&set=Z.host:nhs;C.n_peer_workers:0")
+    assert len(problems) == 4, f"each bad part is named: {problems}"
+    assert "no lesson 'nope'" in problems[0]
+
+
+def test_describe_changes_names_site_setting_and_values():
+    before = {"C": {"supervisor_h_per_week": 4.0, "host": "nhs"}}
+    after = {"C": {"supervisor_h_per_week": 6.0, "host": "not_for_profit"}}
+    assert describe_changes(before, after) == (
+        "C: coordinator hours 4 -> 6, employer NHS -> not-for-profit"
+    )
+    assert describe_changes(before, before) == ""
+
+
+def test_site_numbers_give_one_row_per_site_with_units():
+    model = TeachingModel(seed=SEED, trials=2)
+    for _ in range(30):
         model.step()
-    fig = trajectory_figure(model, focus=("B", "F"))
-    for ax in fig.axes:
-        assert [len(line.get_xdata()) for line in ax.lines] == [5] * len(model.site_names)
+    rows = site_numbers(model)
+    assert [r["Site"] for r in rows] == [site_label(model, s) for s in model.site_names]
+    engaged = site_measures(model)["engaged_share"][-1]
+    assert [r["Engaged (%)"] for r in rows] == [f"{100 * v:.0f}" for v in engaged]
+
+
+def test_difference_chart_puts_intervals_around_means():
+    rows = [DifferenceRow("whole trial", 0.02, -0.01, 0.05), DifferenceRow("F", 0.1, 0.04, 0.16)]
+    option = difference_option(rows, title="Engaged", unit="percentage points")
+    interval, means = option["series"]
+    assert option["yAxis"]["data"] == ["F", "whole trial"], "first row at the top"
+    assert interval["data"] == [
+        [0.04, "F"],
+        [0.16, "F"],
+        "-",
+        [-0.01, "whole trial"],
+        [0.05, "whole trial"],
+        "-",
+    ]
+    assert means["data"] == [[0.1, "F"], [0.02, "whole trial"]]
+    assert -option["xAxis"]["min"] == option["xAxis"]["max"] > 0.16, "symmetric, all in view"
 
 
 # ---------------------------------------------------------------- boundaries

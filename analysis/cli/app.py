@@ -83,9 +83,20 @@ def solara_command(host: str, port: int) -> list[str]:
     ]
 
 
+# Solara's "This website runs on Solara" badge covers the page's corner (a projector's
+# 1024x768 shows it over the numbers). Solara warns at every page load that the
+# session cookie is not samesite=none, which needs https; on 127.0.0.1 over http
+# the cookie is samesite=lax, which is what a local app wants.
+QUIET = {
+    "SOLARA_THEME_SHOW_BANNER": "False",
+    "PYTHONWARNINGS": "ignore:Cookies with samesite=none require https",
+}
+
+
 def solara_environment() -> dict[str, str]:
-    """This process's environment, with Solara's usage reporting switched off."""
-    return {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
+    """This process's environment, with Solara's usage reporting, badge and cookie
+    warning switched off."""
+    return {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False", **QUIET}
 
 
 def serve(args: argparse.Namespace, command_line: list[str]) -> int:
