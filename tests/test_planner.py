@@ -139,6 +139,38 @@ def test_lever_mistakes_fail_in_one_line():
         set_lever(WhatIf(), "sites[n_caseload_cap=199]", "n_peer_workers", 3)
 
 
+def test_values_are_taken_as_the_lever_kind_or_refused():
+    w = set_lever(WhatIf(), ["A"], "n_peer_workers", "4")
+    w = set_lever(w, ["A"], "supervisor_h_per_week", 21)
+    assert w.sites["A"] == {"n_peer_workers": 4, "supervisor_h_per_week": 21.0}, (
+        f"expected '4' taken as 4 and 21 as 21.0, got {dict(w.sites['A'])}"
+    )
+    assert isinstance(w.sites["A"]["supervisor_h_per_week"], float), "expected a float"
+    refused = [
+        ("n_peer_workers", 2.5, "site A: peer workers (n_peer_workers) = 2.5: not a whole number"),
+        ("honorary_contracts", "yes", "site A: honorary contracts (honorary_contracts) = 'yes': "
+         "not true or false; allowed: true or false"),
+        ("team_preparation", "lots", "site A: team preparation (team_preparation) = 'lots': "
+         "not a number; allowed: a number from 0 to 1"),
+    ]  # fmt: skip
+    for name, value, message in refused:
+        with pytest.raises(PlanError) as caught:
+            set_lever(WhatIf(), ["A"], name, value)
+        assert str(caught.value).startswith(message), f"expected {message!r}, got {caught.value}"
+
+
+def test_a_broken_base_file_fails_in_one_line(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[trial]\ndur_support_after_discharge_weeks = -1\n", encoding="utf-8")
+    with pytest.raises(PlanError) as caught:
+        WhatIf(path).scenario()
+    text = str(caught.value)
+    assert "\n" not in text, f"expected one line, got {text!r}"
+    assert "trial.dur_support_after_discharge_weeks: value -1: out of range" in text, (
+        f"expected the loader's problem named, got {text!r}"
+    )
+
+
 def test_bad_values_name_site_lever_value_and_what_is_allowed():
     cases = [
         (
@@ -300,6 +332,7 @@ def test_the_app_and_the_command_line_agree_with_costs(tmp_path, capsys, monkeyp
     )
 
 
+@pytest.mark.slow
 def test_the_app_and_the_command_line_agree_with_a_posterior(tmp_path, capsys):
     whatif = enrich_whatif()
     out = _cli_compare(tmp_path, whatif, "--posterior", str(POSTERIOR))

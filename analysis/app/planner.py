@@ -225,6 +225,8 @@ LEVERS: tuple[Lever, ...] = (
         "float",
         step=0.05,
     ),
+    # Support length applies in service mode too: the model and the people
+    # (simulation.model, simulation.population) read it whatever the mode.
     _lever(
         "trial.dur_support_after_discharge_weeks",
         "Peer support after discharge (weeks)",
@@ -274,7 +276,13 @@ def _load_base(path: str | None, stamp: tuple[int, int]) -> Scenario:
     try:
         return load_scenario(None if path is None else Path(path))
     except ScenarioError as e:
-        raise PlanError(str(e).splitlines()[0]) from None
+        raise PlanError(_one_line(str(e))) from None
+
+
+def _one_line(text: str) -> str:
+    """A message of several lines (a header, then one problem a line) on one line."""
+    first, *rest = text.splitlines() or [""]
+    return first + (": " + "; ".join(line.strip() for line in rest) if rest else "")
 
 
 def base_scenario(path: Path | None) -> Scenario:
@@ -557,6 +565,32 @@ def _same(a: Any, b: Any) -> bool:
     return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
+def _coerced(found: Lever, names: list[str], value: Any) -> Any:
+    """``value`` as the lever's kind takes it (a control may give 20 for 20.0 or "4"
+    for 4); ``PlanError`` if it cannot be."""
+    where = f"site {', '.join(names)}" if names else found.scope
+    problem = f"{where}: {found.short} ({found.field}) = {value!r}"
+    if found.kind == "bool":
+        if not isinstance(value, bool):
+            raise PlanError(f"{problem}: not true or false{_allowed(found.name)}")
+        return value
+    if found.kind == "select":
+        return str(value)
+    if isinstance(value, bool):
+        raise PlanError(f"{problem}: not a number{_allowed(found.name)}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PlanError(f"{problem}: not a number{_allowed(found.name)}") from None
+    if not math.isfinite(number):
+        raise PlanError(f"{problem}: not a finite number{_allowed(found.name)}")
+    if found.kind == "int":
+        if not number.is_integer():
+            raise PlanError(f"{problem}: not a whole number{_allowed(found.name)}")
+        return int(number)
+    return number
+
+
 def set_lever(whatif: WhatIf, sites: str | Iterable[str] | None, field: str, value: Any) -> WhatIf:
     """``whatif`` with lever ``field`` set to ``value`` at ``sites`` (site names or
     one selector such as ``"sites[host=not_for_profit]"``, read against the what-if
@@ -565,6 +599,7 @@ def set_lever(whatif: WhatIf, sites: str | Iterable[str] | None, field: str, val
     by one."""
     found = lever(field)
     names = _site_names(whatif, sites, found)
+    value = _coerced(found, names, value)
     out = whatif
     for site in _targets(names):
         out = _with_change(out, site, found, value)
@@ -589,8 +624,8 @@ def scale_lever(
         changes = out.trial if site is None else out.sites.get(site, {})
         current = changes.get(found.name, _base_value(base, site, found))
         scaled = float(current) * factor
-        value: float | int = math.floor(scaled + 0.5) if found.kind == "int" else scaled
-        out = _with_change(out, site, found, value)
+        rounded = math.floor(scaled + 0.5) if found.kind == "int" else scaled
+        out = _with_change(out, site, found, _coerced(found, [site] if site else [], rounded))
     return out
 
 
@@ -652,7 +687,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PlannerComparison:
     """A baseline and a what-if compared by common random numbers.
 
