@@ -22,6 +22,7 @@ from simulation.rng import DEFAULT_SEED
 if TYPE_CHECKING:  # kept out of the import so that --help answers at once
     import pandas as pd
 
+    from analysis.comparison_run import Money
     from scenarios.costs import Costs
     from simulation import Scenario
     from simulation.executors import Backend
@@ -307,14 +308,8 @@ def _resume_plan(args: argparse.Namespace) -> _Plan:
 def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: list[str]) -> int:
     import pandas as pd
 
-    from analysis.compare import (
-        COMPARE_TABLES,
-        comparison_jobs,
-        paired_differences,
-        replicate_outcomes,
-    )
-    from analysis.compare_figures import make_comparison_figures
-    from analysis.economics_figures import economics_figures
+    from analysis.compare import COMPARE_TABLES, comparison_jobs
+    from analysis.comparison_run import comparison_figures, outcome_comparison
     from analysis.figures import save_figures
     from simulation.outputs import write_manifest
     from simulation.runner import LazyJobs, run_jobs
@@ -353,10 +348,7 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
             lambda row: f"{row.scenario} replicate {row.replicate} (seed {row.seed})",
         )
     tables = {name: sweep.table(name) for name in COMPARE_TABLES}
-    outcomes = replicate_outcomes(
-        plan.scenarios, tables["trial"], tables["site_weeks"], tables["readmission_counts"]
-    )
-    comparison = paired_differences(outcomes, plan.base, plan.whatifs)
+    outcomes, comparison = outcome_comparison(plan.scenarios, plan.base, plan.whatifs, tables)
     money = _economics(plan, tables["resources"])
 
     def write(folder: Path) -> None:
@@ -372,10 +364,9 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
         money.values.to_parquet(replicates / "resource_values.parquet", index=False)
         for name, frame in tables.items():
             frame.to_parquet(replicates / f"{name}.parquet", index=False)
-        figures = make_comparison_figures(
-            comparison, tables["site_weeks"], plan.base, plan.whatifs, plan.n
+        figures = comparison_figures(
+            comparison, money, tables["site_weeks"], plan.base, plan.whatifs, n=plan.n
         )
-        figures.update(economics_figures(money.summaries, plan.base, money.replicates_are))
         save_figures(figures, folder / "figures")
         write_manifest(folder, _manifest(plan, backend))
 
@@ -391,88 +382,19 @@ def _run_plan(plan: _Plan, backend: Backend, progress: bool | None, command: lis
     return status
 
 
-@dataclass
-class _Money:
-    """The resources (and, with a costs file, money) of a comparison, ready to write."""
+def _economics(plan: _Plan, resources: pd.DataFrame) -> Money:
+    from analysis.comparison_run import money_comparison
 
-    values: pd.DataFrame
-    comparison: pd.DataFrame
-    summaries: list[Any]
-    table: pd.DataFrame | None
-    printed: str
-    brief: str
-    replicates_are: str
-
-
-def _economics(plan: _Plan, resources: pd.DataFrame) -> _Money:
-    import pandas as pd
-
-    from analysis.economics import (
-        cost_values,
-        economics,
-        economics_table,
-        resource_comparison,
-        resource_values,
-    )
-    from analysis.economics_report import (
-        brief_markdown,
-        discount_text,
-        format_economics,
-        format_resources,
-        replicate_word,
-    )
-
-    costs, rate = plan.costs, plan.discount_rate
-    values = resource_values(resources, costs)
-    if costs is not None:
-        values = pd.concat([values, cost_values(resources, costs, rate)], ignore_index=True)
-    comparison = resource_comparison(values, plan.base, plan.whatifs)
-    summaries = (
-        economics(
-            comparison, values, plan.base, plan.whatifs, costs=costs, rate=rate, seed=plan.seed
-        )
-        if costs is not None
-        else []
-    )
-    service = plan.scenarios[plan.base].mode == "service"
-    replicates_are = "posterior draw" if plan.posterior is not None else replicate_word(service)
-    n_years = int(resources["year"].max()) if len(resources) else 0
-    start = "the start of the service's preparation" if service else "the start of recruitment"
-    horizon = f"over delivery and follow-up ({n_years} year(s) from {start})"
-    whole = "whole service" if service else "whole trial"
-    lines = []
-    for k, whatif in enumerate(plan.whatifs):
-        lines += ["", format_resources(comparison, plan.base, whatif, horizon, whole=whole)]
-        if costs is not None:
-            lines += ["", format_economics(summaries[k], costs, plan.base, replicates_are)]
-    if costs is None:
-        lines += [
-            "",
-            "Resources are in hours and events; give --costs FILE for money "
-            "(scenarios/costs_example.toml shows the format, with illustrative values).",
-        ]
-    else:
-        lines += ["", f"Money is {discount_text(rate)}; economics.csv has every figure."]
-    brief = brief_markdown(
-        comparison,
+    return money_comparison(
+        plan.scenarios,
         plan.base,
         plan.whatifs,
-        descriptions={label: plan.scenarios[label].description for label in plan.whatifs},
-        summaries=summaries,
-        costs=costs,
+        resources,
         n=plan.n,
-        horizon=horizon,
+        seed=plan.seed,
+        costs=plan.costs,
+        rate=plan.discount_rate,
         posterior=plan.posterior is not None,
-        service=service,
-    )
-    return _Money(
-        values,
-        comparison,
-        summaries,
-        economics_table(summaries) if costs is not None else None,
-        "\n".join(lines),
-        brief,
-        replicates_are,
     )
 
 
