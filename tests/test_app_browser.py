@@ -1,10 +1,18 @@
 """The teaching app in a real browser: Debian's chromium, driven by Playwright.
 
-The test starts ``peersim app`` on a free 127.0.0.1 port, loads the page,
-loads a lesson, changes a site's slider and resets (the run then uses the new
-setting), changes the weeks-per-step slider, steps and plays the model, and checks that the
-charts and the trial's numbers change. It saves a screenshot to
-``tests/artifacts/app.png``. The server is stopped whatever happens.
+The tests start ``peersim app`` once on a free 127.0.0.1 port (stopped whatever
+happens) and, each in a new browser page:
+
+- play a lesson to the end: change a site, reset (the earlier run stays, faded),
+  step, play at 12 weeks a step until delivery is over, with no console error,
+  page error or failed request all the while;
+- build a planner what-if in the page (a group of sites, coordinator hours x2),
+  compare it with the baseline, and validate its downloaded TOML with
+  ``peersim validate``;
+- lay the page out at 1024x768 (a projector) and check by bounding boxes that
+  no card or chart overlaps another and nothing leaves the window sideways.
+
+Screenshots go to ``tests/artifacts/``.
 
 Without chromium (or Playwright) the test is skipped, except on CI (``CI`` set),
 where ``.ci/run`` installs chromium and a missing browser is a failure.
@@ -83,13 +91,13 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
             continue
 
 
-@pytest.fixture
-def app_url(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``peersim app`` serving on a free local port; stopped whatever happens."""
     _need_browser()
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    log_path = tmp_path / "server.log"
+    log_path = tmp_path_factory.mktemp("app") / "server.log"
     peersim = Path(sys.executable).parent / "peersim"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
@@ -124,104 +132,187 @@ def app_url(tmp_path: Path) -> Iterator[str]:
             _stop(server)
 
 
+def _page(browser, width: int = 1280, height: int = 900):
+    """A new page that records every console error, page error and failed request."""
+    page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+    page.set_default_timeout(ACTION_TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on(
+        "response",
+        lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"),
+    )
+    return page, problems
+
+
+@pytest.fixture(scope="module")
+def browser(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 def _week(page) -> int:
-    text = page.locator(".peersim-trial").inner_text()
+    text = page.locator(".peersim-status").inner_text()
     match = re.search(r"Week (\d+) of (\d+)", text)
-    assert match, f"the trial panel should say which week it is: {text!r}"
+    assert match, f"the run panel should say which week it is: {text!r}"
     return int(match.group(1))
 
 
-def _randomised(page) -> tuple[int, int]:
-    text = page.locator(".peersim-trial").inner_text()
-    match = re.search(r"Randomised so far\s+(\d+)\s+(\d+)", text)
-    assert match, f"the trial panel should count those randomised: {text!r}"
-    return int(match.group(1)), int(match.group(2))
+def _series_length(page, chart_class: str) -> int:
+    """Weeks drawn in a chart for the current run: the length of its first site's
+    series (earlier runs' series come first), read from the ECharts instance."""
+    return page.evaluate(
+        """(cls) => {
+            const el = document.querySelector(`.${cls}`);
+            const chart = el && el.__vue__ && el.__vue__.chart;
+            if (!chart) return -1;
+            const current = chart.getOption().series.filter(
+                (s) => !s.name.startsWith("earlier") && s.name !== "recruitment ends");
+            return current[0].data.length;
+        }""",
+        chart_class,
+    )
 
 
-def _press(page, slider_class: str, key: str, times: int) -> None:
-    slider = page.locator(f".{slider_class} [role=slider]")
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_a_lesson_played_to_the_end_with_a_clean_console(app_url, browser):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=ACTION_TIMEOUT_MS)
+    page, problems = _page(browser)
+    page.goto(app_url + "?lesson=supervision")
+    expect(page.locator(".peersim-status")).to_contain_text("Week 0 of 72")
+    expect(page.get_by_text("Sites B and C now differ")).to_be_visible()
+
+    # Step twice: the week and the chart's data move together.
+    step = page.locator(".peersim-step")
+    for week in (1, 2):
+        step.click()
+        expect(page.locator(".peersim-status")).to_contain_text(f"Week {week} of 72")
+    page.wait_for_function(
+        "() => { const el = document.querySelector('.peersim-delivery');"
+        " const c = el && el.__vue__ && el.__vue__.chart;"
+        " return c && c.getOption().series[0].data.length === 2; }"
+    )
+    assert _series_length(page, "peersim-delivery") == 2, "two weeks drawn"
+
+    # Site C's coordinator hours 4 -> 6, then Reset: the run starts again with them,
+    # and the run before is listed as an earlier run, drawn faded behind.
+    hours = page.locator(".peersim-slider-coordinator-hours-per-week")
+    expect(hours).to_contain_text("Coordinator hours per week: 4")
+    slider = hours.locator("[role=slider]")
     slider.focus()
-    for _ in range(times):
-        slider.press(key)
+    slider.press("ArrowRight")
+    slider.press("ArrowRight")
+    expect(hours).to_contain_text("Coordinator hours per week: 6")
+    expect(page.get_by_text("Settings changed: press Reset")).to_be_visible()
+    page.locator(".peersim-reset").click()
+    expect(page.locator(".peersim-status")).to_contain_text("Week 0 of 72")
+    expect(page.locator(".peersim-earlier")).to_contain_text("the lesson's settings")
+    assert "C.supervisor_h_per_week:6" in page.url, f"the address keeps the change: {page.url}"
+
+    # Twelve weeks a step, then play to the end.
+    weeks = page.locator(".peersim-slider-weeks-per-step [role=slider]")
+    weeks.focus()
+    for _ in range(11):
+        weeks.press("ArrowRight")
+    expect(page.locator(".peersim-slider-weeks-per-step")).to_contain_text("Weeks per step: 12")
+    page.locator(".peersim-play").click()
+    expect(page.locator(".peersim-status")).to_contain_text("delivery is over", timeout=120_000)
+    assert _series_length(page, "peersim-delivery") == 72, "all 72 weeks drawn"
+    expect(page.locator(".peersim-trial")).to_contain_text("After 12 months' follow-up")
+    expect(page.locator(".peersim-step")).to_be_disabled()
+
+    # A reload restores the lesson and its change from the address.
+    page.reload()
+    expect(page.locator(".peersim-status")).to_contain_text("Week 0 of 72")
+    expect(hours).to_contain_text("Coordinator hours per week: 6")
+    _shot(page, "app_lesson.png")
+    assert problems == [], f"the console should stay clean over a full play: {problems}"
 
 
-def test_app_in_a_browser(app_url, record_property):
-    from playwright.sync_api import expect, sync_playwright
+def test_a_planner_what_if_compared_and_downloaded(app_url, browser, tmp_path):
+    from playwright.sync_api import expect
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1900})
-            page.set_default_timeout(ACTION_TIMEOUT_MS)
-            expect.set_options(timeout=ACTION_TIMEOUT_MS)
-            page.goto(app_url)
-            trial = page.locator(".peersim-trial")
-            trajectories = page.locator(".peersim-trajectories img")
-            network = page.locator(".peersim-network img")
-            expect(trial).to_contain_text("Week 0 of 72")
-            expect(trajectories).to_be_visible()
-            expect(network).to_be_visible()
-            start = {
-                "numbers": trial.inner_text(),
-                "trajectories": trajectories.screenshot(),
-                "network": network.screenshot(),
-            }
-            assert _randomised(page) == (0, 0)
+    expect.set_options(timeout=ACTION_TIMEOUT_MS)
+    page, problems = _page(browser, height=1400)
+    page.goto(app_url + "?view=plan")
+    page.get_by_role("button", name="not-for-profit sites").click()
+    page.locator(".peersim-x2").click()
+    expect(page.locator(".peersim-changes")).to_have_text("F, G: coordinator hours 10 -> 20")
+    page.locator(".peersim-run-compare").click()
+    headline = page.locator(".peersim-headline")
+    expect(headline).to_contain_text("coordinator hours, paid (h)", timeout=120_000)
+    expect(headline).to_contain_text("engaged with peer support")
+    expect(page.locator(".peersim-difference-chart")).to_be_visible()
 
-            # A lesson: its text shows, and the site controls show its focus site.
-            page.get_by_label("Choose a lesson").click(force=True)
-            page.get_by_role("option", name="Why the not-for-profit site struggles").click()
-            expect(page.get_by_text("Sites B and F now differ")).to_be_visible()
-            host = page.get_by_role("button", name=re.compile(r"^Peer workers employed by"))
-            expect(host).to_contain_text("a not-for-profit organisation")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the what-if (TOML)").click()
+    path = tmp_path / "whatif.toml"
+    download.value.save_as(path)
+    peersim = Path(sys.executable).parent / "peersim"
+    done = subprocess.run(
+        [str(peersim), "validate", str(path)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, f"peersim validate should accept the download: {done.stderr}"
+    assert "supervisor_h_per_week = 20.0" in path.read_text(), "the change is in the file"
 
-            # A site's slider: site F's coordinator hours, 10 -> 15. The run keeps
-            # its settings until Reset; then the warning goes, since the model's
-            # conditions equal the page's.
-            hours = page.locator(".peersim-slider-coordinator-hours-per-week")
-            expect(hours).to_contain_text("Coordinator hours per week: 10")
-            _press(page, "peersim-slider-coordinator-hours-per-week", "ArrowRight", 5)
-            expect(hours).to_contain_text("Coordinator hours per week: 15")
-            changed = page.get_by_text("Settings changed: press Reset")
-            expect(changed).to_be_visible()
-            page.get_by_role("button", name="Reset").click()
-            expect(changed).to_have_count(0)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Comparison (CSV)").click()
+    csv = tmp_path / "comparison.csv"
+    download.value.save_as(csv)
+    header = csv.read_text().splitlines()[0]
+    assert header.startswith("whatif,outcome,scope"), f"the comparison's columns: {header}"
+    _shot(page, "app_planner.png")
+    assert problems == [], f"no console errors in the planner: {problems}"
 
-            # Four weeks per step, then three steps.
-            _press(page, "peersim-slider-weeks-per-step", "ArrowRight", 3)
-            expect(page.locator(".peersim-slider-weeks-per-step")).to_contain_text(
-                "Weeks per step: 4"
-            )
-            step = page.get_by_role("button", name="Step")
-            for week in (4, 8, 12):
-                step.click()
-                expect(trial).to_contain_text(f"Week {week} of 72")
-            ps, uc = _randomised(page)
-            assert min(ps, uc) > 0, "after 12 weeks both arms should have participants"
-            assert trial.inner_text() != start["numbers"]
-            expect(trajectories).to_be_visible()
-            assert trajectories.screenshot() != start["trajectories"], (
-                "the trajectories chart should change as the weeks go by"
-            )
-            assert network.screenshot() != start["network"], (
-                "the contact network should change as peer workers take on clients"
-            )
 
-            # Play, then pause.
-            page.get_by_role("button", name="▶").click()
-            pause = page.get_by_role("button", name="❚❚")
-            expect(pause).to_be_visible()
-            expect(trial).not_to_contain_text("Week 12 of 72")
-            pause.click()
-            expect(page.get_by_role("button", name="▶")).to_be_visible()
-            assert _week(page) > 12, "playing should advance the weeks"
-            assert _randomised(page)[0] >= ps
+def _overlaps(boxes: dict[str, dict[str, float]]) -> list[str]:
+    found = []
+    names = list(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            p, q = boxes[a], boxes[b]
+            dx = min(p["x"] + p["width"], q["x"] + q["width"]) - max(p["x"], q["x"])
+            dy = min(p["y"] + p["height"], q["y"] + q["height"]) - max(p["y"], q["y"])
+            if dx > 1 and dy > 1:
+                found.append(f"{a} overlaps {b} by {dx:.0f}x{dy:.0f} px")
+    return found
 
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / "app.png"
-            page.wait_for_timeout(500)  # let the last render land
-            page.screenshot(path=str(shot), full_page=True)
-            record_property("screenshot", str(shot))
-            print(f"screenshot: {shot}")
-        finally:
-            browser.close()
+
+@pytest.mark.parametrize("address", ["?lesson=rural", "?view=plan"])
+def test_layout_at_1024x768_has_no_overlaps(app_url, browser, address):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=ACTION_TIMEOUT_MS)
+    page, problems = _page(browser, width=1024, height=768)
+    page.goto(app_url + address)
+    page.locator(".peersim-side").wait_for()
+    page.wait_for_timeout(800)  # let the charts size themselves
+    cards = page.locator(".peersim-side > .v-card, .peersim-main > .v-card, .peersim-header")
+    boxes = {}
+    for k in range(cards.count()):
+        box = cards.nth(k).bounding_box()
+        assert box, f"card {k} should be laid out"
+        title = cards.nth(k).inner_text().split("\n")[0][:40]
+        boxes[f"{k}: {title}"] = box
+    assert len(boxes) >= 4, f"the page's cards: {list(boxes)}"
+    assert _overlaps(boxes) == [], "no card overlaps another at 1024x768"
+    for name, box in boxes.items():
+        assert box["x"] >= 0, f"{name} should start inside the window: {box}"
+        assert box["x"] + box["width"] <= 1024 + 0.5, f"{name} should fit the window's width: {box}"
+    widest = page.evaluate("() => document.documentElement.scrollWidth")
+    assert widest <= 1024, f"no sideways scrolling at 1024 px (page is {widest} px wide)"
+    _shot(page, f"app_1024_{'plan' if 'plan' in address else 'lesson'}.png")
+    assert problems == [], f"no console errors: {problems}"

@@ -28,6 +28,7 @@ from markdown import markdown
 
 from analysis.app.charts import CLIENT_COLOURS, network_option
 from analysis.app.lessons import LESSONS, LESSONS_BY_KEY
+from analysis.app.markup import chart, html, table
 from analysis.app.teaching_model import MAX_TRIALS, SITE_CONTROLS, Control
 from analysis.app.views import final_result_rows, site_label, site_numbers, trial_so_far
 from analysis.app.workbench import Workbench
@@ -65,20 +66,6 @@ CSS = """
 .peersim-site-choice { flex-wrap: wrap; }
 .peersim-site-choice .v-btn { min-width: 34px !important; padding: 0 8px !important; }
 """
-
-
-def html(text: str, classes: str = "peersim-text") -> None:
-    """Markdown shown as HTML, rendered here: solara's Markdown loads KaTeX for
-    mathematics, whose files solara-assets lacks (404s in the console)."""
-    solara.HTML(
-        tag="div", unsafe_innerHTML=markdown(text, extensions=["tables"]), classes=[classes]
-    )
-
-
-def table(header: list[str], rows: list[list[str]], classes: str = "peersim-table") -> None:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    html("\n".join(lines), classes)
 
 
 @solara.component
@@ -431,11 +418,7 @@ def Trajectories(bench: Workbench, tick: int, edits: int) -> None:
     model = bench.model
     per_trial = _per_trial(model.n_trials)
     with solara.Card(f"The sites week by week ({per_trial})", classes=["peersim-trajectories"]):
-        solara.FigureEcharts(
-            bench.delivery_option(),
-            attributes={"style": "height: 330px; width: 100%;", "class": "peersim-delivery"},
-            responsive=True,
-        )
+        chart(bench.delivery_option(), "peersim-delivery", 330)
         html(
             "Each line is a site. **Engaged**: share of those randomised to peer support "
             "so far who engaged with their peer worker. **Sessions**: peer support "
@@ -454,11 +437,7 @@ def Fidelity(bench: Workbench, tick: int, edits: int) -> None:
     with solara.Card(
         "Fidelity to peer support principles, by domain", classes=["peersim-fidelity"]
     ):
-        solara.FigureEcharts(
-            bench.fidelity_option(),
-            attributes={"style": "height: 300px; width: 100%;", "class": "peersim-fidelity-chart"},
-            responsive=True,
-        )
+        chart(bench.fidelity_option(), "peersim-fidelity-chart", 300)
         html(
             "The trial's fidelity index has four domains (0 far from the manual, 1 as "
             "it describes): relationships built on shared experience, reciprocity, "
@@ -477,11 +456,7 @@ def Network(bench: Workbench, tick: int) -> None:
         title += f" (trial 1 of {model.n_trials})"
     with solara.Card(title, classes=["peersim-network"]):
         labels = {s: site_label(model, s).replace(": ", "\n") for s in model.site_names}
-        solara.FigureEcharts(
-            network_option(model.sim, labels),
-            attributes={"style": "height: 330px; width: 100%;", "class": "peersim-network-chart"},
-            responsive=True,
-        )
+        chart(network_option(model.sim, labels), "peersim-network-chart", 330)
         html(
             "Per site, top to bottom: the ward team (square), the coordinators "
             "(diamonds), the peer workers (circles) and their clients. Ward team and "
