@@ -21,7 +21,6 @@ from simulation.results import RECORDS
 
 # The 12-month result rows, in order.
 FINAL_RESULTS: tuple[str, ...] = ("readmit_ps", "readmit_uc", "itt_or", "readmit_2plus")
-ARMS: tuple[str, str] = ("peer_support", "usual_care")  # simulation.agents.ARMS order: 1, 0
 
 
 def site_measures(model: TeachingModel) -> dict[str, np.ndarray]:
